@@ -1,0 +1,3 @@
+"""fabray: forecasting OHT logistics delays in semiconductor fabs on Ray."""
+
+__version__ = "0.1.0"
