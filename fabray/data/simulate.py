@@ -1,0 +1,528 @@
+"""The fab-traffic simulator (DESIGN §2): a minute-step model of OHT traffic, one series per zone.
+
+Not noise with labels: each zone is a queue of transport requests served by its vehicles.
+
+- **Demand.** Requests arrive (Poisson) at a rate set by the zone's load, a daily profile, a lull
+  before and a surge after each shift change (06:00, 14:00, 22:00 by default; each surge's size
+  varies), lot-release waves that travel around the interbay ring, the zone's WIP (which a tool
+  PM raises for hours) and a slow random drift. Hot lots are extra requests that each hold a
+  vehicle until picked up (their priority is not modelled in the FIFO waits). The loop is
+  closed: tools starved of late lots issue fewer requests, so a jam stays finite.
+- **Service.** Capacity per minute = available vehicles × service rate × speed factor, where a
+  vehicle's cycle is approach + travel + load/unload; blocked rail segments, congested
+  neighbours and a nearly full stocker lengthen it. Requests are served first-in first-out, and
+  a completion's transport time is its wait in the queue plus its cycle, so queues build before
+  transport times rise (predictable), and waits outlast the cause (a breakdown's effect lasts).
+- **Failures.** Vehicles fault (more often when busy) and are repaired; a faulted vehicle may be
+  stuck on the rail and block a segment until towed. Segments also block with no precursor and
+  clear later: those delays cannot be foreseen, so no model reaches 100%.
+- **Spill-over.** Zones sit on a ring (the interbay loop): a congested zone slows its two
+  neighbours a minute later, and borrows some of their idle vehicles.
+
+The loop runs over minutes with numpy arrays over zones; everything that does not depend on the
+queue state (demand, hot lots, PM, WIP, spontaneous blockages) is drawn up front, vectorised.
+FIFO waiting times are computed after the loop from cumulative arrivals and completions. Pure
+numpy/pandas: no ray, no files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fabray import schema
+from fabray.config import SimulationConfig, TaskConfig
+from fabray.data.targets import delay_events, delay_targets
+from fabray.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+MINUTES_PER_DAY = 1440
+
+# Share of the nominal (free-flow) transport time spent on each leg of a vehicle's cycle.
+_APPROACH_SHARE, _TRAVEL_SHARE, _HANDLING_SHARE = 0.15, 0.6, 0.25
+_STOCKER_SLOW_FILL = 0.85  # above this stocker occupancy, hand-offs slow down
+_STOCKER_PENALTY_S = 60.0  # extra hand-off seconds at a full stocker
+_CONGESTED_BACKLOG_MIN = 10.0  # a queue worth this many minutes of capacity = fully congested
+_WIP_TIME_CONSTANT_MIN = 90.0  # how fast WIP follows its target
+_DEMAND_NOISE_CORR_MIN = 60.0  # correlation time of the slow demand drift
+_WIP_NOISE = 0.08  # relative standard deviation of WIP's random walk around its target
+_WIP_DEMAND_ELASTICITY = 0.3  # demand ∝ (WIP / base WIP) ** this
+_THROTTLE_BACKLOG_MIN = 20.0  # a queue worth this many minutes of capacity halves new requests
+_WAVE_LAG_MIN = 7.0  # minutes for a lot-release wave to reach the next zone on the ring
+_WAVE_WIDTH_MIN = 12.0  # standard deviation of a lot-release wave's bump, minutes
+_SHIFT_LULL = 0.2  # demand dip in the 20 minutes before a shift change
+_SHIFT_LULL_MIN = 20
+_HOT_PICKUP_PROB = 0.6  # chance per minute a waiting hot lot is picked up (with a vehicle idle)
+
+
+@dataclass(frozen=True)
+class SimulationSize:
+    """How much to simulate: `zones` series of `minutes` each, the last zone trimmed to `rows`."""
+
+    zones: int
+    minutes: int
+    rows: int
+
+    def __post_init__(self) -> None:
+        if self.zones < 1 or self.minutes < 1:
+            raise BadInputError(
+                f"a simulation needs at least one zone and one minute. "
+                f"Received: zones={self.zones}, minutes={self.minutes}"
+            )
+        if not (self.zones - 1) * self.minutes < self.rows <= self.zones * self.minutes:
+            raise BadInputError(
+                f"rows must trim only the last zone's tail: "
+                f"{(self.zones - 1) * self.minutes} < rows <= {self.zones * self.minutes}. "
+                f"Received: rows={self.rows}"
+            )
+
+
+#: Presets: (zones, total rows). `tiny` keeps 3 days per zone whatever the zone count; the others
+#: keep their exact row count (the seed's sample counts): minutes = ceil(rows / zones), and the
+#: last zone's tail is trimmed by zones × minutes − rows (< zones) minutes.
+PRESET_ZONES: dict[str, int] = {"tiny": 4, "poc": 16, "1m": 16, "1.5m": 16}
+PRESET_ROWS: dict[str, int | None] = {"tiny": None, "poc": 781_163, "1m": 1_000_000, "1.5m": 1_500_000}
+TINY_MINUTES = 3 * MINUTES_PER_DAY
+MIN_MINUTES = MINUTES_PER_DAY
+
+
+def preset_size(preset: str, zones: int | None = None) -> SimulationSize:
+    """The size of a preset, optionally with another zone count (see PRESET_ROWS)."""
+    if preset not in PRESET_ZONES:
+        raise BadInputError(f"unknown preset; expected one of {sorted(PRESET_ZONES)}. Received: {preset!r}")
+    zones = PRESET_ZONES[preset] if zones is None else int(zones)
+    if zones < 1:
+        raise BadInputError(f"zones must be >= 1. Received: zones={zones}")
+    rows = PRESET_ROWS[preset]
+    if rows is None:
+        return SimulationSize(zones=zones, minutes=TINY_MINUTES, rows=zones * TINY_MINUTES)
+    minutes = math.ceil(rows / zones)
+    if minutes < MIN_MINUTES:
+        raise BadInputError(
+            f"preset {preset!r} with {zones} zones leaves {minutes} minutes per zone; at least "
+            f"{MIN_MINUTES} (one day) are needed. Received: zones={zones}"
+        )
+    return SimulationSize(zones=zones, minutes=minutes, rows=rows)
+
+
+def zone_names(zones: int) -> list[str]:
+    """'Z01', 'Z02', … (wider numbers past 99 zones)."""
+    width = max(2, len(str(zones)))
+    return [f"Z{i + 1:0{width}d}" for i in range(zones)]
+
+
+def simulate_preset(
+    preset: str, seed: int = 0, zones: int | None = None, config: SimulationConfig | None = None
+) -> pd.DataFrame:
+    """Simulate a preset. Zone count: `zones` if given, else `config.zones`, else the preset's."""
+    config = config or SimulationConfig()
+    size = preset_size(preset, zones if zones is not None else config.zones)
+    return simulate(size, config, seed)
+
+
+def simulate(size: SimulationSize, config: SimulationConfig, seed: int = 0) -> pd.DataFrame:
+    """Simulate `size.zones` zones for `size.minutes` minutes: the DESIGN §2 frame.
+
+    Columns: timestamp, zone, then schema.FEATURES in order; rows sorted by zone then timestamp,
+    no gaps. Counts are int64; the rest float64; transport_time_s is NaN exactly where
+    completions == 0. Same seed → identical frame.
+    """
+    rng = np.random.default_rng(seed)
+    n_zones, n_min = size.zones, size.minutes
+    names = zone_names(n_zones)
+    zone = _draw_zones(rng, names, config)
+    exo = _exogenous(rng, n_min, zone, config)
+    state = _run_queue(rng, n_min, zone, exo, config)
+
+    wait_s = _fifo_wait_s(state["requests"], state["completions"])  # [T, Z]
+    served = state["completions"]
+    noise = rng.standard_normal((n_min, n_zones)) * config.transport_noise_s
+    with np.errstate(invalid="ignore", divide="ignore"):
+        transport_time = wait_s + state["cycle_s"] + noise / np.sqrt(served)
+    transport_time = np.where(served > 0, np.maximum(transport_time, 0.3 * state["cycle_s"]), np.nan)
+
+    columns: dict[str, np.ndarray] = {
+        "requests": state["requests"],
+        "completions": served,
+        "queue_len": state["queue_len"],
+        "vehicles_idle": state["vehicles_idle"],
+        "vehicle_util": state["vehicle_util"],
+        "vehicles_down": state["vehicles_down"],
+        "blocked_segments": state["blocked_segments"],
+        "mean_speed": state["mean_speed"],
+        "wip_lots": np.rint(exo.wip + state["queue_len"]),
+        "stocker_fill": exo.stocker_fill,
+        "hot_lots": state["hot_lots"],
+        schema.TRANSPORT_TIME: transport_time,
+    }
+    timestamps = pd.date_range(pd.Timestamp(config.start).floor("min"), periods=n_min, freq="min")
+    frame = pd.DataFrame(
+        {
+            schema.TIMESTAMP: np.tile(timestamps.values, n_zones),
+            schema.ZONE: pd.array(np.repeat(names, n_min), dtype="str"),
+        }
+    )
+    for name in schema.FEATURES:
+        values = columns[name].T.reshape(-1)  # zone-major, like the rows
+        if name in schema.COUNT_FEATURES:
+            frame[name] = values.astype(np.int64)
+        else:
+            frame[name] = values.astype(np.float64)
+    if size.rows < len(frame):
+        frame = frame.iloc[: size.rows].reset_index(drop=True)
+    logger.debug("simulated %d rows: %d zones × %d minutes (seed %d)", len(frame), n_zones, n_min, seed)
+    return frame
+
+
+# ---------------------------------------------------------------------------- zones
+
+
+@dataclass(frozen=True)
+class _Zones:
+    names: list[str]
+    vehicles: np.ndarray  # [Z] int
+    nominal_s: np.ndarray  # [Z] free-flow transport time, seconds
+    load: np.ndarray  # [Z] demand / free-flow capacity
+    wip_base: np.ndarray  # [Z] lots
+    fill_base: np.ndarray  # [Z] stocker occupancy at base WIP
+
+
+def _draw_zones(rng: np.random.Generator, names: list[str], config: SimulationConfig) -> _Zones:
+    n = len(names)
+    spread = config.zone_spread
+
+    def vary() -> np.ndarray:
+        return 1.0 + rng.uniform(-spread, spread, n)
+
+    unknown = sorted(set(config.nominal_by_zone_s) - set(names))
+    if unknown:
+        raise BadInputError(
+            f"simulation.nominal_by_zone_s names zones that are not simulated "
+            f"(zones are {names[0]}..{names[-1]}). Received: {unknown}"
+        )
+    vehicles = np.maximum(2, np.rint(config.vehicles_per_zone * vary())).astype(np.int64)
+    nominal = config.nominal_transport_time_s * vary()
+    for i, name in enumerate(names):
+        if name in config.nominal_by_zone_s:
+            nominal[i] = float(config.nominal_by_zone_s[name])
+    load = config.base_load * vary()
+    wip_base = config.wip_lots_per_zone * vary()
+    fill_base = np.clip(0.35 + 0.4 * (wip_base / config.stocker_capacity_lots) + rng.uniform(-0.1, 0.1, n), 0.1, 0.8)
+    return _Zones(names, vehicles, nominal, load, wip_base, fill_base)
+
+
+# ---------------------------------------------------------------------------- exogenous drivers
+
+
+@dataclass(frozen=True)
+class _Exogenous:
+    demand: np.ndarray  # [T, Z] open-loop request rate per minute (hot lots excluded)
+    hot_arrivals: np.ndarray  # [T, Z] int
+    wip: np.ndarray  # [T, Z] lots waiting for tools (before the transport queue)
+    stocker_fill: np.ndarray  # [T, Z] in [0, 1]
+    handling_extra_s: np.ndarray  # [T, Z] slower hand-offs at a nearly full stocker
+    new_blockages: np.ndarray  # [T, Z] int: segments blocking with no precursor
+    uniform: np.ndarray  # [T, Z] for stochastic rounding of capacity
+
+
+def _exogenous(rng: np.random.Generator, n_min: int, zone: _Zones, config: SimulationConfig) -> _Exogenous:
+    n_zones = len(zone.names)
+    start = pd.Timestamp(config.start)
+    minute0 = start.hour * 60 + start.minute
+    abs_min = minute0 + np.arange(n_min)  # [T] minutes since the first midnight
+    hour = (abs_min % MINUTES_PER_DAY) / 60.0
+
+    # Daily profile: busier in the day shift, quiet before dawn.
+    profile = (
+        1.0
+        + 0.12 * np.sin(2 * np.pi * (hour - 8.0) / 24.0)
+        + 0.05 * np.sin(4 * np.pi * (hour - 3.0) / 24.0)
+    )[:, None]  # [T, 1]
+
+    shift = _shift_factor(rng, abs_min, n_zones, config)  # [T, Z]
+    wave = _lot_release_waves(rng, n_min, n_zones, config)  # [T, Z]
+    pm_active = _pm_periods(rng, n_min, n_zones, config)  # [T, Z] bool
+
+    # WIP follows a target (raised during PM) with a lag, plus a random walk; demand drifts slowly.
+    wip = np.empty((n_min, n_zones))
+    drift = np.empty((n_min, n_zones))
+    target = zone.wip_base[None, :] * (1.0 + config.pm_wip_gain * pm_active)
+    a_wip = 1.0 / _WIP_TIME_CONSTANT_MIN
+    phi = math.exp(-1.0 / _DEMAND_NOISE_CORR_MIN)
+    wip_eps = rng.standard_normal((n_min, n_zones)) * (_WIP_NOISE * math.sqrt(2 * a_wip) * zone.wip_base)[None, :]
+    drift_eps = rng.standard_normal((n_min, n_zones)) * (config.demand_noise * math.sqrt(1 - phi * phi))
+    w = zone.wip_base * (1 + rng.uniform(-0.1, 0.1, n_zones))
+    d = rng.standard_normal(n_zones) * config.demand_noise
+    for t in range(n_min):
+        w = w + a_wip * (target[t] - w) + wip_eps[t]
+        d = phi * d + drift_eps[t]
+        wip[t] = w
+        drift[t] = d
+    wip = np.maximum(wip, 0.0)
+
+    stocker_fill = np.clip(
+        zone.fill_base[None, :] + (wip - zone.wip_base[None, :]) / config.stocker_capacity_lots
+        + rng.normal(0.0, 0.005, (n_min, n_zones)),
+        0.0, 1.0,
+    )
+    handling_extra_s = _STOCKER_PENALTY_S * np.clip(
+        (stocker_fill - _STOCKER_SLOW_FILL) / (1.0 - _STOCKER_SLOW_FILL), 0.0, 1.0
+    )
+
+    free_capacity = zone.vehicles * 60.0 / zone.nominal_s  # [Z] transports per minute
+    rate = (
+        (zone.load * free_capacity)[None, :]
+        * profile
+        * shift
+        * (1.0 + wave)
+        * (wip / zone.wip_base[None, :]) ** _WIP_DEMAND_ELASTICITY
+        * np.exp(drift - 0.5 * config.demand_noise**2)
+    )  # [T, Z]
+    hot = rng.poisson(config.hot_lots_per_hour / 60.0, (n_min, n_zones))
+    new_blockages = rng.poisson(config.blockages_per_day / MINUTES_PER_DAY, (n_min, n_zones))
+    return _Exogenous(
+        demand=rate,
+        hot_arrivals=hot.astype(np.int64),
+        wip=wip,
+        stocker_fill=stocker_fill,
+        handling_extra_s=handling_extra_s,
+        new_blockages=new_blockages.astype(np.int64),
+        uniform=rng.random((n_min, n_zones)),
+    )
+
+
+def _shift_factor(
+    rng: np.random.Generator, abs_min: np.ndarray, n_zones: int, config: SimulationConfig
+) -> np.ndarray:
+    """Demand multiplier [T, Z]: a lull before each shift change, a surge (size varies) after."""
+    factor = np.ones((len(abs_min), n_zones))
+    tau = config.shift_surge_min
+    n_days = int(abs_min[-1] // MINUTES_PER_DAY) + 2
+    for h in config.shift_change_hours:
+        since = abs_min - 60 * h  # [T]
+        event = since // MINUTES_PER_DAY + 1  # index of the latest change at this hour
+        x = (since % MINUTES_PER_DAY).astype(np.float64)
+        size = rng.lognormal(0.0, 0.45, (n_days + 1, n_zones))  # per change and zone
+        surge = config.shift_surge_gain * size[event] * ((x / tau) * np.exp(1.0 - x / tau))[:, None]
+        lull = np.where(x >= MINUTES_PER_DAY - _SHIFT_LULL_MIN, _SHIFT_LULL, 0.0)[:, None]
+        factor = factor * (1.0 + surge) * (1.0 - lull)
+    return factor
+
+
+def _lot_release_waves(rng: np.random.Generator, n_min: int, n_zones: int, config: SimulationConfig) -> np.ndarray:
+    """Extra demand [T, Z] from fab-wide lot releases reaching zone z `z × lag` minutes later."""
+    interval = config.lot_release_interval_min
+    releases = np.arange(interval / 2, n_min + interval, interval)
+    releases = releases + rng.uniform(-0.25, 0.25, len(releases)) * interval
+    amplitude = config.lot_release_gain * rng.lognormal(0.0, 0.3, len(releases))
+    impulses = np.zeros((n_min, n_zones))
+    for z in range(n_zones):  # one vectorised scatter per zone
+        t = np.rint(releases + z * _WAVE_LAG_MIN).astype(np.int64)
+        ok = (t >= 0) & (t < n_min)
+        np.add.at(impulses[:, z], t[ok], amplitude[ok])
+    half = int(4 * _WAVE_WIDTH_MIN)
+    offsets = np.arange(-half, half + 1)
+    kernel = np.exp(-0.5 * (offsets / _WAVE_WIDTH_MIN) ** 2)
+    kernel = kernel / kernel.max()
+    wave = np.zeros_like(impulses)
+    for k, off in zip(kernel, offsets):  # convolution along time, all zones at once
+        if off >= 0:
+            wave[off:] += k * impulses[: n_min - off]
+        else:
+            wave[:off] += k * impulses[-off:]
+    return wave
+
+
+def _pm_periods(rng: np.random.Generator, n_min: int, n_zones: int, config: SimulationConfig) -> np.ndarray:
+    """Boolean [T, Z]: a tool in the zone is under preventive maintenance."""
+    active = np.zeros((n_min, n_zones), dtype=bool)
+    starts_t, starts_z = np.nonzero(rng.random((n_min, n_zones)) < config.pm_per_day / MINUTES_PER_DAY)
+    durations = np.rint(rng.uniform(0.5, 1.5, len(starts_t)) * config.pm_duration_h * 60).astype(np.int64)
+    for t, z, dur in zip(starts_t, starts_z, durations):  # a few events per zone-day
+        active[t : t + dur, z] = True
+    return active
+
+
+# ---------------------------------------------------------------------------- the queue
+
+
+def _run_queue(
+    rng: np.random.Generator, n_min: int, zone: _Zones, exo: _Exogenous, config: SimulationConfig
+) -> dict[str, np.ndarray]:
+    """Minute-by-minute requests, vehicles, failures, blockages and the FIFO queue, over zones.
+
+    Two feedbacks keep a jam finite, as dispatchers and the fab's own flow do: tools starved of
+    lots issue fewer requests (closed loop), and a congested zone borrows idle vehicles from its
+    ring neighbours (who then have fewer).
+    """
+    n_zones = len(zone.names)
+    vehicles = zone.vehicles.astype(np.float64)
+    approach0 = _APPROACH_SHARE * zone.nominal_s  # [Z] seconds
+    travel0 = _TRAVEL_SHARE * zone.nominal_s
+    handling0 = _HANDLING_SHARE * zone.nominal_s
+    fault_rate = config.breakdowns_per_vehicle_day / MINUTES_PER_DAY
+    repair_p = 1.0 - math.exp(-1.0 / config.repair_time_min)
+    tow_p = 1.0 - math.exp(-1.0 / config.tow_time_min)
+    clear_p = 1.0 - math.exp(-1.0 / config.blockage_clear_min)
+    speed_noise = rng.normal(0.0, 0.03, (n_min, n_zones))
+    ring = n_zones >= 2
+    left = np.roll(np.arange(n_zones), 1)  # with 2 zones, both neighbours are the other zone
+    right = np.roll(np.arange(n_zones), -1)
+
+    out = {
+        name: np.zeros((n_min, n_zones), dtype=dtype)
+        for name, dtype in (
+            ("requests", np.int64), ("completions", np.int64), ("queue_len", np.int64),
+            ("vehicles_idle", np.int64), ("vehicle_util", np.float64), ("vehicles_down", np.int64),
+            ("blocked_segments", np.int64), ("mean_speed", np.float64), ("hot_lots", np.int64),
+            ("cycle_s", np.float64),
+        )
+    }
+    queue = np.zeros(n_zones, dtype=np.int64)
+    hot_queue = np.zeros(n_zones, dtype=np.int64)
+    down = np.zeros(n_zones, dtype=np.int64)
+    stuck = np.zeros(n_zones, dtype=np.int64)  # segments blocked by a stuck vehicle
+    blocked = np.zeros(n_zones, dtype=np.int64)  # segments blocked with no precursor
+    util = np.full(n_zones, config.base_load)
+    idle = vehicles * (1.0 - config.base_load)
+    congestion = np.zeros(n_zones)  # 0..1: queue / (capacity × _CONGESTED_BACKLOG_MIN)
+    backlog_min = np.zeros(n_zones)  # queue in minutes of capacity
+    segments = config.segments_per_zone
+
+    for t in range(n_min):
+        # Speed: blocked segments, a congested neighbour on the ring, and the zone's own traffic.
+        n_blocked = np.minimum(stuck + blocked, segments)
+        spill = config.spillover * np.maximum(congestion[left], congestion[right]) if ring else 0.0
+        speed = (1.0 - config.blockage_slowdown) ** n_blocked * (1.0 - spill) * (1.0 - 0.05 * util)
+        speed = np.maximum(speed, 0.05)
+        # Vehicles: own minus faulted, plus idle ones borrowed from / lent to congested neighbours.
+        available = vehicles - down
+        if ring:
+            spare = np.maximum(idle, 0.0) * config.rebalance
+            borrowed = congestion * 0.5 * (spare[left] + spare[right])
+            lent = spare * 0.5 * (congestion[left] + congestion[right])
+            available = np.maximum(available + borrowed - lent, 0.0)
+        # Cycle: fewer idle vehicles → the nearest one is further away; a full stocker is slow.
+        approach_s = approach0 / speed * (1.0 + 0.5 / (1.0 + idle))
+        cycle_s = approach_s + travel0 / speed + handling0 + exo.handling_extra_s[t]
+        hot_waiting = hot_queue + exo.hot_arrivals[t]
+        usable = np.maximum(available - 0.5 * hot_waiting, 0.0)  # a hot lot holds a vehicle
+        capacity = usable * 60.0 / cycle_s  # transports per minute
+        # Closed loop: tools waiting on late lots issue fewer new requests.
+        throttle = 1.0 / (1.0 + backlog_min / _THROTTLE_BACKLOG_MIN)
+        requests = rng.poisson(exo.demand[t] * throttle) + exo.hot_arrivals[t]
+        backlog = queue + requests
+        served = np.minimum(backlog, np.floor(capacity + exo.uniform[t]).astype(np.int64))
+        queue = backlog - served
+        # A hot lot waits for the nearest vehicle: longer when none is idle.
+        pickup_p = np.where(idle >= 1.0, _HOT_PICKUP_PROB, 0.5 * _HOT_PICKUP_PROB)
+        hot_served = np.minimum(rng.binomial(hot_waiting, pickup_p), served)
+        hot_queue = np.minimum(hot_waiting - hot_served, queue)
+        busy = np.minimum(served * cycle_s / 60.0, available)  # Little's law
+        util = np.minimum(busy / vehicles, 1.0)
+        idle = available - busy
+        backlog_min = queue / np.maximum(capacity, 0.1)
+        congestion = np.minimum(backlog_min / _CONGESTED_BACKLOG_MIN, 1.0)
+
+        out["requests"][t] = requests
+        out["completions"][t] = served
+        out["queue_len"][t] = queue
+        out["vehicles_idle"][t] = np.floor(np.maximum(idle, 0.0) + 1e-9)
+        out["vehicle_util"][t] = util
+        out["vehicles_down"][t] = down
+        out["blocked_segments"][t] = n_blocked
+        out["mean_speed"][t] = config.base_speed_m_s * speed * (1.0 + speed_noise[t])
+        out["hot_lots"][t] = hot_queue
+        out["cycle_s"][t] = cycle_s
+
+        # Faults (more when busy), repairs, stuck vehicles towed, blockages clearing.
+        own_up = np.maximum(zone.vehicles - down, 0)
+        faults = rng.binomial(own_up, np.minimum(fault_rate * (0.5 + util), 1.0))
+        new_stuck = rng.binomial(faults, config.stuck_probability)
+        down = down + faults - rng.binomial(down, repair_p)
+        stuck = stuck + new_stuck - rng.binomial(stuck, tow_p)
+        blocked = blocked + exo.new_blockages[t] - rng.binomial(blocked, clear_p)
+
+    out["mean_speed"] = np.maximum(out["mean_speed"], 0.0)
+    return out
+
+
+def _fifo_wait_s(requests: np.ndarray, completions: np.ndarray) -> np.ndarray:
+    """Mean queue wait (seconds) of each minute's completions, first-in first-out. [T, Z]
+
+    The k-th request of a zone arrives in minute searchsorted(cum_requests, k, 'right') and
+    is completed in minute searchsorted(cum_completions, k, 'right'); the wait is the difference.
+    """
+    n_min, n_zones = requests.shape
+    wait = np.zeros((n_min, n_zones))
+    minutes = np.arange(n_min)
+    for z in range(n_zones):  # one vectorised pass per zone
+        served = completions[:, z]
+        done_min = np.repeat(minutes, served)  # [N] minute each completed request finished
+        arrived_min = np.repeat(minutes, requests[:, z])[: len(done_min)]  # FIFO: same order
+        total = np.bincount(done_min, weights=(done_min - arrived_min) * 60.0, minlength=n_min)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wait[:, z] = np.where(served > 0, total / np.maximum(served, 1), 0.0)
+    return wait
+
+
+# ---------------------------------------------------------------------------- targets and summary
+
+
+def zone_nominal_s(frame: pd.DataFrame, task: TaskConfig | None = None) -> dict[str, float]:
+    """Each zone's nominal transport time: from `task` when given there, else its median."""
+    configured = (task.nominal_transport_time_s if task else None) or {}
+    medians = frame.groupby(schema.ZONE, sort=False)[schema.TRANSPORT_TIME].median()
+    return {str(z): float(configured.get(str(z), m)) for z, m in medians.items()}
+
+
+def delay_labels(frame: pd.DataFrame, task: TaskConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(delay_s, delay_event) per row, computed zone by zone with fabray.data.targets.
+
+    The frame must be sorted by zone then timestamp with no gaps (as `simulate` writes it).
+    NaN where the target is undefined (the last `horizon` minutes of a zone).
+    """
+    task = task or TaskConfig()
+    nominal = zone_nominal_s(frame, task)
+    delay = np.full(len(frame), np.nan)
+    zones = frame[schema.ZONE].to_numpy()
+    tt = frame[schema.TRANSPORT_TIME].to_numpy(dtype=np.float64)
+    bounds = np.flatnonzero(zones[1:] != zones[:-1]) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
+        delay[lo:hi] = delay_targets(tt[lo:hi], nominal[str(zones[lo])], task.horizon)
+    return delay, delay_events(delay, task.sla_delay_s)
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    rows: int
+    zones: int
+    minutes: int  # per zone (the longest)
+    event_rate: float  # share of defined windows with delay_event = 1
+    empty_minutes: float  # share of rows with no completions (transport_time_s NaN)
+
+    def line(self) -> str:
+        return (
+            f"{self.rows:,} rows: {self.zones} zones × {self.minutes:,} minutes; "
+            f"delay-event rate {self.event_rate:.1%}; minutes with no completions "
+            f"{self.empty_minutes:.2%}"
+        )
+
+
+def summarize(frame: pd.DataFrame, task: TaskConfig | None = None) -> SimulationSummary:
+    """Rows, zones, minutes per zone and the delay-event rate of a simulated frame."""
+    _, events = delay_labels(frame, task)
+    defined = ~np.isnan(events)
+    counts = frame.groupby(schema.ZONE, sort=False).size()
+    return SimulationSummary(
+        rows=len(frame),
+        zones=int(len(counts)),
+        minutes=int(counts.max()) if len(counts) else 0,
+        event_rate=float(events[defined].mean()) if defined.any() else float("nan"),
+        empty_minutes=float(frame[schema.TRANSPORT_TIME].isna().mean()),
+    )
