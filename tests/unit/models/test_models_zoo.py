@@ -1,0 +1,178 @@
+"""The shared checker, run for every model in the registry (tiny sizes, lookback 20).
+
+Each model must: map `[B, L, F]` to `[B, 1]` float32 (also under mixed_float16); learn (its loss
+falls on a tiny fixed batch); save to `.keras` and load back with identical outputs; and
+round-trip its configs (the hyper-parameter dataclass, and every custom layer's get_config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from fabray.models import MODELS, build_model, make_config, model_loss, model_table
+
+LOOKBACK = 20
+N_FEATURES = 12
+
+#: Tiny sizes per model, through the same overrides the config uses.
+TINY: dict[str, dict] = {
+    "lstm": {"lstm_units": [8, 8, 4], "head_units": [8], "dropout": 0.0},
+    "gru": {"gru_units": [8, 8, 4], "head_units": [8], "dropout": 0.0},
+    "cnn_lstm": {"conv_filters": 4, "kernel_sizes": [3, 5], "lstm_units": [8, 4],
+                 "head_units": [8], "dropout": 0.0},
+    "spike": {"conv_filters": 8, "num_heads": 2, "key_dim": 4, "bilstm_units": 8,
+              "head_units": [8], "dropout": 0.0},
+    "rule": {"lstm_units": 4, "head_units": [8, 4]},
+    "patchtst": {"patch_len": 5, "stride": 5, "num_layers": 1, "num_heads": 2, "d_model": 8,
+                 "d_ff": 16, "dropout": 0.0},
+}
+
+EXPECTED_MODELS = ("lstm", "gru", "cnn_lstm", "spike", "rule", "patchtst")
+
+
+def test_registry_lists_the_six_models_and_each_has_tiny_sizes() -> None:
+    assert tuple(MODELS) == EXPECTED_MODELS
+    assert set(TINY) == set(MODELS)
+
+
+@pytest.fixture(params=list(MODELS))
+def name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def _tiny(name: str) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return build_model(name, LOOKBACK, N_FEATURES, TINY[name])
+
+
+def _batch(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, LOOKBACK, N_FEATURES)).astype("float32")  # [B, L, F]
+    y = (x[:, -5:, 2].mean(axis=1) > 0).astype("float32")[:, None]  # [B, 1], learnable
+    return x, y
+
+
+def test_output_is_one_float32_score_per_window(name: str) -> None:
+    model = _tiny(name)
+    x, _ = _batch(5)
+    y = model.predict_on_batch(x)
+    assert y.shape == (5, 1)
+    assert y.dtype == np.float32
+    assert np.all(np.isfinite(y))
+    assert model.input_shape == (None, LOOKBACK, N_FEATURES)
+
+
+def test_output_stays_float32_under_mixed_precision(name: str) -> None:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = _tiny(name)
+        y = model(_batch(3)[0])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert tuple(y.shape) == (3, 1)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+
+
+def test_loss_falls_on_a_tiny_fixed_batch(name: str) -> None:
+    _check_loss_falls(name, "event")
+
+
+@pytest.mark.parametrize("name", ["lstm", "rule"])
+def test_loss_falls_for_the_delay_task(name: str) -> None:
+    _check_loss_falls(name, "delay")
+
+
+def _check_loss_falls(name: str, task: str) -> None:
+    model = _tiny(name)
+    x, y = _batch(16)
+    if task == "delay":
+        y = 3.0 * x[:, -5:, 2].mean(axis=1, keepdims=True)  # [B, 1]
+    loss = model_loss(name, task)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+    before = float(loss(y, model(x, training=False)))  # eager: no second graph to trace
+    for _ in range(20):
+        model.train_on_batch(x, y)
+    after = float(loss(y, model(x, training=False)))
+    assert after < 0.9 * before, f"{name}/{task}: loss {before:.4f} -> {after:.4f}"
+
+
+def test_save_and_load_give_identical_outputs(name: str, tmp_path) -> None:
+    model = _tiny(name)
+    x, _ = _batch(8)
+    # Move every weight off its initializer (the rule model's correction starts at exactly
+    # zero), so a weight that failed to load would show.
+    rng = np.random.default_rng(1)
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape) for w in model.get_weights()])
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(loaded.predict_on_batch(x), model.predict_on_batch(x))
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+
+
+def test_hyper_parameter_dataclass_round_trips(name: str) -> None:
+    cfg = make_config(name, TINY[name])
+    assert dataclasses.is_dataclass(cfg)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(cfg, dataclasses.fields(cfg)[0].name, None)
+    as_dict = dataclasses.asdict(cfg)
+    assert make_config(name, as_dict) == cfg
+    # Through JSON too (what a run directory stores): lists come back, tuples are restored.
+    assert make_config(name, json.loads(json.dumps(as_dict))) == cfg
+    # The overrides took effect.
+    for key, value in TINY[name].items():
+        got = getattr(cfg, key)
+        assert (list(got) if isinstance(got, tuple) else got) == value
+
+
+def test_custom_layers_round_trip_through_get_config(name: str) -> None:
+    model = _tiny(name)
+    custom = [layer for layer in model.layers if type(layer).__module__.startswith("fabray.")]
+    if name != "lstm":  # lstm is built from stock layers only
+        assert custom, f"{name}: expected at least one fabray layer"
+    for layer in custom:
+        config = layer.get_config()
+        clone = type(layer).from_config(config)
+        assert clone.get_config() == config
+        registered = keras.saving.get_registered_object(
+            keras.saving.get_registered_name(type(layer))
+        )
+        assert registered is type(layer)
+
+
+def test_default_full_size_models_build_and_report_exact_params() -> None:
+    # Hand counts of the default architectures (DESIGN §3), F = 12 features:
+    lstm = lambda units, inp: 4 * (units * (inp + units) + units)  # noqa: E731
+    gru = lambda units, inp: 3 * (units * (inp + units) + 2 * units)  # noqa: E731 (reset_after)
+    dense = lambda out, inp: inp * out + out  # noqa: E731
+    norm = lambda width: 2 * width  # noqa: E731
+    expected = {
+        "lstm": lstm(128, 12) + lstm(128, 128) + lstm(64, 128)
+        + dense(128, 64) + dense(64, 128) + dense(1, 64),
+        "gru": gru(128, 12) + dense(128, 12) + norm(128)
+        + gru(128, 128) + norm(128)
+        + gru(64, 128) + dense(64, 128) + norm(64)
+        + dense(64, 64) + dense(1, 64),
+        "cnn_lstm": sum(12 * 64 * k + 64 for k in (3, 5, 7))
+        + lstm(128, 192) + lstm(64, 128) + dense(64, 64) + dense(1, 64),
+        "spike": (12 * 128 * 5 + 128)  # Conv1D(128, 5)
+        + 3 * dense(4 * 32, 128) + dense(128, 4 * 32) + norm(128)  # MHA 4×32 + LayerNorm
+        + 2 * lstm(128, 128) + dense(64, 256) + dense(1, 64),
+        "rule": lstm(32, 12) + dense(64, 32) + dense(32, 64) + dense(1, 32),
+    }
+    rows = {row["name"]: row for row in model_table(100, 12, repeats=0)}
+    assert set(rows) == set(MODELS)
+    for model_name, count in expected.items():
+        assert rows[model_name]["params"] == count, model_name
+        assert rows[model_name]["ratio_to_claim"] == pytest.approx(
+            count / MODELS[model_name].seed_param_claim
+        )
+    assert rows["patchtst"]["params"] > 0 and rows["patchtst"]["seed_param_claim"] is None
+    # The rule layer adds no weights: every rule-model parameter is the learned correction.
+    assert rows["rule"]["trainable_params"] == rows["rule"]["params"]
