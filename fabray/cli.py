@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,24 +17,191 @@ from fabray.errors import BadInputError
 
 logger = logging.getLogger("fabray")
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the design's training backend
+
 
 # ---------------------------------------------------------------------------- sub-commands
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    raise NotImplementedError("simulate")  # filled in by the simulator work
+    from pathlib import Path
+
+    from fabray.config import load_config
+    from fabray.data import io
+    from fabray.data.simulate import delay_labels, simulate_preset, summarize, zone_nominal_s
+
+    io.table_format(args.out)  # Parquet or CSV by extension, else BadInputError before any work
+    if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
+        raise BadInputError(f"--plot must end in .png. Received: {args.plot}")
+    if args.zones is not None and args.zones < 1:
+        raise BadInputError(f"--zones must be >= 1. Received: {args.zones}")
+    config = load_config(args.config)
+    frame = simulate_preset(args.preset, seed=args.seed, zones=args.zones, config=config.simulation)
+    out = io.write_table(frame, args.out)
+    summary = summarize(frame, config.task)
+    print(f"{out}: {summary.line()}")
+    if args.plot is not None:
+        from fabray.data.plot import plot_zone_day
+
+        _, events = delay_labels(frame, config.task)
+        fig = plot_zone_day(frame, events, zone_nominal_s(frame, config.task), config.task.sla_delay_s)
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110)
+        logger.info("drew %s", args.plot)
+    return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    raise NotImplementedError("validate")  # filled in by the validator work
+    from fabray import schema
+    from fabray.data import io, validate
+
+    if args.max_errors < 1:
+        raise BadInputError(f"--max-errors must be at least 1. Received: {args.max_errors}")
+    frame = io.read_table(args.path, text_columns=(schema.ZONE,))
+    report = validate.validate_frame(frame, max_rows=args.max_errors)
+    if not report.ok:
+        raise BadInputError(report.format(source=args.path))  # printed on stderr, exit 2
+    print(report.format(source=args.path))
+    return 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    raise NotImplementedError("models")  # filled in by the models work
+    import json
+    from pathlib import Path
+
+    from fabray import schema
+    from fabray.config import load_config
+    from fabray.models import MODELS, get_spec, model_table
+
+    if args.repeats < 0 or args.batch_size < 1:
+        raise BadInputError(
+            f"--repeats must be >= 0 and --batch-size >= 1. "
+            f"Received: --repeats {args.repeats}, --batch-size {args.batch_size}"
+        )
+    config = load_config(args.config)
+    overrides = config.models.overrides
+    for name in overrides:
+        get_spec(name)  # an unknown model name in the config → exit 2
+    names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else list(MODELS)
+    for name in names:
+        get_spec(name)
+    lookback, n_features = config.task.lookback, len(schema.FEATURES)
+    rows = model_table(lookback, n_features, overrides, names, args.repeats, args.batch_size)
+
+    batch_key = f"latency_batch{args.batch_size}_ms"
+    header = ("model", "params", "seed_claim", "ratio", "single_ms", f"batch{args.batch_size}_ms")
+    cells = [header] + [
+        (
+            r["name"],
+            f"{r['params']:,}",
+            "-" if r["seed_param_claim"] is None else f"{r['seed_param_claim']:,}",
+            "-" if r["ratio_to_claim"] is None else f"{r['ratio_to_claim']:.2f}",
+            "-" if r["latency_single_ms"] is None else f"{r['latency_single_ms']:.2f}",
+            "-" if r[batch_key] is None else f"{r[batch_key]:.2f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]))
+    print(f"(lookback {lookback} x {n_features} features; latency: median forward pass of the "
+          f"compiled predict function, warm-up excluded, on this machine)")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"lookback": lookback, "n_features": n_features, "batch_size": args.batch_size,
+                   "repeats": args.repeats, "models": rows}
+        out.write_text(json.dumps(payload, indent=2) + "\n")
+        logger.info("wrote %s", out)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fabray.config import load_config
+    from fabray.train.cluster import ray_session
+    from fabray.train.driver import apply_cli_overrides, prepare_run, train_models
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if args.models is not None and not models:
+        raise BadInputError(f"--models names no model. Received: {args.models!r}")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
+    config = apply_cli_overrides(
+        load_config(args.config), models=models, epochs=args.epochs, use_gpu=args.use_gpu
+    )
+    job = prepare_run(args.data, args.out, config)  # bad input → exit 2 before Ray starts
+    with ray_session(args.address, num_cpus=args.num_cpus) as session:
+        summary = train_models(job, can_autoscale=session.joined)
+    print(summary.table())
+    print(f"run: {summary.run_dir} ({summary.manifest['status']})")
+    return 0 if summary.ok else 1
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from fabray.train.tune_ensemble import fit_ensemble
+
+    fit = fit_ensemble(
+        args.run, trials=args.trials, search=args.search, seed=args.seed, config_path=args.config,
+        train_data=args.train_data, address=args.address, num_cpus=args.num_cpus,
+    )
+    print(fit.table())
+    print(f"ensemble: {fit.run_dir / 'ensemble.json'} (winner {fit.winner}); trials: {fit.run_dir / 'ensemble_trials.csv'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
+
+    result = evaluate_run(args.run, args.data, config_path=args.config, train_data=args.train_data)
+    write_outputs(result, json_path=args.json, report_dir=args.report)
+    print(leaderboard_text(result))
+    return 0
+
+
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from fabray import capacity as cap
+
+    def ints(text: str, flag: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise BadInputError(f"{flag} takes comma-separated integers. Received: {text!r}") from None
+        if not values or min(values) < 1:
+            raise BadInputError(f"{flag} takes integers >= 1. Received: {text!r}")
+        return values
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(cap.SEED_MODELS)
+    batch_sizes = ints(args.batch_sizes, "--batch-sizes")
+    steps = 2 if args.quick else args.steps
+    if steps < 1:
+        raise BadInputError(f"--steps must be >= 1. Received: {steps}")
+    assumptions = cap.Assumptions(gpu_speedup=args.gpu_speedup)
+    phases = [cap.seed_phase(args.phase)] if args.phase else list(cap.SEED_PHASES)
+    with tqdm(total=len(models) * len(set(batch_sizes)), desc="measuring", unit="case",
+              disable=None) as bar:
+        measurements = cap.measure_zoo(models, batch_sizes, steps=steps,
+                                       on_measured=lambda m: bar.update(1))
+    report = cap.capacity_report(measurements, assumptions, phases, host=cap.host_info())
+    print(cap.format_report(report))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        logger.info("wrote %s", out)
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    raise NotImplementedError("demo")
+    from fabray.demo import run_demo
+
+    run_demo(args.workdir)
+    return 0
 
 
 # ---------------------------------------------------------------------------- parser
@@ -72,6 +240,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("models", _cmd_models, "Table of the models: parameters, the seed's claim, latency.")
     p.add_argument("--config", default=None, help="YAML config with model sizes")
+    p.add_argument("--names", default=None, help="comma-separated models (default: all)")
+    p.add_argument("--repeats", type=int, default=20,
+                   help="timed single-window forward passes per model (batch: a quarter); 0 skips latency")
+    p.add_argument("--batch-size", type=int, default=256, help="windows in the batch latency")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the table as JSON here")
+
+    p = add("train", _cmd_train, "Train the model zoo on Ray, every model concurrently, into a run directory.")
+    p.add_argument("--data", required=True, help="zone-minute data file (.parquet or .csv)")
+    p.add_argument("--out", required=True, help="new run directory (never overwritten)")
+    p.add_argument("--models", default=None, help="comma-separated model names; unset: the config's train.models")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs; unset: the config's train.epochs")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")
+    p.add_argument("--use-gpu", default=None, choices=["auto", "true", "false"],
+                   help="use GPUs; 'auto' = when the cluster has any; unset: the config's train.use_gpu")
+    p.add_argument("--config", default=None, help="YAML config (task, split, train sections)")
+
+    p = add("ensemble", _cmd_ensemble, "Fit the dynamic ensemble's hyper-parameters with Ray Tune on the validation split.")
+    p.add_argument("--run", required=True, help="run directory written by `fabray train`")
+    p.add_argument("--trials", type=int, default=None, help="Tune trials; unset: the config's ensemble.tune_trials")
+    p.add_argument("--search", default="tpe", choices=["tpe", "random"],
+                   help="search algorithm: Optuna TPE, or Tune's random BasicVariantGenerator")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")
+    p.add_argument("--train-data", default=None,
+                   help="the run's training data if it moved (checked against the manifest's fingerprint)")
+    p.add_argument("--config", default=None, help="YAML config whose 'ensemble' section replaces the run's")
+
+    p = add("evaluate", _cmd_evaluate, "Evaluate every model, both ensembles and the baselines on test data.")
+    p.add_argument("--run", required=True, help="run directory (after `fabray ensemble`)")
+    p.add_argument("--data", required=True,
+                   help="test data (.parquet/.csv); the run's own training file → its test split only")
+    p.add_argument("--json", default=None, help="write the metrics as JSON here")
+    p.add_argument("--report", default=None, help="write report.md and PNG plots into this directory")
+    p.add_argument("--train-data", default=None,
+                   help="the run's training data if it moved (for the tree baseline and thresholds)")
+    p.add_argument("--config", default=None, help="YAML config (its 'roi' section sets the ROI parameters)")
+
+    p = add("capacity", _cmd_capacity, "Measure the models here (params, memory, windows/s) and "
+            "project the seed's phases: time per epoch / retrain, memory per GPU, H100s needed.")
+    p.add_argument("--phase", type=int, default=None, choices=[1, 2, 3],
+                   help="project only this phase of the seed (default: all three)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write measurements + projection as JSON")
+    p.add_argument("--models", default=None, help="comma-separated models (default: the seed's five)")
+    p.add_argument("--batch-sizes", default="32,64,128", help="batch sizes to measure")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (after one warm-up)")
+    p.add_argument("--quick", action="store_true", help="2 timed steps per measurement (tests)")
+    p.add_argument("--gpu-speedup", type=float, default=30.0,
+                   help="ASSUMED H100 speed relative to this machine (ignored when measured on a GPU)")
 
     p = add("demo", _cmd_demo, "Run the whole chain on a small simulated fab.")
     p.add_argument("--workdir", default="demo-run", help="where the demo writes its files")
@@ -80,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # keep printed lines in order with log lines
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

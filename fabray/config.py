@@ -6,8 +6,9 @@ models, ensemble) receives these immutable objects; it never reads files or envi
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,11 +45,383 @@ class SplitConfig(_Section):
     val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of each zone's minutes for validation.")
 
 
+class ModelResources(_Section):
+    """What one model's single Ray Train worker reserves (DESIGN §4)."""
+
+    cpus: float = Field(1.0, gt=0, description="Logical CPUs reserved by the model's worker.")
+    gpus: float = Field(
+        0.16, ge=0, le=8,
+        description="GPUs (a fraction shares one GPU: six models × 0.16 fit on one) when GPUs are "
+        "used; ignored on a CPU-only run.",
+    )
+
+
+class TrainConfig(_Section):
+    """Training the model zoo on Ray Train: one single-worker trainer per model, run concurrently."""
+
+    models: tuple[str, ...] = Field(
+        ("lstm", "gru", "cnn_lstm", "spike", "rule", "patchtst"),
+        min_length=1, description="Models to train (names from `fabray models`).",
+    )
+    epochs: int = Field(20, ge=1, description="Maximum epochs per model.")
+    batch_size: int = Field(128, ge=1, description="Windows per training batch.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    early_stopping_patience: int = Field(
+        3, ge=1, description="Stop after this many epochs without a better validation score; "
+        "the best epoch's model is kept.",
+    )
+    model_overrides: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Per-model hyper-parameter overrides handed to build_model, e.g. "
+        "{'lstm': {'units': [16, 8]}}.",
+    )
+    resources: ModelResources = Field(
+        default_factory=ModelResources, description="Default per-model worker resources."
+    )
+    resources_per_model: dict[str, ModelResources] = Field(
+        default_factory=dict, description="Per-model resources overriding `resources`."
+    )
+    use_gpu: Literal["auto", "true", "false"] = Field(
+        "auto", description="'auto': use GPUs when the cluster has any."
+    )
+    precision: Literal["auto", "float32", "mixed_float16"] = Field(
+        "auto", description="'auto': mixed_float16 when the worker sees a GPU of compute "
+        "capability >= 7.0, else float32.",
+    )
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Trainers running at once (default: as many as the cluster's "
+        "CPUs allow while leaving `reserve_cpus` free for Ray Data).",
+    )
+    reserve_cpus: float = Field(
+        1.0, ge=0, description="CPUs left unreserved by trainers, for Ray Data's window tasks.",
+    )
+    max_failures: int = Field(
+        1, ge=-1, description="Worker failures a model's run recovers from (-1: unlimited); it "
+        "resumes from its last checkpoint.",
+    )
+    checkpoints_to_keep: int = Field(
+        2, ge=1, description="Ray checkpoints kept per model, best by validation score (the "
+        "latest is always kept too, for resuming).",
+    )
+    shuffle_buffer: int = Field(10_000, ge=1, description="Windows in the local shuffle buffer.")
+    event_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Probability above which a validation window counts as an "
+        "event for accuracy/precision/recall/F1 (PR-AUC does not depend on it).",
+    )
+    seed: int = Field(0, description="Random seed for weights and shuffling.")
+
+
+class SimulationConfig(_Section):
+    """The fab-traffic simulator's physics (DESIGN §2); the preset sets the size (zones × minutes).
+
+    Rates are per zone unless the name says otherwise. Zones differ from each other by up to
+    ±`zone_spread` in vehicles, load and nominal transport time (drawn from the seed).
+    """
+
+    start: datetime = Field(
+        datetime(2025, 1, 6), description="Timestamp of the first simulated minute (a midnight)."
+    )
+    zones: int | None = Field(
+        None, ge=1, le=999,
+        description="Number of zones (bays on the interbay ring); None: the preset's. "
+        "`fabray simulate --zones` wins over this.",
+    )
+    vehicles_per_zone: int = Field(30, ge=2, description="OHT vehicles assigned to a zone.")
+    base_load: float = Field(
+        0.5, gt=0, lt=1.5,
+        description="Mean transport demand as a fraction of a zone's free-flow capacity "
+        "(vehicles × 60 / nominal transport time, per minute).",
+    )
+    zone_spread: float = Field(
+        0.2, ge=0, lt=0.9,
+        description="Relative spread of vehicles, load and nominal transport time across zones.",
+    )
+    nominal_transport_time_s: float = Field(
+        150.0, gt=10,
+        description="Free-flow transport time (approach + travel + load/unload, no waiting), "
+        "seconds: the SLA-relevant nominal, varied per zone by `zone_spread`.",
+    )
+    nominal_by_zone_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="Exact nominal transport time for named zones (e.g. {'Z01': 200}), overriding "
+        "`nominal_transport_time_s` and its spread.",
+    )
+    shift_change_hours: tuple[Annotated[int, Field(ge=0, le=23)], ...] = Field(
+        (6, 14, 22), description="Hours of day (0-23) when shifts change (surge of held lots after)."
+    )
+    shift_surge_gain: float = Field(
+        0.5, ge=0, description="Peak extra demand after a shift change (0.5 = +50%, varies per event)."
+    )
+    shift_surge_min: float = Field(
+        12.0, gt=0, description="Minutes after a shift change when its surge peaks."
+    )
+    lot_release_interval_min: float = Field(
+        240.0, gt=10, description="Minutes between lot-release waves (they travel around the ring)."
+    )
+    lot_release_gain: float = Field(
+        0.35, ge=0, description="Peak extra demand of a lot-release wave as it passes a zone."
+    )
+    hot_lots_per_hour: float = Field(
+        6.0, ge=0, description="Priority (hot) lots requested per zone-hour; each one holds a vehicle."
+    )
+    demand_noise: float = Field(
+        0.15, ge=0, description="Standard deviation of the slow (hour-scale) log-noise on demand."
+    )
+    breakdowns_per_vehicle_day: float = Field(
+        0.3, ge=0,
+        description="Vehicle faults per vehicle-day at 50% utilisation (more when busier).",
+    )
+    repair_time_min: float = Field(40.0, gt=0, description="Mean minutes to repair a faulted vehicle.")
+    stuck_probability: float = Field(
+        0.6, ge=0, le=1,
+        description="Chance a fault leaves the vehicle stuck on the rail, blocking a segment.",
+    )
+    tow_time_min: float = Field(
+        12.0, gt=0, description="Mean minutes to clear a stuck vehicle off the rail."
+    )
+    segments_per_zone: int = Field(12, ge=1, description="Rail segments in a zone (cap on blocks).")
+    blockages_per_day: float = Field(
+        6.0, ge=0, description="Rail-segment blockages per zone-day with no precursor (sensor, "
+        "interlock, obstacle)."
+    )
+    blockage_clear_min: float = Field(
+        8.0, gt=0, description="Mean minutes for a blocked segment to clear."
+    )
+    blockage_slowdown: float = Field(
+        0.4, ge=0, lt=1, description="Fraction of speed (and capacity) lost per blocked segment."
+    )
+    spillover: float = Field(
+        0.15, ge=0, lt=1,
+        description="Speed lost in a zone when a neighbour on the interbay ring is fully "
+        "congested (proportionally less when partly).",
+    )
+    rebalance: float = Field(
+        0.5, ge=0, le=1,
+        description="Share of a neighbour's idle vehicles sent over the interbay loop to a fully "
+        "congested zone (proportionally fewer when partly congested).",
+    )
+    pm_per_day: float = Field(
+        0.5, ge=0, description="Tool preventive-maintenance periods starting per zone-day."
+    )
+    pm_duration_h: float = Field(4.0, gt=0, description="Mean hours a tool PM lasts.")
+    pm_wip_gain: float = Field(
+        0.4, ge=0, description="Relative rise of waiting lots (WIP) during a tool PM."
+    )
+    wip_lots_per_zone: float = Field(120.0, gt=0, description="Typical lots waiting in a zone.")
+    stocker_capacity_lots: float = Field(
+        200.0, gt=0, description="Stocker places per zone; a nearly full stocker slows hand-offs."
+    )
+    base_speed_m_s: float = Field(3.0, gt=0, description="Free-flow mean vehicle speed, m/s.")
+    transport_noise_s: float = Field(
+        45.0, ge=0, description="Standard deviation of one transport's time around its expectation, s."
+    )
+
+
+class EnsembleConfig(_Section):
+    """The dynamic weighted ensemble (DESIGN §5): starting values, which `fabray ensemble` (Ray
+    Tune, on the validation split) refines and stores with the run."""
+
+    base_weights: dict[str, float] | None = Field(
+        None, description="Prior weight per model name (any scale, normalized over the models "
+        "in the run; a model not listed gets 1.0). None: equal weights.",
+    )
+    half_life: float = Field(
+        60.0, gt=0, description="Steps (outcomes of one zone, i.e. minutes) after which a model's "
+        "past error counts half. .inf: weights never move (the static ensemble).",
+    )
+    floor: float = Field(
+        0.02, ge=0, lt=1, description="No model's weight goes below this (must be <= 1 / models).",
+    )
+    step_cap: float = Field(
+        0.05, gt=0, description="Largest change of any weight per step (>= 1: no cap).",
+    )
+    temperature: float = Field(
+        0.05, gt=0, description="Weights ∝ base × exp(−decayed error / temperature), error in "
+        "units of `loss`: smaller reacts more strongly to error differences.",
+    )
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="The ensemble raises an alarm where its probability >= this.",
+    )
+    loss: Literal["brier", "log"] = Field(
+        "brier", description="Per-model error followed: 'brier' (squared error) or 'log' (clipped log-loss).",
+    )
+    use_regimes: bool = Field(
+        False, description="Separate weights per (zone, regime) when regimes (load level, blockage) "
+        "are given.",
+    )
+    feedback_lag: int | None = Field(
+        None, ge=1, description="Minutes between a prediction and its known truth. None: task.horizon.",
+    )
+    tune_trials: int = Field(64, ge=1, description="Ray Tune trials for `fabray ensemble`.")
+    tune_metric: Literal["f1", "pr_auc"] = Field(
+        "f1", description="Validation metric Tune maximizes.",
+    )
+
+    def to_params(self, model_names: tuple[str, ...] | list[str]):  # -> EnsembleParams
+        """The pure `EnsembleParams` for these models, in this order."""
+        from fabray.ensemble.params import EnsembleParams
+
+        weights = self.base_weights or {}
+        unknown = sorted(set(weights) - set(model_names))
+        if unknown:
+            raise BadInputError(
+                f"ensemble.base_weights names models not in the run: {unknown}. "
+                f"Received models: {list(model_names)}"
+            )
+        try:
+            return EnsembleParams(
+                base_weights=tuple(float(weights.get(name, 1.0)) for name in model_names),
+                half_life=self.half_life, floor=self.floor, step_cap=self.step_cap,
+                threshold=self.threshold, temperature=self.temperature, loss=self.loss,
+                use_regimes=self.use_regimes,
+            )
+        except ValueError as err:
+            raise BadInputError(f"invalid ensemble config: {err}") from err
+
+
+class DegradedRules(_Section):
+    """When a served window is scored by the rules model alone and flagged `degraded` (DESIGN §6)."""
+
+    max_gap_minutes: int = Field(
+        5, ge=0, description="Minutes with missing values (null) a window may hold; they are "
+        "filled forward and the window is degraded. More than this: refused (422).",
+    )
+    stuck_minutes: int = Field(
+        15, ge=2, description="A sensor repeating exactly the same value for this many trailing "
+        "minutes counts as stuck (the window is degraded).",
+    )
+    stuck_features: tuple[str, ...] = Field(
+        ("mean_speed", "stocker_fill"),
+        description="Features checked for a stuck sensor: continuous readings that never repeat "
+        "exactly in normal operation (not vehicle_util, which saturates at 1.0).",
+    )
+
+
+class ServeAutoscaling(_Section):
+    """Ray Serve autoscaling of the predictor deployment (`num_replicas` is then 'auto')."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest predictor replicas.")
+    max_replicas: int = Field(2, ge=1, description="Most predictor replicas (e.g. one per GPU in Phase 3).")
+    target_ongoing_requests: float = Field(
+        16.0, gt=0, description="Ongoing requests per replica the autoscaler aims for."
+    )
+
+
+class ServeConfig(_Section):
+    """The Ray Serve application (`fabray serve`, `cluster/serve.yaml`; DESIGN §6)."""
+
+    host: str = Field("127.0.0.1", description="Address the HTTP proxy listens on (loopback by default).")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    app_name: str = Field("fabray", min_length=1, description="Serve application name.")
+    store_dir: str | None = Field(
+        None, description="Versioned model store directory. None: `serve-store` next to the run.",
+    )
+    max_windows_per_request: int = Field(256, ge=1, description="Windows one /v1/predict call may carry.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    max_batch_size: int = Field(64, ge=1, description="Windows @serve.batch groups into one model call.")
+    batch_wait_timeout_s: float = Field(
+        0.002, ge=0, description="Longest wait for a batch to fill before it is scored anyway."
+    )
+    max_ongoing_requests: int = Field(
+        128, ge=1, description="Requests in flight per predictor replica (must exceed "
+        "max_batch_size or batches never fill).",
+    )
+    predictor_replicas: int = Field(1, ge=1, description="Predictor replicas when autoscaling is off.")
+    autoscaling: ServeAutoscaling | None = Field(
+        None, description="Autoscale the predictor between min and max replicas; None: fixed replicas.",
+    )
+    predictor_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per predictor replica.")
+    ingress_num_cpus: float = Field(0.1, gt=0, description="CPUs reserved by the HTTP ingress replica.")
+    model_poll_interval_s: float = Field(
+        2.0, gt=0, description="How often replicas check the store for a newly promoted version.",
+    )
+    state_persist_interval_s: float = Field(
+        30.0, gt=0, description="How often the ensemble's online state is written to the store.",
+    )
+    pending_predictions: int = Field(
+        100_000, ge=1, description="Recent predictions remembered so /v1/feedback can find them.",
+    )
+    batch_interval_s: float = Field(
+        600.0, gt=0, description="Scheduler period: score the latest window of every zone of "
+        "`batch_source` this often.",
+    )
+    batch_source: str | None = Field(
+        None, description="Zone-minute data file the scheduler scores; None: no scheduled batches.",
+    )
+    batch_num_cpus: float = Field(0.5, gt=0, description="CPUs of each Ray Data scoring actor.")
+    batch_size_windows: int = Field(1024, ge=1, description="Windows per Ray Data batch.")
+    retrain_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved by a retraining job.")
+    promote_metric: Literal["pr_auc", "f1", "mae"] = Field(
+        "pr_auc", description="Metric on recent held-out data that decides a challenger's promotion.",
+    )
+    promote_tolerance: float = Field(
+        0.0, ge=0, description="A challenger this much worse than the champion still counts as not worse.",
+    )
+    api_token_env: str = Field(
+        "FABRAY_API_TOKEN", description="Environment variable holding the bearer token of mutating endpoints.",
+    )
+    api_token_file: str | None = Field(
+        None, description="File holding the token (read by the replica; wins over the variable).",
+    )
+    degraded: DegradedRules = Field(default_factory=DegradedRules, description="Degraded-window rules.")
+
+
+class ModelsConfig(_Section):
+    """The model zoo's hyper-parameters (DESIGN §3): defaults live in each model's dataclass."""
+
+    overrides: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Per-model hyper-parameter overrides, keyed by model name; keys are the "
+        "fields of that model's config dataclass, e.g. {'lstm': {'lstm_units': [256, 256, 128]}, "
+        "'rule': {'rules': [{'name': 'high_utilization', 'feature': 'vehicle_util', "
+        "'threshold': 0.9, 'softness': 0.02, 'weight': 1.5}]}}. Unknown names or fields are "
+        "refused when a model is built.",
+    )
+
+
+class RoiConfig(_Section):
+    """Return on investment (seed §6), computed by `fabray evaluate` from MEASURED recall and
+    precision: the seed's figures are defaults here, not assumed results."""
+
+    delays_per_day: float = Field(37.0, ge=0, description="Logistics delays a day in the fab (seed: 37).")
+    cost_per_delay_krw: float = Field(
+        2_000_000.0, ge=0, description="Cost of one delay that is not prevented, KRW (seed: 2,000,000).",
+    )
+    avoidable_fraction: float = Field(
+        1.0, ge=0, le=1, description="Share of the delays caught in time that dispatchers actually "
+        "prevent (1.0: every caught delay is avoided, the seed's implicit assumption).",
+    )
+    false_alarm_cost_krw: float = Field(
+        0.0, ge=0, description="Cost of one false alarm (a dispatcher's needless intervention), KRW.",
+    )
+    gpu_cost_per_month_krw: float = Field(
+        5_000_000.0, ge=0, description="Monthly cost of one H100, KRW (seed: 5,000,000).",
+    )
+    gpus: float = Field(1.0, ge=0, description="GPUs the system uses (Phase 1: 1).")
+    days_per_month: float = Field(30.0, gt=0, description="Days in a month for monthly figures.")
+
+
 class FabrayConfig(_Section):
     """The whole configuration; every section has working defaults."""
 
     task: TaskConfig = Field(default_factory=TaskConfig, description="The prediction task.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/val/test split.")
+    simulation: SimulationConfig = Field(
+        default_factory=SimulationConfig, description="The fab-traffic simulator (`fabray simulate`)."
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training on Ray.")
+    models: ModelsConfig = Field(
+        default_factory=ModelsConfig, description="Model sizes and rules (`fabray models`)."
+    )
+    ensemble: EnsembleConfig = Field(
+        default_factory=EnsembleConfig, description="The dynamic weighted ensemble."
+    )
+    roi: RoiConfig = Field(
+        default_factory=RoiConfig, description="Return-on-investment parameters (`fabray evaluate`)."
+    )
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The Ray Serve application.")
 
 
 def load_config(path: str | Path | None = None) -> FabrayConfig:
