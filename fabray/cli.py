@@ -131,7 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         load_config(args.config), models=models, epochs=args.epochs, use_gpu=args.use_gpu
     )
     job = prepare_run(args.data, args.out, config)  # bad input → exit 2 before Ray starts
-    with ray_session(args.address, num_cpus=args.num_cpus) as session:
+    with ray_session(args.address, num_cpus=args.num_cpus, worker_logs=args.verbose) as session:
         summary = train_models(job, can_autoscale=session.joined)
     print(summary.table())
     print(f"run: {summary.run_dir} ({summary.manifest['status']})")
@@ -194,6 +194,26 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         logger.info("wrote %s", out)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from fabray.serve.runner import serving
+
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    with serving(args.run, store=args.store, config=args.config, overrides=overrides,
+                 address=args.address, num_cpus=args.num_cpus) as url:
+        print(f"fabray serving {args.run} on {url} (API docs: {url}/docs); Ctrl-C stops", flush=True)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
     return 0
 
 
@@ -292,6 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="2 timed steps per measurement (tests)")
     p.add_argument("--gpu-speedup", type=float, default=30.0,
                    help="ASSUMED H100 speed relative to this machine (ignored when measured on a GPU)")
+
+    p = add("serve", _cmd_serve, "Serve a run over HTTP on Ray Serve: real-time, feedback, batch, retraining.")
+    p.add_argument("--run", required=True, help="run directory to serve (imported into the store, made live)")
+    p.add_argument("--port", type=int, default=None, help="HTTP port; unset: the config's serve.port (8000)")
+    p.add_argument("--host", default=None, help="listen address; unset: the config's serve.host (127.0.0.1)")
+    p.add_argument("--store", default=None, help="model store directory; unset: serve-store next to the run")
+    p.add_argument("--config", default=None, help="YAML config (serve and ensemble sections)")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (unset: Ctrl-C)")
 
     p = add("demo", _cmd_demo, "Run the whole chain on a small simulated fab.")
     p.add_argument("--workdir", default="demo-run", help="where the demo writes its files")

@@ -72,8 +72,8 @@ class TrainConfig(_Section):
     )
     model_overrides: dict[str, dict] = Field(
         default_factory=dict,
-        description="Per-model hyper-parameter overrides handed to build_model, e.g. "
-        "{'lstm': {'units': [16, 8]}}.",
+        description="Per-model hyper-parameter overrides for this training only, applied on top "
+        "of `models.overrides`, e.g. {'lstm': {'lstm_units': [16], 'head_units': [8]}}.",
     )
     resources: ModelResources = Field(
         default_factory=ModelResources, description="Default per-model worker resources."
@@ -352,7 +352,11 @@ class ServeConfig(_Section):
     )
     batch_num_cpus: float = Field(0.5, gt=0, description="CPUs of each Ray Data scoring actor.")
     batch_size_windows: int = Field(1024, ge=1, description="Windows per Ray Data batch.")
-    retrain_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved by a retraining job.")
+    retrain_overrides: dict[str, dict] = Field(
+        default_factory=dict, description="Config sections merged into the champion's own config "
+        "for a retrain started by /v1/retrain, e.g. {'train': {'max_concurrent': 1}} so that the "
+        "trainers leave room for the serving replicas.",
+    )
     promote_metric: Literal["pr_auc", "f1", "mae"] = Field(
         "pr_auc", description="Metric on recent held-out data that decides a challenger's promotion.",
     )

@@ -1,0 +1,514 @@
+"""`fabray train`: every selected model trains concurrently, each as its own Ray Train
+`TensorflowTrainer` with ONE worker, and lands in a run directory with a manifest (DESIGN §4).
+
+Why threads and not a Tune `Tuner` over the model names (both work here, DESIGN §10): a thread
+per model calling `trainer.fit()` costs no Tune trial actor (one TensorFlow-importing process
+less per model, ~1–1.5 GB each), each model's success or failure arrives as its own return value
+or exception, and the run directory stays ours (no Tune experiment layout around Ray Train's).
+Train V2's controller actor takes no CPU and runs on the driver's node, so N threads mean N
+controllers + N workers; the pool's size (`resources.plan_concurrency`) keeps `reserve_cpus`
+free for Ray Data. Progress comes back through a `UserCallback` per trainer (`progress.py`).
+
+Order of work, so that bad input fails before anything is written: read and validate the data,
+prepare windows, check models and overrides (each is built once here: bad overrides are exit 2,
+not a worker crash after retries), plan resources; only then create the run directory. Each
+model lands (best checkpoint copied, history, preprocessing, config) as soon as it finishes, and
+the manifest is rewritten atomically after each landing, listing only files that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabray import schema
+from fabray.config import FabrayConfig
+from fabray.errors import BadInputError
+from fabray.train import run_dir as rd
+from fabray.train.loop import MODEL_FILE, SCORE, STATE_FILE, WorkerSpec
+from fabray.train.resources import WorkerResources, plan_concurrency, plan_resources, resolve_use_gpu
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_METRICS = {"event": ("pr_auc", "f1", "accuracy"), "delay": ("mae", "rmse")}
+
+
+@dataclass
+class RunSummary:
+    """What a finished `train_models` call produced."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def table(self) -> str:
+        """A fixed-width table: one row per model."""
+        task = self.manifest["task"]["task"]
+        metrics = SUMMARY_METRICS[task]
+        header = ["model", "status", "epochs", "best", *[f"val_{m}" for m in metrics], "params", "seconds"]
+        rows = [header]
+        for name, entry in self.manifest["models"].items():
+            vals = entry.get("val_metrics") or {}
+            rows.append([
+                name,
+                entry["status"],
+                str(entry.get("epochs_run", "—")),
+                str(entry.get("best_epoch", "—")),
+                *[_fmt(vals.get(m)) for m in metrics],
+                f"{entry['params']:,}" if entry.get("params") is not None else "—",
+                _fmt(entry.get("train_seconds"), 1),
+            ])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        for name in self.failed:
+            lines.append(f"{name} failed: {self.manifest['models'][name].get('error', '?').splitlines()[0]}")
+        return "\n".join(lines)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------------------- checks before any write
+
+
+def effective_overrides(config: FabrayConfig, names: Sequence[str], scaler: Any) -> dict[str, dict]:
+    """Per-model hyper-parameter overrides as the models are built: the `models.overrides`
+    section (when the config has one), then `train.model_overrides` on top; the `rule` model
+    also gets the fitted scaler's mean/scale (its thresholds are in raw units) unless given."""
+    from fabray.models import MODELS
+
+    section = getattr(getattr(config, "models", None), "overrides", None) or {}
+    stray = sorted((set(section) | set(config.train.model_overrides)) - set(MODELS))
+    if stray:
+        raise BadInputError(f"overrides name unknown model(s) {stray}; known: {', '.join(MODELS)}")
+    out = {}
+    for name in names:
+        merged = {**dict(section.get(name, {})), **dict(config.train.model_overrides.get(name, {}))}
+        if name == "rule" and "feature_mean" not in merged and "feature_scale" not in merged:
+            merged["feature_mean"] = [float(v) for v in scaler.mean]
+            merged["feature_scale"] = [float(v) for v in scaler.scale]
+        out[name] = merged
+    return out
+
+
+def _check_models(
+    names: Sequence[str], overrides: dict[str, dict], config: FabrayConfig, n_features: int
+) -> dict[str, int]:
+    """Build each model once (tiny cost) to refuse unknown names and bad overrides as bad input.
+    Returns the parameter count per model."""
+    import keras
+
+    from fabray.models import MODELS, build_model, model_loss
+
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise BadInputError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}. Received: {list(names)}")
+    if len(set(names)) != len(names):
+        raise BadInputError(f"a model is listed twice. Received: {list(names)}")
+    params = {}
+    for name in names:
+        model = build_model(name, config.task.lookback, n_features, overrides[name])
+        model_loss(name, config.task.task, overrides[name])
+        params[name] = int(model.count_params())
+        del model
+    keras.backend.clear_session()
+    return params
+
+
+def _check_windows(prepared: Any) -> None:
+    for split in ("train", "val"):
+        if len(prepared.splits[split]) == 0:
+            raise BadInputError(
+                f"no complete {split} window: each zone needs more minutes than lookback + horizon "
+                f"per split. Received: {prepared.n_rows} rows, {len(prepared.zones)} zones, "
+                f"lookback={prepared.lookback}, horizon={prepared.horizon}"
+            )
+
+
+# ---------------------------------------------------------------------------- one model
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every model's thread needs."""
+
+    run: Path
+    config: FabrayConfig
+    prepared: Any  # fabray.data.windows.PreparedData
+    array_refs: list  # [features, target, val_ends] object refs
+    train_ends: np.ndarray
+    plan: dict[str, WorkerResources]
+    params: dict[str, int]
+    overrides: dict[str, dict]
+    monitor: Any  # progress.ProgressMonitor
+
+
+def _spec(name: str, shared: _Shared) -> WorkerSpec:
+    cfg, train = shared.config, shared.config.train
+    return WorkerSpec(
+        model=name,
+        overrides=dict(shared.overrides[name]),
+        task=cfg.task.task,
+        lookback=cfg.task.lookback,
+        n_features=int(shared.prepared.features.shape[1]),
+        epochs=train.epochs,
+        batch_size=train.batch_size,
+        learning_rate=train.learning_rate,
+        patience=train.early_stopping_patience,
+        precision=train.precision,
+        shuffle_buffer=train.shuffle_buffer,
+        event_threshold=train.event_threshold,
+        seed=train.seed,
+        cpus=shared.plan[name].cpus,
+    )
+
+
+def _fit(name: str, shared: _Shared) -> Any:
+    """Build and fit the model's single-worker TensorflowTrainer; returns its Result."""
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    from fabray.train.loop import train_loop_per_worker
+    from fabray.train.ray_windows import window_index_dataset
+
+    train, res = shared.config.train, shared.plan[name]
+    trainer = TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": _spec(name, shared).to_dict(), "arrays": shared.array_refs},
+        scaling_config=ScalingConfig(
+            num_workers=1, use_gpu=res.use_gpu, resources_per_worker=res.ray_resources()
+        ),
+        run_config=RunConfig(
+            name=name,  # unique within the run's storage path
+            storage_path=str(shared.run / "ray"),
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=train.checkpoints_to_keep,
+                checkpoint_score_attribute=SCORE,
+                checkpoint_score_order="max",
+            ),
+            callbacks=[shared.monitor.callback(name)],
+            logging_config=LoggingConfig(log_level="WARNING"),  # progress comes from our callback
+        ),
+        datasets={"train": window_index_dataset(shared.train_ends, seed=train.seed)},
+    )
+    return trainer.fit()
+
+
+def _read_state(checkpoint: Any) -> dict[str, Any]:
+    """{"metrics": ..., "state": ...} stored with a checkpoint by the train loop."""
+    with checkpoint.as_directory() as d:
+        return _read_state_dir(Path(d))
+
+
+def _best_checkpoint(result: Any, best_epoch: int) -> Any:
+    """The kept checkpoint of the best epoch (1-based), else the highest-scoring kept one."""
+    kept = list(result.best_checkpoints or [])
+    for checkpoint, metrics in kept:
+        if metrics.get("epoch") == best_epoch:
+            return checkpoint
+    if not kept:
+        raise RuntimeError("Ray Train kept no checkpoint")
+    logger.warning("best epoch %d's checkpoint is gone; taking the best kept one", best_epoch)
+    return max(kept, key=lambda cm: (cm[1].get(SCORE, -math.inf), -cm[1].get("epoch", 0)))[0]
+
+
+def _land(name: str, shared: _Shared, result: Any, started: float) -> dict[str, Any]:
+    """Copy the best model and write history / preprocessing / config; the manifest entry."""
+    latest = _read_state(result.checkpoint)
+    state = latest["state"]
+    history = state["history"]
+    best_epoch = int(state["best_epoch"]) + 1  # 1-based
+    best = _best_checkpoint(result, best_epoch)
+    out = rd.model_dir(shared.run, name)
+    with best.as_directory() as d:
+        rd.atomic_copy(Path(d) / MODEL_FILE, out / MODEL_FILE)
+        best_metrics = _read_state_dir(Path(d))["metrics"]
+    prepared, cfg = shared.prepared, shared.config
+    rd.atomic_write_json(out / "history.json", {"model": name, "best_epoch": best_epoch, "epochs": history})
+    rd.atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, cfg))
+    rd.atomic_write_json(out / "config.json", {
+        "model": name,
+        "overrides": shared.overrides[name],
+        "task": cfg.task.model_dump(),
+        "split": cfg.split.model_dump(),
+        "train": cfg.train.model_dump(),
+        "resources": shared.plan[name].ray_resources(),
+    })
+    def rel(file: str) -> str:
+        return str((out / file).relative_to(shared.run))
+
+    return {
+        "status": "ok",
+        "model": rel(MODEL_FILE),
+        "history": rel("history.json"),
+        "preprocessing": rel("preprocessing.json"),
+        "config": rel("config.json"),
+        "ray_checkpoint": _relative_or_absolute(best.path, shared.run),
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": bool(state.get("stopped_early")),
+        "val_metrics": {k[4:]: v for k, v in best_metrics.items() if k.startswith("val_")},
+        "train_loss": best_metrics.get("loss"),
+        "params": shared.params[name],
+        "precision": state.get("precision"),
+        "resources": shared.plan[name].ray_resources(),
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "finished_at": rd.utc_now(),
+    }
+
+
+def _read_state_dir(d: Path) -> dict[str, Any]:
+    return json.loads((d / STATE_FILE).read_text())
+
+
+def _relative_or_absolute(path: str, run: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(run))
+    except ValueError:
+        return path
+
+
+def preprocessing_dict(prepared: Any, config: FabrayConfig) -> dict[str, Any]:
+    """What a stored model needs to score raw windows: scaler, nominal times, shapes, task."""
+    return {
+        "features": list(schema.FEATURES),
+        "scaler": prepared.scaler.to_dict(),
+        "nominal_s": dict(prepared.nominal_s),
+        "zones": list(prepared.zones),
+        "lookback": prepared.lookback,
+        "horizon": prepared.horizon,
+        "task": config.task.model_dump(),
+    }
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def _data_info(path: Path, df: Any, prepared: Any) -> dict[str, Any]:
+    ts = df[schema.TIMESTAMP]
+    return {
+        "path": str(path.resolve()),
+        "fingerprint": rd.file_fingerprint(path),
+        "bytes": path.stat().st_size,
+        "rows": int(len(df)),
+        "zones": list(prepared.zones),
+        "first_timestamp": str(ts.min()),
+        "last_timestamp": str(ts.max()),
+        "windows": {k: int(len(v)) for k, v in prepared.splits.items()},
+    }
+
+
+def apply_cli_overrides(
+    config: FabrayConfig, *, models: Sequence[str] | None = None, epochs: int | None = None,
+    use_gpu: str | None = None,
+) -> FabrayConfig:
+    """The config with the command line's --models / --epochs / --use-gpu applied (validated)."""
+    from pydantic import ValidationError
+
+    from fabray.config import TrainConfig
+
+    updates: dict[str, Any] = {}
+    if models:
+        updates["models"] = tuple(models)
+    if epochs is not None:
+        updates["epochs"] = epochs
+    if use_gpu is not None:
+        updates["use_gpu"] = use_gpu
+    if not updates:
+        return config
+    try:
+        train = TrainConfig.model_validate({**config.train.model_dump(), **updates})
+    except ValidationError as err:
+        raise BadInputError(f"invalid training options: {err}") from err
+    return config.model_copy(update={"train": train})
+
+
+@dataclass
+class PreparedRun:
+    """A checked training job, before anything is written or Ray is touched."""
+
+    data: Path
+    out: Path
+    config: FabrayConfig
+    prepared: Any  # fabray.data.windows.PreparedData
+    data_info: dict[str, Any]
+    overrides: dict[str, dict]
+    params: dict[str, int]
+
+
+def prepare_run(data: str | Path, out: str | Path, config: FabrayConfig) -> PreparedRun:
+    """Everything that can be refused as bad input, with no Ray and no file written: the run
+    directory is free, the data file reads and validates, the windows exist, the models build."""
+    from fabray.data.validate import load_validated
+    from fabray.data.windows import prepare
+
+    out = rd.check_run_dir_free(out)
+    data = Path(data)
+    df = load_validated(data)
+    prepared = prepare(df, config.task, config.split)
+    _check_windows(prepared)
+    info = _data_info(data, df, prepared)
+    names = list(config.train.models)
+    overrides = effective_overrides(config, names, prepared.scaler)
+    params = _check_models(names, overrides, config, int(prepared.features.shape[1]))
+    return PreparedRun(data, out, config, prepared, info, overrides, params)
+
+
+def _run_threads(names: Sequence[str], work: Any, concurrency: int) -> None:
+    """`work(name)` for every name, `concurrency` at a time, in order, on daemon threads.
+
+    Daemon threads (not a ThreadPoolExecutor, whose threads the interpreter joins at exit): after
+    Ctrl-C a thread still blocked in `trainer.fit()` must not keep the process alive.
+    """
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for name in names:
+        todo.put(name)
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                name = todo.get_nowait()
+            except queue.Empty:
+                return
+            work(name)
+
+    threads = [threading.Thread(target=worker, name=f"fabray-train-{i}", daemon=True)
+               for i in range(min(concurrency, len(names)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)  # short joins: Ctrl-C reaches the main thread
+    except BaseException:
+        stop.set()
+        raise
+
+
+def train_models(
+    data: str | Path | PreparedRun,
+    out: str | Path | None = None,
+    config: FabrayConfig | None = None,
+    *,
+    can_autoscale: bool = False,
+) -> RunSummary:
+    """Train `config.train.models` on the data file concurrently on the current Ray cluster.
+
+    `data` is a data file (then `out` and `config` are required) or a `prepare_run` result. Ray
+    must already be initialized (see `fabray.train.cluster.ray_session`). Bad input (data file,
+    models, overrides, resources, an existing non-empty `out`) raises BadInputError before
+    anything is written. A model that fails is recorded as failed; the others still land.
+    """
+    import ray
+    import ray.data
+
+    from fabray.train.progress import ProgressMonitor
+    from fabray.train.ray_windows import put_series
+
+    if not ray.is_initialized():
+        raise RuntimeError("train_models needs Ray: call it inside fabray.train.cluster.ray_session()")
+    if isinstance(data, PreparedRun):
+        job = data
+    else:
+        if out is None or config is None:
+            raise TypeError("train_models(data_path, out, config): out and config are required")
+        job = prepare_run(data, out, config)
+    config, prepared, train = job.config, job.prepared, job.config.train
+    names = list(train.models)
+    cluster = ray.cluster_resources()
+    use_gpu = resolve_use_gpu(train.use_gpu, float(cluster.get("GPU", 0.0)), can_autoscale=can_autoscale)
+    plan = plan_resources(names, train, use_gpu=use_gpu)
+    concurrency = plan_concurrency(
+        plan, cluster, reserve_cpus=train.reserve_cpus, max_concurrent=train.max_concurrent,
+        can_autoscale=can_autoscale,
+    )
+
+    run = rd.create_run_dir(job.out)
+    rd.atomic_write_json(run / "config.json", config.model_dump(mode="json"))
+    manifest: dict[str, Any] = {
+        "format": rd.MANIFEST_FORMAT,
+        "format_version": rd.MANIFEST_VERSION,
+        "run_id": run.name,
+        "status": "running",
+        "created_at": rd.utc_now(),
+        "finished_at": None,
+        "code": rd.code_version(),
+        "versions": rd.library_versions(),
+        "data": job.data_info,
+        "config": "config.json",
+        "task": config.task.model_dump(),
+        "cluster": {"resources": {k: float(v) for k, v in cluster.items() if k in ("CPU", "GPU", "memory")},
+                    "use_gpu": use_gpu, "concurrent_trainers": concurrency},
+        "models": {n: {"status": "pending", "params": job.params[n]} for n in names},
+    }
+    lock = threading.Lock()
+    with lock:
+        rd.write_manifest(run, manifest)
+    logger.info("training %s in %s: %d at a time, %s each", names, run, concurrency,
+                {n: r.ray_resources() for n, r in plan.items()})
+
+    array_refs = [*put_series(prepared.features, prepared.target), ray.put(prepared.splits["val"])]
+    ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch lines instead
+
+    def one(name: str) -> None:
+        started = time.perf_counter()
+        with lock:
+            manifest["models"][name].update(status="running", started_at=rd.utc_now())
+        try:
+            result = _fit(name, shared)
+            entry = _land(name, shared, result, started)
+        except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
+            logger.error("%s failed: %s", name, err)
+            logger.debug("%s", traceback.format_exc())
+            reports = monitor.reports.get(name, [])
+            entry = {
+                "status": "failed",
+                "error": f"{type(err).__name__}: {err}"[:4000],
+                "epochs_run": max((r.get("epoch", 0) for r in reports), default=0),
+                "train_seconds": round(time.perf_counter() - started, 2),
+                "finished_at": rd.utc_now(),
+            }
+        with lock:
+            manifest["models"][name] = {**manifest["models"][name], **entry}
+            rd.write_manifest(run, manifest)
+
+    with ProgressMonitor() as monitor:
+        shared = _Shared(run, config, prepared, array_refs, prepared.splits["train"], plan,
+                         job.params, job.overrides, monitor)
+        try:
+            _run_threads(names, one, concurrency)
+        except KeyboardInterrupt:
+            # No waiting for the running trainers: the caller's ray.shutdown() ends them.
+            with lock:
+                manifest.update(status="interrupted", finished_at=rd.utc_now())
+                rd.write_manifest(run, manifest)
+            raise
+
+    failed = [n for n, e in manifest["models"].items() if e["status"] != "ok"]
+    with lock:
+        manifest["status"] = "complete" if not failed else ("failed" if len(failed) == len(names) else "partial")
+        manifest["finished_at"] = rd.utc_now()
+        rd.write_manifest(run, manifest)
+    summary = RunSummary(run_dir=run, manifest=manifest, failed=failed)
+    logger.info("run %s: %s (%d of %d models failed)", run, manifest["status"], len(failed), len(names))
+    return summary

@@ -1,0 +1,203 @@
+"""The run directory (DESIGN §4): per-model files and a manifest written atomically.
+
+Layout of `--out RUN`:
+
+    RUN/manifest.json               every model: status, files, metrics; data fingerprint; code version
+    RUN/config.json                 the effective configuration of the run
+    RUN/models/<name>/model.keras   the best epoch's model
+    RUN/models/<name>/history.json  per-epoch metrics
+    RUN/models/<name>/preprocessing.json   scaler, nominal transport times, lookback, horizon, features
+    RUN/models/<name>/config.json   the model's name, overrides, task and training settings
+    RUN/ray/<name>/...              Ray Train's checkpoints (storage_path)
+
+The manifest names files by paths relative to RUN (a run can be moved or copied) and is replaced
+atomically (temp file + os.replace) only after every file it lists exists, so a crash never
+leaves a manifest pointing at missing files. No Ray, no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import fabray
+from fabray.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "fabray-run"
+MANIFEST_VERSION = 1
+#: Manifest entries (inside `models.<name>`) that name files relative to the run directory.
+FILE_KEYS = ("model", "history", "preprocessing", "config")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_run_dir_free(path: str | Path) -> Path:
+    """The absolute run path, if nothing is there yet (or an empty directory); else BadInputError.
+
+    Nothing of an earlier run is ever overwritten: a non-empty directory (or a file) at `path`
+    is bad input.
+    """
+    text = str(path)
+    if "://" in text:
+        raise BadInputError(f"--out must be a local directory. Received: {text}")
+    run = Path(path).expanduser().resolve()
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise BadInputError(
+            f"run directory {run} already exists and is not empty; choose a new --out "
+            "(a run is never overwritten)"
+        )
+    return run
+
+
+def create_run_dir(path: str | Path) -> Path:
+    """Make a new, empty run directory (see `check_run_dir_free`); returns its absolute path."""
+    run = check_run_dir_free(path)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "models").mkdir(exist_ok=True)
+    return run
+
+
+def model_dir(run: Path, name: str) -> Path:
+    return run / "models" / name
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temp file in the same directory and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy a file so that `dst` either is absent/old or is the whole new file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):  # numpy arrays
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+def file_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """'sha256:<hex>' of the file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def code_version() -> dict[str, Any]:
+    """fabray's version and, when the package sits in a git work tree, its commit."""
+    info: dict[str, Any] = {"fabray": fabray.__version__, "git_commit": None, "git_dirty": None}
+    root = Path(fabray.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        info["git_commit"], info["git_dirty"] = commit or None, bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        logger.debug("no git commit for %s", root)
+    return info
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("tensorflow", "keras", "ray", "numpy", "pandas"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+# ---------------------------------------------------------------------------- manifest
+
+
+def listed_files(manifest: Mapping[str, Any]) -> Iterator[str]:
+    """Every relative path the manifest names."""
+    for key in ("config",):
+        if manifest.get(key):
+            yield manifest[key]
+    for entry in manifest.get("models", {}).values():
+        for key in FILE_KEYS:
+            if entry.get(key):
+                yield entry[key]
+    ensemble = manifest.get("ensemble")
+    if isinstance(ensemble, Mapping):
+        for key in ("file", "trials"):
+            if ensemble.get(key):
+                yield ensemble[key]
+
+
+def write_manifest(run: Path, manifest: Mapping[str, Any]) -> Path:
+    """Replace RUN/manifest.json atomically, after checking that every file it lists exists."""
+    missing = [rel for rel in listed_files(manifest) if not (run / rel).is_file()]
+    if missing:
+        raise RuntimeError(f"manifest would list missing files in {run}. Received: {missing}")
+    path = run / MANIFEST
+    atomic_write_json(path, dict(manifest, updated_at=utc_now()))
+    return path
+
+
+def read_manifest(run: str | Path) -> dict[str, Any]:
+    """The manifest of a run directory; BadInputError when there is none or it is not one."""
+    path = Path(run) / MANIFEST
+    if not path.is_file():
+        raise BadInputError(f"no {MANIFEST} in {run}: not a fabray run directory (or not finished)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BadInputError(f"{path}: not valid JSON: {err}") from err
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise BadInputError(f"{path}: not a fabray run manifest. Received: format={manifest.get('format')!r}")
+    return manifest

@@ -1,0 +1,61 @@
+"""Run directory: never overwrites, atomic manifest that only lists existing files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fabray.errors import BadInputError
+from fabray.train import run_dir as rd
+
+
+def test_create_refuses_a_non_empty_directory_and_leaves_it_alone(tmp_path):
+    old = tmp_path / "r1"
+    old.mkdir()
+    (old / "manifest.json").write_text("old")
+    with pytest.raises(BadInputError, match="not empty"):
+        rd.create_run_dir(old)
+    assert (old / "manifest.json").read_text() == "old"
+    new = rd.create_run_dir(tmp_path / "r2")
+    assert new.is_absolute() and (new / "models").is_dir()
+
+
+def test_manifest_refuses_to_list_missing_files(tmp_path):
+    run = rd.create_run_dir(tmp_path / "run")
+    manifest = {"format": rd.MANIFEST_FORMAT, "models": {"lstm": {"model": "models/lstm/model.keras"}}}
+    with pytest.raises(RuntimeError, match="missing files"):
+        rd.write_manifest(run, manifest)
+    assert not (run / rd.MANIFEST).exists()
+    (run / "models" / "lstm").mkdir()
+    (run / "models" / "lstm" / "model.keras").write_bytes(b"x")
+    rd.write_manifest(run, manifest)
+    back = rd.read_manifest(run)
+    assert back["models"]["lstm"]["model"] == "models/lstm/model.keras" and "updated_at" in back
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_atomic_json_replaces_whole_file(tmp_path):
+    path = tmp_path / "a.json"
+    rd.atomic_write_json(path, {"x": 1})
+    rd.atomic_write_json(path, {"x": 2})
+    assert json.loads(path.read_text()) == {"x": 2}
+
+
+def test_fingerprint_changes_with_the_bytes(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"zone,minute\n")
+    b.write_bytes(b"zone,minute\n1")
+    assert rd.file_fingerprint(a).startswith("sha256:")
+    assert rd.file_fingerprint(a) != rd.file_fingerprint(b)
+
+
+def test_read_manifest_of_a_non_run_is_bad_input(tmp_path):
+    with pytest.raises(BadInputError, match="not a fabray run"):
+        rd.read_manifest(tmp_path)
+
+
+def test_code_version_names_the_package_version():
+    info = rd.code_version()
+    assert info["fabray"]
+    assert info["git_commit"] is None or len(info["git_commit"]) == 40
