@@ -138,6 +138,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    import time
+
+    from fabray.config import load_config
+    from fabray.train.cluster import ray_session
+    from fabray.train.retrain import budget_line, prepare_retrain, run_retrain
+
+    started = time.time()  # the budget counts from here
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
+    config = load_config(args.config) if args.config else None  # None: the parent's own config
+    job = prepare_retrain(args.run, args.data, args.out, config, epochs=args.epochs,
+                          budget_minutes=args.budget_minutes, started_unix=started)
+    with ray_session(args.address, num_cpus=args.num_cpus, worker_logs=args.verbose) as session:
+        summary = run_retrain(job, can_autoscale=session.joined)
+    print(summary.table())
+    print(f"run: {summary.run_dir} ({summary.manifest['status']}); {budget_line(summary.manifest)}")
+    return 0 if summary.ok else 1
+
+
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from fabray.train.tune_ensemble import fit_ensemble
 
@@ -277,6 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use-gpu", default=None, choices=["auto", "true", "false"],
                    help="use GPUs; 'auto' = when the cluster has any; unset: the config's train.use_gpu")
     p.add_argument("--config", default=None, help="YAML config (task, split, train sections)")
+
+    p = add("retrain", _cmd_retrain, "Warm-start every model of a run on new data plus a replay "
+            "sample of its history, within a time budget, into a new (challenger) run.")
+    p.add_argument("--run", required=True, help="parent run directory (its models are the starting point)")
+    p.add_argument("--data", required=True, help="new zone-minute data file (.parquet or .csv)")
+    p.add_argument("--out", required=True, help="new run directory (never overwritten); records its parent")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="wall-clock budget from the start; unset: the config's retrain.budget_minutes")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs; unset: the config's retrain.epochs")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")
+    p.add_argument("--config", default=None,
+                   help="YAML config (train, retrain sections); unset: the parent run's own config")
 
     p = add("ensemble", _cmd_ensemble, "Fit the dynamic ensemble's hyper-parameters with Ray Tune on the validation split.")
     p.add_argument("--run", required=True, help="run directory written by `fabray train`")
