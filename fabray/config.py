@@ -111,6 +111,40 @@ class TrainConfig(_Section):
     seed: int = Field(0, description="Random seed for weights and shuffling.")
 
 
+class RetrainConfig(_Section):
+    """Incremental retraining (`fabray retrain`, DESIGN §4): warm-start every model of a parent
+    run on new data plus a replay sample of the parent's history, within a time budget."""
+
+    epochs: int = Field(5, ge=1, description="Maximum fine-tuning epochs per model (early "
+                        "stopping on the new data's validation split still applies).")
+    learning_rate: float | None = Field(
+        None, gt=0, description="Adam learning rate for fine-tuning (a fresh optimizer); None: "
+        "train.learning_rate.",
+    )
+    budget_minutes: float = Field(
+        110.0, gt=0, description="Wall-clock budget of the whole retrain, from its start: training "
+        "stops when it is spent (the seed's daily retrain must finish within 2 hours).",
+    )
+    replay_ratio: float = Field(
+        0.5, ge=0, description="Replay windows drawn from the parent's history per new training "
+        "window (0: no replay).",
+    )
+    replay_max_windows: int | None = Field(
+        200_000, ge=0, description="Most replay windows drawn; None: no cap.",
+    )
+    refit_scaler: bool = Field(
+        False, description="False (recommended): keep the parent's feature scaler and nominal "
+        "transport times, so warm-started weights see inputs scaled as in training, labels keep "
+        "their meaning, and the ensemble and serving stay consistent. True: refit both on the "
+        "new data's training split.",
+    )
+    refit_ensemble: bool = Field(
+        True, description="After training, fit the ensemble on the new validation split "
+        "(`fabray ensemble`) if budget is left.",
+    )
+    ensemble_trials: int = Field(16, ge=1, description="Ray Tune trials of that ensemble fit.")
+
+
 class SimulationConfig(_Section):
     """The fab-traffic simulator's physics (DESIGN §2); the preset sets the size (zones × minutes).
 
@@ -322,7 +356,9 @@ class ServeConfig(_Section):
     )
     max_batch_size: int = Field(64, ge=1, description="Windows @serve.batch groups into one model call.")
     batch_wait_timeout_s: float = Field(
-        0.002, ge=0, description="Longest wait for a batch to fill before it is scored anyway."
+        0.0, ge=0, description="Longest wait for a batch to fill before it is scored anyway. 0: "
+        "score what is queued at once (requests arriving during a model call still form the next "
+        "batch, so concurrent load is batched without delaying a lone request).",
     )
     max_ongoing_requests: int = Field(
         128, ge=1, description="Requests in flight per predictor replica (must exceed "
@@ -337,6 +373,10 @@ class ServeConfig(_Section):
     model_poll_interval_s: float = Field(
         2.0, gt=0, description="How often replicas check the store for a newly promoted version.",
     )
+    access_log: bool = Field(
+        False, description="Ray Serve's per-request access log lines in every replica (costs "
+        "latency; the Prometheus metrics count requests either way).",
+    )
     state_persist_interval_s: float = Field(
         30.0, gt=0, description="How often the ensemble's online state is written to the store.",
     )
@@ -350,7 +390,10 @@ class ServeConfig(_Section):
     batch_source: str | None = Field(
         None, description="Zone-minute data file the scheduler scores; None: no scheduled batches.",
     )
-    batch_num_cpus: float = Field(0.5, gt=0, description="CPUs of each Ray Data scoring actor.")
+    batch_num_cpus: float = Field(
+        0.5, gt=0, description="CPUs reserved by the BatchScorer replica (the warm models batch "
+        "jobs use, apart from the real-time predictor).",
+    )
     batch_size_windows: int = Field(1024, ge=1, description="Windows per Ray Data batch.")
     retrain_overrides: dict[str, dict] = Field(
         default_factory=dict, description="Config sections merged into the champion's own config "
@@ -416,6 +459,9 @@ class FabrayConfig(_Section):
         default_factory=SimulationConfig, description="The fab-traffic simulator (`fabray simulate`)."
     )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training on Ray.")
+    retrain: RetrainConfig = Field(
+        default_factory=RetrainConfig, description="Incremental retraining (`fabray retrain`)."
+    )
     models: ModelsConfig = Field(
         default_factory=ModelsConfig, description="Model sizes and rules (`fabray models`)."
     )

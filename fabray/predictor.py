@@ -1,0 +1,466 @@
+"""Score windows with a trained run: every model, the stored scaler, the fitted ensemble.
+
+`RunPredictor.load(run_dir)` reads a run directory written by `fabray train` (and, when it has
+been run, `fabray ensemble`): the manifest, every model whose status is "ok", the scaler and
+nominal transport times (`models/<name>/preprocessing.json`), the task, and `ensemble.json`.
+It refuses, with a `BadInputError` naming the file, a run whose listed files are missing,
+whose models disagree on preprocessing, or whose files do not match a checksum the manifest
+records.
+
+Checksums: wherever the manifest has a mapping named `checksums` (at the top level, inside a
+model's entry, or inside the `ensemble` entry) of `{relative path: "sha256:<hex>"}`, the file is
+hashed and compared before it is used. Files without a recorded checksum are only checked to
+exist.
+
+Speed (DESIGN §10): each model is called through a `tf.function` with a fixed
+`input_signature` `[None, lookback, n_features]` float32, traced and run once at load (warm-up),
+so the first request pays no tracing and later calls never retrace for a new batch size.
+Eager `model(x)` was ~60× slower.
+
+No Ray here: the serving deployment, the Tune driver and `fabray evaluate` wrap this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabray import schema
+from fabray.config import TaskConfig
+from fabray.data.scaler import Scaler
+from fabray.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FORMAT = "fabray-ensemble"
+ENSEMBLE_FORMAT_VERSION = 1
+#: Windows per model call in `score_prepared` (a [4096, 100, 12] float32 batch is ~20 MB).
+DEFAULT_BATCH_SIZE = 4096
+#: `score_prepared` shows a progress bar from this many batches on (when `progress` is None).
+PROGRESS_MIN_BATCHES = 8
+
+
+def sigmoid(logit: np.ndarray) -> np.ndarray:
+    """Numerically safe logistic function, float64."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logit, dtype=np.float64), -60.0, 60.0)))
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """'sha256:<hex>' of a file's bytes (the form the manifest records)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"{what}: file missing: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadInputError(f"{what}: {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise BadInputError(f"{what}: {path} must hold a JSON object. Received: {type(data).__name__}")
+    return data
+
+
+def _collect_checksums(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Every `checksums` mapping in the manifest (top level, model entries, ensemble entry)."""
+    found: dict[str, str] = {}
+    places = [manifest, *manifest.get("models", {}).values()]
+    if isinstance(manifest.get("ensemble"), Mapping):
+        places.append(manifest["ensemble"])
+    for place in places:
+        sums = place.get("checksums") if isinstance(place, Mapping) else None
+        if isinstance(sums, Mapping):
+            found.update({str(k): str(v) for k, v in sums.items()})
+    return found
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """What `ensemble.json` holds: the fitted dynamic ensemble and its static counterpart."""
+
+    params: Any  # fabray.ensemble.EnsembleParams
+    state: dict[str, Any]  # DynamicEnsemble.to_state() after replaying the validation split
+    static_params: Any  # EnsembleParams of the static ensemble (half_life = inf)
+    model_names: tuple[str, ...]
+    feedback_lag: int
+    model_thresholds: dict[str, float]  # each model's F1-best threshold on validation
+    raw: dict[str, Any]  # the whole file, for reports
+
+
+class RunPredictor:
+    """Every successfully trained model of one run, ready to score raw windows.
+
+    Attributes:
+        version: the run's id (the manifest's `run_id`, else the run directory's name).
+        run_dir: absolute path of the run.
+        model_names: models loaded, in manifest order.
+        zones: zones the run was trained on (their nominal transport times are known).
+        lookback, n_features, horizon: window shape and target horizon.
+        task: the run's `TaskConfig` ("event": scores are probabilities; "delay": seconds).
+        scaler: the training split's feature scaler.
+        nominal_s: nominal transport time per zone, seconds.
+        ensemble: the fitted `EnsembleSpec`, or None before `fabray ensemble` ran.
+        manifest: the manifest as read.
+    """
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        run_dir: Path,
+        manifest: dict[str, Any],
+        models: dict[str, Any],
+        scaler: Scaler,
+        nominal_s: dict[str, float],
+        zones: tuple[str, ...],
+        task: TaskConfig,
+        lookback: int,
+        n_features: int,
+        ensemble: EnsembleSpec | None = None,
+        warm_up: bool = True,
+    ) -> None:
+        if not models:
+            raise BadInputError(f"run {run_dir}: no model to score with")
+        self.version = version
+        self.run_dir = run_dir
+        self.manifest = manifest
+        self.model_names: tuple[str, ...] = tuple(models)
+        self.scaler = scaler
+        self.nominal_s = dict(nominal_s)
+        self.zones = tuple(zones)
+        self.task = task
+        self.lookback = int(lookback)
+        self.n_features = int(n_features)
+        self.horizon = int(task.horizon)
+        self.ensemble = ensemble
+        self._models = dict(models)
+        self._fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            name: self._compile(model) for name, model in self._models.items()
+        }
+        if warm_up:
+            self.warm_up()
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, warm_up: bool = True) -> RunPredictor:
+        """Load a run directory; BadInputError when it is not a complete, intact run."""
+        import keras
+
+        import fabray.models  # noqa: F401 - registers the custom layers for load_model
+
+        run = Path(run_dir).expanduser().resolve()
+        if not run.is_dir():
+            raise BadInputError(f"run directory not found: {run}")
+        manifest = _read_json(run / MANIFEST, f"run {run}")
+        if manifest.get("format") != "fabray-run":
+            raise BadInputError(
+                f"{run / MANIFEST}: not a fabray run manifest. Received: format={manifest.get('format')!r}"
+            )
+        entries = manifest.get("models")
+        if not isinstance(entries, Mapping) or not entries:
+            raise BadInputError(f"{run / MANIFEST}: lists no models")
+        ok = [name for name, entry in entries.items() if entry.get("status") == "ok"]
+        skipped = {name: entry.get("status") for name, entry in entries.items() if name not in ok}
+        if skipped:
+            logger.warning("run %s: skipping models that did not train: %s", run.name, skipped)
+        if not ok:
+            raise BadInputError(f"run {run}: no model trained successfully. Received statuses: {skipped}")
+
+        checksums = _collect_checksums(manifest)
+        verify = _Verifier(run, checksums)
+        preps: dict[str, dict[str, Any]] = {}
+        models: dict[str, Any] = {}
+        for name in ok:
+            entry = entries[name]
+            for key in ("model", "preprocessing"):
+                if not entry.get(key):
+                    raise BadInputError(f"{run / MANIFEST}: model {name!r} has no {key!r} file listed")
+            preps[name] = _read_json(verify(entry["preprocessing"]), f"model {name}: preprocessing")
+            model_path = verify(entry["model"])
+            try:
+                models[name] = keras.saving.load_model(model_path, compile=False)
+            except Exception as err:  # noqa: BLE001 - a damaged file is bad input, not a crash
+                raise BadInputError(f"model {name}: cannot load {model_path}: {err}") from err
+
+        first = preps[ok[0]]
+        for name in ok[1:]:
+            for key in ("scaler", "nominal_s", "lookback", "horizon", "features"):
+                if preps[name].get(key) != first.get(key):
+                    raise BadInputError(
+                        f"run {run}: models {ok[0]!r} and {name!r} were prepared differently "
+                        f"({key!r} differs); a run's models must share their preprocessing"
+                    )
+        if list(first.get("features", [])) != list(schema.FEATURES):
+            raise BadInputError(
+                f"run {run}: trained on features {first.get('features')}, expected {list(schema.FEATURES)}"
+            )
+        try:
+            task = TaskConfig.model_validate(first.get("task") or manifest.get("task") or {})
+        except Exception as err:  # noqa: BLE001 - pydantic ValidationError
+            raise BadInputError(f"run {run}: invalid task in preprocessing.json: {err}") from err
+        lookback, n_features = int(first["lookback"]), len(first["features"])
+        for name, model in models.items():
+            shape = tuple(model.input_shape[1:])
+            if shape != (lookback, n_features):
+                raise BadInputError(
+                    f"model {name}: takes windows of shape {shape}, the run's windows are "
+                    f"{(lookback, n_features)}"
+                )
+
+        ensemble = None
+        ens_entry = manifest.get("ensemble")
+        if isinstance(ens_entry, Mapping) and ens_entry.get("file"):
+            ensemble = _load_ensemble(verify(ens_entry["file"]), tuple(ok))
+
+        version = str(manifest.get("run_id") or run.name)
+        logger.info("loaded run %s: models %s%s", version, ok, ", fitted ensemble" if ensemble else "")
+        return cls(
+            version=version, run_dir=run, manifest=manifest, models=models,
+            scaler=Scaler.from_dict(first["scaler"]), nominal_s=first["nominal_s"],
+            zones=tuple(first.get("zones") or first["nominal_s"]), task=task,
+            lookback=lookback, n_features=n_features, ensemble=ensemble, warm_up=warm_up,
+        )
+
+    # ------------------------------------------------------------------ model calls
+
+    def _compile(self, model: Any) -> Callable[[np.ndarray], np.ndarray]:
+        """model → f(x [B, L, F] float32 scaled) -> [B] float32, through one traced graph."""
+        import keras
+
+        if keras.backend.backend() != "tensorflow":  # other backends: Keras's compiled predict
+            return lambda x: np.asarray(model.predict_on_batch(x), dtype=np.float32).reshape(-1)
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec([None, self.lookback, self.n_features], tf.float32, name="window")]
+
+        @tf.function(input_signature=signature)
+        def forward(x):
+            return tf.reshape(tf.cast(model(x, training=False), tf.float32), [-1])  # [B]
+
+        return lambda x: forward(x).numpy()
+
+    def warm_up(self) -> None:
+        """Trace every model's graph and run it once (batch of 2), so requests pay no tracing.
+
+        Each model has its own `tf.function`, traced once here; TensorFlow counts the traces of
+        all of them together and warns about "retracing" from the fifth on, which is not the case
+        (the fixed input_signature never retraces), so that one warning is filtered here."""
+        x = np.zeros((2, self.lookback, self.n_features), dtype=np.float32)
+        tf_logger = logging.getLogger("tensorflow")
+        quiet = _DropRetracingWarning()
+        tf_logger.addFilter(quiet)
+        try:
+            for name, fn in self._fns.items():
+                out = fn(x)
+                if out.shape != (2,):
+                    raise BadInputError(f"model {name}: expected one output per window. Received shape {out.shape}")
+        finally:
+            tf_logger.removeFilter(quiet)
+
+    def _outputs_to_scores(self, out: np.ndarray) -> np.ndarray:
+        """Model outputs [B] → probabilities (task "event", from logits) or seconds ("delay")."""
+        return sigmoid(out) if self.task.task == "event" else out.astype(np.float64)
+
+    def score_scaled(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+        """Scores of already-scaled windows [B, L, F]: {model name: [B] float64}."""
+        x = np.ascontiguousarray(windows, dtype=np.float32)  # [B, L, F]
+        return {name: self._outputs_to_scores(fn(x)) for name, fn in self._fns.items()}
+
+    def check_windows(self, windows_raw: Any) -> np.ndarray:
+        """Raw windows as float64 [B, L, F]; BadInputError naming a wrong shape or value."""
+        try:
+            x = np.asarray(windows_raw, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise BadInputError(f"windows must be numbers. Received: {err}") from None
+        if x.ndim == 2:
+            x = x[None]  # one window
+        expected = (self.lookback, self.n_features)
+        if x.ndim != 3 or x.shape[1:] != expected:
+            raise BadInputError(
+                f"windows must be [batch, {self.lookback} minutes, {self.n_features} features] "
+                f"(features in the order {list(schema.FEATURES)}). Received: shape {list(x.shape)}"
+            )
+        if x.shape[0] == 0:
+            raise BadInputError("no window to score. Received: batch of 0")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            b, minute, f = (int(v) for v in np.argwhere(bad)[0])
+            raise BadInputError(
+                f"windows must be finite: {int(bad.sum())} NaN/inf values, first in window {b}, "
+                f"minute {minute}, feature {schema.FEATURES[f]!r} (carry an empty transport_time_s "
+                f"forward from the last minute). Received: {x[b, minute, f]}"
+            )
+        return x
+
+    def score_windows(self, windows_raw: Any) -> dict[str, np.ndarray]:
+        """Each model's score of raw-unit windows [B, L, F] (oldest minute first, features in
+        `fabray.schema.FEATURES` order): {model name: [B] float64}, a probability for the
+        "event" task. The stored scaler is applied here."""
+        x = self.check_windows(windows_raw)  # [B, L, F]
+        return self.score_scaled(self.scaler.transform(x))
+
+    def score_prepared(
+        self,
+        prepared: Any,
+        ends: np.ndarray,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        progress: bool | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Scores of the windows of `prepared` (a `PreparedData` made with this run's scaler)
+        ending at rows `ends` [W], gathered batch by batch: {model name: [W] float64}.
+
+        `progress`: a tqdm bar on stderr; None → shown when there are >= 8 batches.
+        """
+        from fabray.data.windows import gather_windows
+
+        self._check_prepared(prepared)
+        ends = np.asarray(ends, dtype=np.int64)  # [W]
+        if batch_size < 1:
+            raise BadInputError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+        out = {name: np.empty(len(ends), dtype=np.float64) for name in self.model_names}
+        n_batches = math.ceil(len(ends) / batch_size)
+        for start in _progress(range(0, len(ends), batch_size), n_batches, progress, self.version):
+            chunk = ends[start:start + batch_size]
+            x = gather_windows(prepared.features, chunk, self.lookback)  # [C, L, F] scaled
+            for name, scores in self.score_scaled(x).items():
+                out[name][start:start + len(chunk)] = scores
+        return out
+
+    def _check_prepared(self, prepared: Any) -> None:
+        if prepared.lookback != self.lookback or prepared.features.shape[1] != self.n_features:
+            raise BadInputError(
+                f"prepared data has lookback={prepared.lookback}, {prepared.features.shape[1]} "
+                f"features; run {self.version} needs {self.lookback} and {self.n_features}"
+            )
+        if prepared.scaler != self.scaler:
+            raise BadInputError(
+                f"prepared data was scaled with another scaler than run {self.version}'s: "
+                "use RunPredictor.prepare(df)"
+            )
+
+    # ------------------------------------------------------------------ helpers for callers
+
+    def prepare(self, df: Any, split: Any = None) -> Any:
+        """A validated zone-minute frame → `PreparedData` with this run's scaler and nominals.
+
+        split None: one split "all" (every end with a full window; targets may be NaN).
+        A `SplitConfig`: "train"/"val"/"test" as at training time (same data file)."""
+        from fabray.data.windows import prepare
+
+        return prepare(df, self.task, split, scaler=self.scaler, nominal_s=self.nominal_s)
+
+    def new_ensemble(self) -> Any:
+        """A fresh `DynamicEnsemble` in the fitted state of `ensemble.json` (None before
+        `fabray ensemble`). Each call returns an independent object."""
+        from fabray.ensemble import DynamicEnsemble
+
+        if self.ensemble is None:
+            return None
+        return DynamicEnsemble.from_state(self.ensemble.state)
+
+    def model(self, name: str) -> Any:
+        """The loaded Keras model `name`."""
+        if name not in self._models:
+            raise BadInputError(f"no model {name!r} in run {self.version}; models: {list(self.model_names)}")
+        return self._models[name]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary (GET /v1/models)."""
+        return {
+            "version": self.version,
+            "models": list(self.model_names),
+            "zones": list(self.zones),
+            "lookback": self.lookback,
+            "n_features": self.n_features,
+            "features": list(schema.FEATURES),
+            "horizon": self.horizon,
+            "task": self.task.task,
+            "sla_delay_s": self.task.sla_delay_s,
+            "ensemble_fitted": self.ensemble is not None,
+        }
+
+
+# ---------------------------------------------------------------------------- internals
+
+
+class _DropRetracingWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+class _Verifier:
+    """Resolves a manifest path inside the run, checks it exists and matches its checksum."""
+
+    def __init__(self, run: Path, checksums: Mapping[str, str]) -> None:
+        self.run = run
+        self.checksums = checksums
+
+    def __call__(self, rel: str) -> Path:
+        path = (self.run / rel).resolve()
+        if not path.is_relative_to(self.run):
+            raise BadInputError(f"{self.run / MANIFEST}: lists a file outside the run. Received: {rel}")
+        if not path.is_file():
+            raise BadInputError(
+                f"run {self.run}: the manifest lists {rel}, which is missing (a copied or damaged run?)"
+            )
+        expected = self.checksums.get(rel)
+        if expected is not None:
+            actual = sha256_file(path)
+            if actual != expected:
+                raise BadInputError(
+                    f"run {self.run}: {rel} does not match its checksum in the manifest (changed "
+                    f"after the run was written). Expected {expected}. Received: {actual}"
+                )
+        return path
+
+
+def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
+    from fabray.ensemble import DynamicEnsemble, EnsembleParams
+
+    data = _read_json(path, "ensemble")
+    if data.get("format") != ENSEMBLE_FORMAT:
+        raise BadInputError(f"{path}: not a fabray ensemble file. Received: format={data.get('format')!r}")
+    names = tuple(data.get("model_names") or ())
+    if names != model_names:
+        raise BadInputError(
+            f"{path}: fitted for models {list(names)}, but the run's trained models are "
+            f"{list(model_names)}; re-run `fabray ensemble`"
+        )
+    try:
+        params = EnsembleParams.from_dict(data["params"])
+        static = EnsembleParams.from_dict(data["static_params"])
+        DynamicEnsemble.from_state(data["state"])  # validates the state once, here
+    except (KeyError, TypeError, ValueError) as err:
+        raise BadInputError(f"{path}: invalid ensemble: {err}") from err
+    return EnsembleSpec(
+        params=params, state=data["state"], static_params=static, model_names=names,
+        feedback_lag=int(data.get("feedback_lag", 1)),
+        model_thresholds={str(k): float(v) for k, v in (data.get("model_thresholds") or {}).items()},
+        raw=data,
+    )
+
+
+def _progress(items: range, total: int, progress: bool | None, label: str) -> Iterator[int]:
+    show = total >= PROGRESS_MIN_BATCHES if progress is None else progress
+    if not show:
+        return iter(items)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(items, total=total, desc=f"scoring ({label})", unit="batch", leave=False))

@@ -1,0 +1,126 @@
+"""`fabray ensemble` (Ray Tune on the session's local Ray) and `fabray evaluate` on a tiny run.
+
+One tiny run (two small models, one epoch) is trained once for the module; the Tune step runs a
+few trials on it; evaluate scores a fab simulated with another seed and writes JSON and a report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fabray.cli import main
+
+pytestmark = pytest.mark.ray
+
+MODELS = ("lstm", "rule")
+TINY_CONFIG = {
+    "train": {
+        "epochs": 1,
+        "batch_size": 256,
+        "models": list(MODELS),
+        "resources": {"cpus": 0.5},
+        "shuffle_buffer": 2000,
+        "model_overrides": {
+            "lstm": {"lstm_units": [8], "head_units": [8]},
+            "rule": {"lstm_units": 4, "head_units": [4]},
+        },
+    }
+}
+PLOTS = ("leaderboard.png", "pr_curves.png", "timeline.png", "weights.png", "lead_times.png")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    from fabray.data.io import write_table
+    from fabray.data.simulate import simulate_preset
+
+    d = tmp_path_factory.mktemp("ens_data")
+    write_table(simulate_preset("tiny", seed=3), d / "train.parquet")
+    write_table(simulate_preset("tiny", seed=5), d / "test.parquet")  # a fab the run never saw
+    (d / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    return {"train": d / "train.parquet", "test": d / "test.parquet", "config": d / "tiny.yaml"}
+
+
+@pytest.fixture(scope="module")
+def fitted_run(ray_cluster, files, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("ens_runs") / "r1"
+    assert main(["train", "--data", str(files["train"]), "--out", str(run), "--config", str(files["config"])]) == 0
+    assert main(["ensemble", "--run", str(run), "--trials", "4", "--seed", "1"]) == 0
+    return run
+
+
+def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
+    import pandas as pd
+
+    from fabray.predictor import RunPredictor, sha256_file
+
+    doc = json.loads((fitted_run / "ensemble.json").read_text())
+    assert doc["model_names"] == list(MODELS)
+    assert doc["feedback_lag"] == 10
+    assert len(doc["params"]["base_weights"]) == 2 and doc["params"]["half_life"] != "inf"  # dynamic
+    assert doc["static_params"]["half_life"] == "inf"
+    assert {t["zone"] for t in doc["state"]["trackers"]} == {"Z01", "Z02", "Z03", "Z04"}
+    assert set(doc["model_thresholds"]) == set(MODELS)
+    val = doc["validation"]
+    assert 0 < val["dynamic"]["f1"] <= 1 and val["dynamic"]["threshold"] == doc["params"]["threshold"]
+
+    trials = pd.read_csv(fitted_run / "ensemble_trials.csv")
+    tune_rows = trials[~trials["trial"].str.startswith("static")]
+    assert len(tune_rows) == 4 and (tune_rows["status"] == "ok").all()
+    assert doc["winner"] in set(tune_rows["trial"])
+    best = tune_rows.sort_values(["f1", "pr_auc"], ascending=False).iloc[0]
+    assert best["trial"] == doc["winner"] and best["f1"] == pytest.approx(val["dynamic"]["f1"])
+
+    manifest = json.loads((fitted_run / "manifest.json").read_text())
+    entry = manifest["ensemble"]
+    assert entry["file"] == "ensemble.json" and entry["trials"] == "ensemble_trials.csv"
+    for rel, digest in entry["checksums"].items():
+        assert sha256_file(fitted_run / rel) == digest
+    predictor = RunPredictor.load(fitted_run, warm_up=False)
+    assert predictor.ensemble is not None and predictor.new_ensemble().model_names == MODELS
+
+
+def test_evaluate_writes_the_design_json_and_a_report_with_every_plot(fitted_run, files, tmp_path):
+    out, report = tmp_path / "metrics.json", tmp_path / "report"
+    code = main(["evaluate", "--run", str(fitted_run), "--data", str(files["test"]), "--json", str(out),
+                 "--report", str(report)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert {"models", "ensemble", "baselines", "static_ensemble", "roi"} <= set(result)
+    assert set(result["models"]) == set(MODELS)
+    assert set(result["baselines"]) == {"persistence", "rules", "gbt"}
+    assert result["data"]["windows_used"].startswith("all windows")
+    for metrics in [*result["models"].values(), result["ensemble"], result["static_ensemble"],
+                    result["baselines"]["persistence"], result["baselines"]["rules"]]:
+        for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "pr_auc", "roc_auc"):
+            assert 0.0 <= metrics[key] <= 1.0, key
+        assert metrics["lead_time"]["episodes"] > 0
+    gbt = result["baselines"]["gbt"]
+    assert "f1" in gbt or "skipped" in gbt
+    roi = result["roi"]
+    assert roi["delays_caught_per_day"] == pytest.approx(result["ensemble"]["recall"] * 37)
+    text = (report / "report.md").read_text()
+    for name in PLOTS:
+        png = report / name
+        assert png.stat().st_size > 10_000, name  # a drawn figure, not an empty canvas
+        assert f"({name})" in text
+    assert "net value per month" in text
+
+
+def test_evaluate_on_the_training_file_scores_its_test_split_only(fitted_run, files, tmp_path):
+    out = tmp_path / "same.json"
+    assert main(["evaluate", "--run", str(fitted_run), "--data", str(files["train"]), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    manifest = json.loads((fitted_run / "manifest.json").read_text())
+    assert result["data"]["windows_used"] == "test split of the training file"
+    assert result["data"]["windows"] == manifest["data"]["windows"]["test"]
+
+
+def test_ensemble_and_evaluate_refuse_a_directory_that_is_no_run(tmp_path, files, capsys):
+    assert main(["ensemble", "--run", str(tmp_path), "--trials", "2"]) == 2
+    assert "manifest.json" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path), "--data", str(files["test"])]) == 2
