@@ -240,7 +240,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fabray.demo import run_demo
 
-    run_demo(args.workdir)
+    run_demo(args.workdir, seed=args.seed, num_cpus=args.num_cpus, trials=args.trials,
+             serve=not args.no_serve)
     return 0
 
 
@@ -360,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", _cmd_demo, "Run the whole chain on a small simulated fab.")
     p.add_argument("--workdir", default="demo-run", help="where the demo writes its files")
+    p.add_argument("--seed", type=int, default=7, help="seed of the simulated fab")
+    p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the embedded Ray")
+    p.add_argument("--trials", type=int, default=16, help="Ray Tune trials for the ensemble")
+    p.add_argument("--no-serve", action="store_true", help="skip the serving stage")
     return parser
 
 
