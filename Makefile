@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/fabray demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
