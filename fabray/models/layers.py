@@ -206,17 +206,16 @@ def dense_head(x, head_units: tuple[int, ...], dropout: float, prefix: str):
 # (uniform(+-1/sqrt(fan_in))). Shapes: B batch, L lookback, C channels, N patches, P patch length,
 # D d_model, H heads.
 
-# torch.nn.Linear's default weight init (kaiming_uniform with a=sqrt(5)) is uniform(+-1/sqrt(fan_in)).
-_PATCHTST_LINEAR_INIT = {
-    "class_name": "VarianceScaling",
-    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
-}
 
-
-def _patchtst_linear(units: int, **kwargs) -> keras.layers.Dense:
-    """A Dense layer initialised like the official PatchTST code's nn.Linear."""
+def torch_like_dense(units: int, fan_in: int, **kwargs) -> keras.layers.Dense:
+    """A Dense layer initialised like torch.nn.Linear (the official PatchTST code's layers):
+    kernel and bias uniform(+-1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5) for the kernel)."""
+    bound = 1.0 / float(fan_in) ** 0.5
     return keras.layers.Dense(
-        units, kernel_initializer=keras.initializers.get(_PATCHTST_LINEAR_INIT), **kwargs
+        units,
+        kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+        **kwargs,
     )
 
 
@@ -363,10 +362,10 @@ class ResidualMultiHeadAttention(keras.layers.Layer):
         self.attn_dropout = float(attn_dropout)
         self.proj_dropout = float(proj_dropout)
         self.head_dim = self.d_model // self.num_heads
-        self.query = _patchtst_linear(self.d_model, name="query")
-        self.key = _patchtst_linear(self.d_model, name="key")
-        self.value = _patchtst_linear(self.d_model, name="value")
-        self.output_projection = _patchtst_linear(self.d_model, name="output")
+        self.query = torch_like_dense(self.d_model, self.d_model, name="query")
+        self.key = torch_like_dense(self.d_model, self.d_model, name="key")
+        self.value = torch_like_dense(self.d_model, self.d_model, name="value")
+        self.output_projection = torch_like_dense(self.d_model, self.d_model, name="output")
         self.attn_dropout_layer = keras.layers.Dropout(self.attn_dropout)
         self.proj_dropout_layer = keras.layers.Dropout(self.proj_dropout)
 
@@ -436,9 +435,9 @@ class PatchTSTEncoderLayer(keras.layers.Layer):
         )
         self.attention_dropout = keras.layers.Dropout(self.dropout)
         self.attention_norm = _patchtst_norm(norm, "attention_norm")
-        self.ff_in = _patchtst_linear(self.d_ff, activation=activation, name="ff_in")
+        self.ff_in = torch_like_dense(self.d_ff, self.d_model, activation=activation, name="ff_in")
         self.ff_dropout = keras.layers.Dropout(self.dropout)
-        self.ff_out = _patchtst_linear(self.d_model, name="ff_out")
+        self.ff_out = torch_like_dense(self.d_model, self.d_ff, name="ff_out")
         self.ffn_dropout = keras.layers.Dropout(self.dropout)
         self.ffn_norm = _patchtst_norm(norm, "ffn_norm")
 
@@ -506,7 +505,6 @@ class PatchTSTEncoder(keras.layers.Layer):
         self.norm = norm
         self.activation = activation
         self.res_attention = bool(res_attention)
-        self.patch_embedding = _patchtst_linear(self.d_model, name="patch_embedding")
         self.embedding_dropout = keras.layers.Dropout(self.dropout)
         self.encoder_layers = [
             PatchTSTEncoderLayer(
@@ -522,6 +520,7 @@ class PatchTSTEncoder(keras.layers.Layer):
             raise ValueError(
                 f"PatchTSTEncoder needs known [C, N, P]. Received: input_shape={input_shape}"
             )
+        self.patch_embedding = torch_like_dense(self.d_model, patch_len, name="patch_embedding")
         self.patch_embedding.build((None, channels, num_patches, patch_len))
         self.positional_encoding = self.add_weight(
             shape=(num_patches, self.d_model),

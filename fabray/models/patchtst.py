@@ -24,7 +24,7 @@ import keras
 
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.layers import Patching, PatchTSTEncoder, RevIN
+from fabray.models.layers import Patching, PatchTSTEncoder, RevIN, torch_like_dense
 
 __all__ = ["PatchTSTConfig", "build_patchtst"]
 
@@ -108,11 +108,13 @@ def build_patchtst(cfg: PatchTSTConfig, lookback: int, n_features: int) -> keras
     if cfg.task_head == "score":
         x = keras.layers.Flatten(name="flatten")(x)  # [B, C * D * N]
         x = keras.layers.Dropout(cfg.head_dropout, name="head_dropout")(x)
-        outputs = keras.layers.Dense(1, dtype="float32", name="score")(x)  # [B, 1]
+        outputs = torch_like_dense(
+            1, n_features * cfg.d_model * num_patches, dtype="float32", name="score"
+        )(x)  # [B, 1]
     else:
         x = keras.layers.Reshape((n_features, cfg.d_model * num_patches), name="flatten")(x)  # [B, C, D*N]
-        x = keras.layers.Dense(
-            cfg.horizon, dtype="float32" if revin is None else None, name="forecast"
+        x = torch_like_dense(
+            cfg.horizon, cfg.d_model * num_patches, dtype="float32" if revin is None else None, name="forecast"
         )(x)  # [B, C, H]
         x = keras.layers.Dropout(cfg.head_dropout, name="head_dropout")(x)
         x = keras.layers.Permute((2, 1), name="to_time_channel")(x)  # [B, H, C]

@@ -205,6 +205,7 @@ def test_ett_benchmark_runs_on_a_tiny_synthetic_file(tmp_path):
     assert result["windows"] == {"train": 331, "val": 115, "test": 115}
     assert np.isfinite(result["mse"]) and result["mse"] > 0 and result["mae"] > 0
     assert result["baseline"]["name"] == "last_value" and result["baseline"]["mse"] > 0
+    assert result["official_drop_last"]["windows"] == 96  # 115 test windows, batches of 32
 
 
 def test_ett_benchmark_rejects_a_short_file(tmp_path, capsys):
