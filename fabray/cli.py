@@ -149,8 +149,9 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     if args.num_cpus is not None and args.num_cpus < 1:
         raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
     config = load_config(args.config) if args.config else None  # None: the parent's own config
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     job = prepare_retrain(args.run, args.data, args.out, config, epochs=args.epochs,
-                          budget_minutes=args.budget_minutes, started_unix=started)
+                          budget_minutes=args.budget_minutes, models=models, started_unix=started)
     with ray_session(args.address, num_cpus=args.num_cpus, worker_logs=args.verbose) as session:
         summary = run_retrain(job, can_autoscale=session.joined)
     print(summary.table())
@@ -307,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="wall-clock budget from the start; unset: the config's retrain.budget_minutes")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs; unset: the config's retrain.epochs")
+    p.add_argument("--models", default=None,
+                   help="comma-separated models to fine-tune; the parent's others are carried over unchanged")
     p.add_argument("--address", default=None,
                    help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")

@@ -381,7 +381,7 @@ class ServeConfig(_Section):
         30.0, gt=0, description="How often the ensemble's online state is written to the store.",
     )
     pending_predictions: int = Field(
-        100_000, ge=1, description="Recent predictions remembered so /v1/feedback can find them.",
+        20_000, ge=1, description="Recent predictions remembered so /v1/feedback can find them.",
     )
     batch_interval_s: float = Field(
         600.0, gt=0, description="Scheduler period: score the latest window of every zone of "

@@ -14,6 +14,11 @@ prepare windows, check models and overrides (each is built once here: bad overri
 not a worker crash after retries), plan resources; only then create the run directory. Each
 model lands (best checkpoint copied, history, preprocessing, config) as soon as it finishes, and
 the manifest is rewritten atomically after each landing, listing only files that exist.
+
+The same driver runs `fabray retrain` (`fabray.train.retrain`): a `PreparedRun` may carry its
+own `TrainSeries` (new data + replay), parent models to warm-start from, and a deadline. The
+landed `model.keras` is always float32 (`precision.float32_copy` when a worker trained under
+mixed_float16), so any machine can load it for inference; the Ray checkpoints keep the policy.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
 from fabray.train import run_dir as rd
 from fabray.train.loop import MODEL_FILE, SCORE, STATE_FILE, WorkerSpec
+from fabray.train.replay import TrainSeries
 from fabray.train.resources import WorkerResources, plan_concurrency, plan_resources, resolve_use_gpu
 
 logger = logging.getLogger(__name__)
@@ -159,6 +165,9 @@ class _Shared:
     params: dict[str, int]
     overrides: dict[str, dict]
     monitor: Any  # progress.ProgressMonitor
+    init_refs: dict[str, Any] = field(default_factory=dict)  # model → ref of the parent's .keras bytes
+    warm_start: dict[str, Path] = field(default_factory=dict)  # model → the parent's model.keras
+    deadline_unix: float | None = None
 
 
 def _spec(name: str, shared: _Shared) -> WorkerSpec:
@@ -178,6 +187,7 @@ def _spec(name: str, shared: _Shared) -> WorkerSpec:
         event_threshold=train.event_threshold,
         seed=train.seed,
         cpus=shared.plan[name].cpus,
+        deadline_unix=shared.deadline_unix,
     )
 
 
@@ -192,7 +202,11 @@ def _fit(name: str, shared: _Shared) -> Any:
     train, res = shared.config.train, shared.plan[name]
     trainer = TensorflowTrainer(
         train_loop_per_worker,
-        train_loop_config={"spec": _spec(name, shared).to_dict(), "arrays": shared.array_refs},
+        train_loop_config={
+            "spec": _spec(name, shared).to_dict(),
+            "arrays": shared.array_refs,
+            "init_model": [shared.init_refs[name]] if name in shared.init_refs else None,
+        },
         scaling_config=ScalingConfig(
             num_workers=1, use_gpu=res.use_gpu, resources_per_worker=res.ray_resources()
         ),
@@ -240,7 +254,7 @@ def _land(name: str, shared: _Shared, result: Any, started: float) -> dict[str, 
     best = _best_checkpoint(result, best_epoch)
     out = rd.model_dir(shared.run, name)
     with best.as_directory() as d:
-        rd.atomic_copy(Path(d) / MODEL_FILE, out / MODEL_FILE)
+        _land_model_file(name, shared, Path(d) / MODEL_FILE, out / MODEL_FILE, state.get("precision"))
         best_metrics = _read_state_dir(Path(d))["metrics"]
     prepared, cfg = shared.prepared, shared.config
     rd.atomic_write_json(out / "history.json", {"model": name, "best_epoch": best_epoch, "epochs": history})
@@ -270,9 +284,68 @@ def _land(name: str, shared: _Shared, result: Any, started: float) -> dict[str, 
         "train_loss": best_metrics.get("loss"),
         "params": shared.params[name],
         "precision": state.get("precision"),
+        "stored_dtype": "float32",
         "resources": shared.plan[name].ray_resources(),
+        "resumed_from": list(state.get("resumed_from") or []),
+        "stopped_by_budget": bool(state.get("stopped_by_budget")),
+        **({"warm_start": _warm_start_entry(shared.warm_start[name])} if name in shared.warm_start else {}),
         "train_seconds": round(time.perf_counter() - started, 2),
         "finished_at": rd.utc_now(),
+    }
+
+
+def _warm_start_entry(parent_model: Path) -> dict[str, Any]:
+    return {"from": str(parent_model), "fingerprint": rd.file_fingerprint(parent_model)}
+
+
+def _land_model_file(name: str, shared: _Shared, src: Path, dst: Path, precision: str | None) -> None:
+    """Copy the checkpoint's model, as float32 when it was trained under another policy."""
+    if precision in (None, "float32"):
+        rd.atomic_copy(src, dst)
+        return
+    import keras
+
+    import fabray.models  # noqa: F401 - registers the custom layers
+    from fabray.models import build_model
+    from fabray.train.precision import float32_copy
+
+    trained = keras.saving.load_model(src, compile=False)
+    n_features = int(shared.prepared.features.shape[1])
+    clean = float32_copy(
+        trained, lambda: build_model(name, shared.config.task.lookback, n_features, shared.overrides[name])
+    )
+    tmp = dst.with_name(f".{dst.stem}.float32.keras")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    clean.save(tmp)
+    tmp.replace(dst)
+    logger.info("%s: trained under %s, stored as float32 for inference anywhere", name, precision)
+
+
+def carry_over(name: str, shared: _Shared, reason: str) -> dict[str, Any]:
+    """Land the parent's model unchanged: in a retrain, a model not selected (`--models`) or one
+    the budget left no time to start. Only valid when the run keeps the parent's preprocessing."""
+    parent_model = shared.warm_start[name]
+    out = rd.model_dir(shared.run, name)
+    rd.atomic_copy(parent_model, out / MODEL_FILE)
+    cfg = shared.config
+    rd.atomic_write_json(out / "history.json", {"model": name, "best_epoch": 0, "epochs": [],
+                                                "carried_over": reason})
+    rd.atomic_write_json(out / "preprocessing.json", preprocessing_dict(shared.prepared, cfg))
+    rd.atomic_write_json(out / "config.json", {
+        "model": name, "overrides": shared.overrides[name], "task": cfg.task.model_dump(),
+        "split": cfg.split.model_dump(), "train": cfg.train.model_dump(), "carried_over": reason,
+    })
+
+    def rel(file: str) -> str:
+        return str((out / file).relative_to(shared.run))
+
+    logger.warning("%s: carried over from the parent unchanged (%s)", name, reason)
+    return {
+        "status": "ok", "model": rel(MODEL_FILE), "history": rel("history.json"),
+        "preprocessing": rel("preprocessing.json"), "config": rel("config.json"),
+        "best_epoch": 0, "epochs_run": 0, "carried_over": reason, "val_metrics": {},
+        "params": shared.params[name], "warm_start": _warm_start_entry(parent_model),
+        "stored_dtype": "float32", "finished_at": rd.utc_now(),
     }
 
 
@@ -344,7 +417,15 @@ def apply_cli_overrides(
 
 @dataclass
 class PreparedRun:
-    """A checked training job, before anything is written or Ray is touched."""
+    """A checked training job, before anything is written or Ray is touched.
+
+    `prepared` is the data file's windows (its scaler and nominal times land with the models;
+    its validation split scores every epoch). A retrain also sets `series` (the new data plus
+    replay windows), `warm_start` (model → the parent's model.keras), `deadline_unix` (stop
+    training then), `carry_over` (a model the budget leaves no time for lands as the parent's),
+    `carry_models` (models landed as the parent's without training: not selected for this
+    retrain), and `manifest_extra` (parent, replay, budget: merged into the manifest).
+    """
 
     data: Path
     out: Path
@@ -353,6 +434,15 @@ class PreparedRun:
     data_info: dict[str, Any]
     overrides: dict[str, dict]
     params: dict[str, int]
+    series: TrainSeries | None = None
+    warm_start: dict[str, Path] = field(default_factory=dict)
+    deadline_unix: float | None = None
+    carry_over: bool = False
+    carry_models: frozenset[str] = frozenset()
+    manifest_extra: dict[str, Any] = field(default_factory=dict)
+
+    def train_series(self) -> TrainSeries:
+        return self.series if self.series is not None else TrainSeries.of(self.prepared)
 
 
 def prepare_run(data: str | Path, out: str | Path, config: FabrayConfig) -> PreparedRun:
@@ -411,6 +501,7 @@ def train_models(
     config: FabrayConfig | None = None,
     *,
     can_autoscale: bool = False,
+    on_report: Any = None,
 ) -> RunSummary:
     """Train `config.train.models` on the data file concurrently on the current Ray cluster.
 
@@ -418,6 +509,7 @@ def train_models(
     must already be initialized (see `fabray.train.cluster.ray_session`). Bad input (data file,
     models, overrides, resources, an existing non-empty `out`) raises BadInputError before
     anything is written. A model that fails is recorded as failed; the others still land.
+    `on_report(item)`: called with every epoch report (see `progress.ProgressMonitor`).
     """
     import ray
     import ray.data
@@ -460,6 +552,7 @@ def train_models(
         "cluster": {"resources": {k: float(v) for k, v in cluster.items() if k in ("CPU", "GPU", "memory")},
                     "use_gpu": use_gpu, "concurrent_trainers": concurrency},
         "models": {n: {"status": "pending", "params": job.params[n]} for n in names},
+        **job.manifest_extra,
     }
     lock = threading.Lock()
     with lock:
@@ -467,7 +560,9 @@ def train_models(
     logger.info("training %s in %s: %d at a time, %s each", names, run, concurrency,
                 {n: r.ray_resources() for n, r in plan.items()})
 
-    array_refs = [*put_series(prepared.features, prepared.target), ray.put(prepared.splits["val"])]
+    series = job.train_series()
+    array_refs = [*put_series(series.features, series.target), ray.put(series.val_ends)]
+    init_refs = {n: ray.put(path.read_bytes()) for n, path in job.warm_start.items() if n in names}
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch lines instead
 
     def one(name: str) -> None:
@@ -475,8 +570,15 @@ def train_models(
         with lock:
             manifest["models"][name].update(status="running", started_at=rd.utc_now())
         try:
-            result = _fit(name, shared)
-            entry = _land(name, shared, result, started)
+            if name in job.carry_models:
+                entry = carry_over(name, shared, "not selected for this retrain")
+            elif job.deadline_unix is not None and time.time() >= job.deadline_unix:
+                if not (job.carry_over and name in job.warm_start):
+                    raise RuntimeError("the time budget was spent before this model could start")
+                entry = carry_over(name, shared, "time budget spent before it started")
+            else:
+                result = _fit(name, shared)
+                entry = _land(name, shared, result, started)
         except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
             logger.error("%s failed: %s", name, err)
             logger.debug("%s", traceback.format_exc())
@@ -492,9 +594,10 @@ def train_models(
             manifest["models"][name] = {**manifest["models"][name], **entry}
             rd.write_manifest(run, manifest)
 
-    with ProgressMonitor() as monitor:
-        shared = _Shared(run, config, prepared, array_refs, prepared.splits["train"], plan,
-                         job.params, job.overrides, monitor)
+    with ProgressMonitor(on_report=on_report) as monitor:
+        shared = _Shared(run, config, prepared, array_refs, series.train_ends, plan,
+                         job.params, job.overrides, monitor, init_refs=init_refs,
+                         warm_start=dict(job.warm_start), deadline_unix=job.deadline_unix)
         try:
             _run_threads(names, one, concurrency)
         except KeyboardInterrupt:

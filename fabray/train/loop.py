@@ -5,7 +5,9 @@
 1. limits TensorFlow's threads to the worker's CPUs and sets the precision policy (here, not in
    the driver: the driver's global policy does not reach worker processes);
 2. builds the model, or on a restart (`FailureConfig(max_failures)`) loads it, optimizer state
-   included, from `ray.train.get_checkpoint()` and continues at the next epoch;
+   included, from `ray.train.get_checkpoint()` and continues at the next epoch (logged as
+   "resuming <model> from epoch k", and the next report carries `resumed_from_epoch`); a
+   retrain (`fabray retrain`) instead starts from a parent model's weights (`init_model`);
 3. fits on the window END rows that Ray Data shards to it (`get_dataset_shard("train")`),
    gathering each batch's windows from the series arrays (`ray.put` once by the driver);
 4. after every epoch, scores the validation windows (gathered here from the same arrays, chunk by
@@ -14,6 +16,11 @@
 
 The best epoch's model is the best checkpoint Ray keeps (`CheckpointConfig` scores on
 `val_score`), so early stopping "restores best" by the driver taking that checkpoint.
+
+A wall-clock budget (`WorkerSpec.deadline_unix`, set by `fabray retrain`) stops training after
+the epoch whose successor would not finish in time (judged by the last epoch's duration), or in
+the middle of an epoch once the deadline has passed; that partial epoch is still validated and
+checkpointed, and the state says `stopped_by_budget`.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class WorkerSpec:
     event_threshold: float
     seed: int
     cpus: float
+    #: Stop training by this time (seconds since the epoch, `time.time()`); None: no budget.
+    deadline_unix: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +86,9 @@ class EarlyStoppingState:
     stopped_early: bool = False
     precision: str = "float32"
     history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: list[int] = field(default_factory=list)  # 1-based epochs restarts resumed after
+    warm_started: bool = False  # began from a parent model's weights (`fabray retrain`)
+    stopped_by_budget: bool = False
 
     def update(self, epoch: int, score: float, patience: int) -> bool:
         """Record epoch `epoch`'s score; True when it is the best so far."""
@@ -113,6 +125,22 @@ def validation_score(task: str, metrics: dict[str, float], val_loss: float) -> f
         value = metrics.get("pr_auc", math.nan)
         return float(value) if math.isfinite(value) else -float(val_loss)
     return -float(metrics["mae"])
+
+
+def budget_allows_next_epoch(now_unix: float, deadline_unix: float | None, epoch_seconds: float) -> bool:
+    """Whether another epoch, as long as the last one, would end before the deadline."""
+    if deadline_unix is None:
+        return True
+    return now_unix + max(0.0, epoch_seconds) <= deadline_unix
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -190,24 +218,66 @@ def evaluate_validation(
     return result
 
 
-def _build_or_resume(spec: WorkerSpec, checkpoint: Any) -> tuple[Any, EarlyStoppingState, Any]:
-    """(compiled model, state, loss) — fresh, or from the last checkpoint after a restart."""
+def _compiled(model: Any, spec: WorkerSpec, loss: Any) -> Any:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate), loss=loss)
+    return model
+
+
+def warm_start_model(spec: WorkerSpec, init_model_path: str) -> Any:
+    """A new model built from `spec` (architecture, precision policy) carrying the weights of
+    the saved model at `init_model_path`. Only the weights move: the optimizer starts afresh
+    at `spec.learning_rate`, and config-only values (the rule model's scaler statistics) come
+    from `spec.overrides`. Refuses a saved model whose weights do not fit the architecture."""
+    import keras
+
+    import fabray.models  # noqa: F401 - registers the custom layers for load_model
+    from fabray.models import build_model
+
+    model = build_model(spec.model, spec.lookback, spec.n_features, spec.overrides)
+    parent = keras.saving.load_model(init_model_path, compile=False)
+    source = parent.get_weights()
+    target = model.get_weights()
+    shapes = [w.shape for w in source], [w.shape for w in target]
+    if shapes[0] != shapes[1]:
+        raise ValueError(
+            f"{spec.model}: the parent model's weights do not fit the model built from its "
+            f"overrides ({len(shapes[0])} vs {len(shapes[1])} arrays). Received: parent shapes "
+            f"{shapes[0][:6]}..., built {shapes[1][:6]}..."
+        )
+    model.set_weights(source)
+    del parent
+    return model
+
+
+def _build_or_resume(
+    spec: WorkerSpec, checkpoint: Any, init_model_path: str | None = None
+) -> tuple[Any, EarlyStoppingState, Any]:
+    """(compiled model, state, loss): from the last checkpoint after a restart; else from the
+    parent's weights (`init_model_path`, a retrain); else fresh."""
     import keras
 
     from fabray.models import build_model, model_loss
 
     loss = keras.losses.get(model_loss(spec.model, spec.task, spec.overrides))
     if checkpoint is None:
+        if init_model_path is not None:
+            model = warm_start_model(spec, init_model_path)
+            logger.info("%s: warm start from %s", spec.model, init_model_path)
+            return _compiled(model, spec, loss), EarlyStoppingState(warm_started=True), loss
         model = build_model(spec.model, spec.lookback, spec.n_features, spec.overrides)
-        model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate), loss=loss)
-        return model, EarlyStoppingState(), loss
+        return _compiled(model, spec, loss), EarlyStoppingState(), loss
     with checkpoint.as_directory() as ckpt_dir:
         with open(os.path.join(ckpt_dir, STATE_FILE)) as fh:
             state = EarlyStoppingState.from_dict(json.load(fh)["state"])
         model = keras.saving.load_model(os.path.join(ckpt_dir, MODEL_FILE), compile=True)
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
-        model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate), loss=loss)
-    logger.info("%s: resumed after epoch %d (best %d)", spec.model, state.epoch + 1, state.best_epoch + 1)
+        _compiled(model, spec, loss)
+    state.resumed_from.append(state.epoch + 1)
+    # WARNING, not INFO: a restart is worth seeing in the worker's log at Ray's default level.
+    logger.warning("resuming %s from epoch %d (best so far: epoch %d)", spec.model, state.epoch + 1,
+                   state.best_epoch + 1)
     return model, state, loss
 
 
@@ -229,16 +299,30 @@ def _report_epoch(model: Any, state: EarlyStoppingState, metrics: dict[str, Any]
 def _epoch_callback(spec, state, loss_fn, features, target, val_ends):
     import keras
 
+    resumed_from = state.resumed_from[-1] if state.resumed_from else None
+
     class EpochEnd(keras.callbacks.Callback):
-        """Validation, early stopping and the checkpointed report after each epoch."""
+        """Validation, early stopping, the budget and the checkpointed report after each epoch."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
 
+        def on_train_batch_end(self, batch, logs=None):
+            if spec.deadline_unix is not None and time.time() >= spec.deadline_unix:
+                state.stopped_by_budget = True
+                self.model.stop_training = True  # Keras ends the epoch; on_epoch_end still runs
+
         def on_epoch_end(self, epoch, logs=None):
+            nonlocal resumed_from
             logs = logs or {}
+            fit_seconds = time.perf_counter() - self._started  # the training steps alone
             val = evaluate_validation(self.model, loss_fn, spec, features, target, val_ends)
             improved = state.update(epoch, val[SCORE], spec.patience)
+            epoch_seconds = time.perf_counter() - self._started
+            if not state.stopped_early and epoch + 1 < spec.epochs and not budget_allows_next_epoch(
+                time.time(), spec.deadline_unix, epoch_seconds
+            ):
+                state.stopped_by_budget = True
             metrics = _clean({
                 "model": spec.model,
                 "epoch": epoch + 1,  # 1-based in everything a person reads
@@ -249,20 +333,34 @@ def _epoch_callback(spec, state, loss_fn, features, target, val_ends):
                 "best_val_score": state.best_score,
                 "improved": improved,
                 "stopped_early": state.stopped_early,
+                "stopped_by_budget": state.stopped_by_budget,
                 "precision": state.precision,
-                "epoch_seconds": time.perf_counter() - self._started,
+                "epoch_seconds": epoch_seconds,
+                "fit_seconds": fit_seconds,
+                "peak_rss_mb": _peak_rss_mb(),
             })
+            if resumed_from is not None:  # the first report after a restart says so
+                metrics["resumed_from_epoch"] = resumed_from
+                resumed_from = None
             state.history.append(metrics)
-            if state.stopped_early:
+            if state.stopped_early or state.stopped_by_budget:
                 self.model.stop_training = True
             _report_epoch(self.model, state, metrics, epoch)
 
     return EpochEnd()
 
 
+def _write_init_model(blob: bytes, directory: str) -> str:
+    path = os.path.join(directory, MODEL_FILE)
+    with open(path, "wb") as fh:
+        fh.write(blob)
+    return path
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry point. config: {"spec": WorkerSpec.to_dict(), "arrays": [features_ref,
-    target_ref, val_ends_ref]}. Returns the final early-stopping state (history included)."""
+    target_ref, val_ends_ref], "init_model": None or [ref of a .keras file's bytes]}.
+    Returns the final early-stopping state (history included)."""
     import keras
     import ray
     import ray.train
@@ -279,11 +377,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     keras.utils.set_random_seed(spec.seed)
     features, target, val_ends = ray.get(list(config["arrays"]))  # [N, F], [N], [V]
 
-    model, state, loss_fn = _build_or_resume(spec, ray.train.get_checkpoint())
+    checkpoint = ray.train.get_checkpoint()
+    init_refs = config.get("init_model")  # the parent's model file, bytes, inside a list
+    with tempfile.TemporaryDirectory(prefix="fabray-init-") as tmp:
+        init_path = None
+        if checkpoint is None and init_refs:
+            init_path = _write_init_model(ray.get(init_refs[0]), tmp)
+        model, state, loss_fn = _build_or_resume(spec, checkpoint, init_path)
     state.precision = precision
     next_epoch = state.epoch + 1
-    if state.stopped_early or next_epoch >= spec.epochs:
-        logger.info("%s: nothing left to train (epoch %d, stopped_early=%s)", spec.model, next_epoch, state.stopped_early)
+    if state.stopped_early or state.stopped_by_budget or next_epoch >= spec.epochs:
+        logger.info("%s: nothing left to train (epoch %d, stopped_early=%s, stopped_by_budget=%s)",
+                    spec.model, next_epoch, state.stopped_early, state.stopped_by_budget)
         return state.to_dict()
 
     train_ds = shard_to_tf_dataset(

@@ -76,3 +76,24 @@ def apply_precision(policy: str) -> str:
     keras.mixed_precision.set_global_policy(chosen)
     logger.info("precision %s → %s (GPUs seen: %s)", policy, chosen, gpus or "none")
     return chosen
+
+
+def float32_copy(model: Any, rebuild: Any) -> Any:
+    """The same weights in a float32 model, for inference anywhere.
+
+    A model trained under `mixed_float16` saves that policy in every layer's config, so loading
+    it on a CPU would compute in float16 (slow there, and less exact). Its variables are float32
+    under the mixed policy, so the weights copy over unchanged into the same architecture built
+    under float32: `rebuild()` must build it (e.g. `build_model(name, lookback, F, overrides)`).
+    The global policy is restored afterwards.
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clean = rebuild()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    clean.set_weights([w.astype("float32") for w in model.get_weights()])
+    return clean

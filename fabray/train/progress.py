@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from ray.train import Checkpoint, UserCallback
@@ -58,18 +59,26 @@ def format_epoch(item: dict[str, Any]) -> str:
     for key in ("val_loss", "val_pr_auc", "val_f1", "val_mae"):
         if key in item:
             parts.append(f"{key} {_fmt(item[key])}")
-    parts.append(f"(best epoch {item.get('best_epoch', '?')}{', stopping early' if item.get('stopped_early') else ''})")
+    stops = (", stopping early" if item.get("stopped_early") else "") + (
+        ", budget spent" if item.get("stopped_by_budget") else "")
+    parts.append(f"(best epoch {item.get('best_epoch', '?')}{stops})")
     return "  ".join(parts)
 
 
 class ProgressMonitor:
-    """Drains the queue in a daemon thread; `reports[model]` keeps every report, in order."""
+    """Drains the queue in a daemon thread; `reports[model]` keeps every report, in order.
 
-    def __init__(self, poll_s: float = 0.5) -> None:
+    `on_report(item)`, when given, is called (in the monitor's thread) with every report and
+    worker error, after it is logged: a hook for callers that follow a run (a service's job
+    status, a test that waits for the first checkpoint). Its exceptions are logged, not raised.
+    """
+
+    def __init__(self, poll_s: float = 0.5, on_report: Callable[[dict[str, Any]], None] | None = None) -> None:
         from ray.util.queue import Queue
 
         self.queue = Queue(actor_options={"num_cpus": 0})
         self.reports: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._on_report = on_report
         self._poll_s = poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fabray-progress", daemon=True)
@@ -93,7 +102,15 @@ class ProgressMonitor:
     def _handle(self, item: dict[str, Any]) -> None:
         if "worker_error" not in item:
             self.reports[item.get("model", "?")].append(item)
-        logger.info("%s", format_epoch(item))
+        if item.get("resumed_from_epoch") is not None:
+            logger.warning("resuming %s from epoch %s: its worker was restarted from the last "
+                           "checkpoint", item.get("model", "?"), item["resumed_from_epoch"])
+        logger.log(logging.WARNING if "worker_error" in item else logging.INFO, "%s", format_epoch(item))
+        if self._on_report is not None:
+            try:
+                self._on_report(item)
+            except Exception:  # noqa: BLE001 - a hook must never stop the progress thread
+                logger.exception("on_report hook failed")
 
     def _drain(self) -> None:
         try:

@@ -39,3 +39,32 @@ def test_explicit_policy_is_kept_whatever_the_devices(policy):
 def test_unknown_policy_is_refused_with_what_was_received():
     with pytest.raises(ValueError, match="Received: 'fp16'"):
         choose_precision("fp16", [H100])
+
+
+def test_a_mixed_float16_model_is_stored_as_a_float32_copy_with_the_same_weights(tmp_path):
+    import keras
+    import numpy as np
+
+    import fabray.models  # noqa: F401 - registers the custom layers
+    from fabray.models import build_model
+    from fabray.train.precision import float32_copy
+
+    overrides = {"lstm_units": [4], "head_units": [4]}
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        trained = build_model("lstm", 12, 12, overrides)
+        trained.save(tmp_path / "mixed.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    loaded = keras.saving.load_model(tmp_path / "mixed.keras", compile=False)
+    assert any(layer.dtype_policy.name == "mixed_float16" for layer in loaded.layers)
+
+    clean = float32_copy(loaded, lambda: build_model("lstm", 12, 12, overrides))
+    clean.save(tmp_path / "clean.keras")
+    back = keras.saving.load_model(tmp_path / "clean.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in back.layers} == {"float32"}
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    x = np.random.default_rng(0).standard_normal((8, 12, 12)).astype("float32")
+    out = back.predict(x, verbose=0)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, loaded.predict(x, verbose=0).astype("float32"), atol=2e-2)

@@ -1,0 +1,421 @@
+"""`fabray retrain`: incremental retraining of a run's models on new data (DESIGN §4).
+
+    fabray retrain --run runs/r1 --data new.parquet --out runs/r2 [--budget-minutes 110]
+
+Every model that trained in the parent run RUN is warm-started from RUN's stored model (its best
+epoch: `models/<name>/model.keras`) and fine-tuned on the NEW data's training split plus a replay
+sample of RUN's history, then lands in RUN2 exactly as `fabray train` lands a model (the same
+driver, `fabray.train.driver.train_models`). RUN2 is a *challenger*: promotion is a separate,
+guarded step (serving's `/v1/retrain`).
+
+- **Warm start.** Each model is rebuilt from the parent's own overrides (same architecture,
+  checked by parameter count before anything runs) and given the parent's weights; the optimizer
+  starts afresh at `retrain.learning_rate` (default `train.learning_rate`). A worker that dies
+  during the retrain resumes from its last checkpoint, like any training.
+- **Replay.** The parent's history is the data file its manifest names (fingerprint-checked)
+  plus, when the parent was itself a retrain, the history it replayed; `retrain.replay_ratio`
+  windows per new training window (at most `retrain.replay_max_windows`) are drawn uniformly from
+  the training splits of those files and added to the new training windows
+  (`fabray.train.replay`). A history file that is gone or changed is skipped, with a warning and
+  a note in the manifest: the retrain still runs, on the new data alone. Validation (early
+  stopping, best epoch) uses the new data's validation split only.
+- **Budget.** `retrain.budget_minutes` (or `--budget-minutes`) runs from the command's start.
+  Each worker stops after the epoch whose successor would overrun it, or mid-epoch once it is
+  spent (that partial epoch is still validated and checkpointed); a model that could not even
+  start lands as the parent's model, unchanged (`carried_over` in the manifest), as does a model
+  left out of `--models` (fine-tune only some models). The ensemble
+  is re-fitted on the new validation split (`retrain.refit_ensemble`) only if budget is left.
+  The manifest records the budget, the time used, and which models the budget stopped.
+- **Scaler policy: keep the parent's.** By default RUN2 keeps RUN's feature scaler and nominal
+  transport times. (1) The warm-started weights were learned on inputs scaled by that scaler;
+  refitting it would shift every input the weights see and undo part of the warm start. (2) The
+  labels keep their meaning: `delay_s` is transport time minus the zone's nominal, so champion
+  and challenger are compared on the same events. (3) Everything downstream stays consistent:
+  the rule model's thresholds (in raw units, through the scaler's statistics), the ensemble, and
+  the serving bundle's request preprocessing. A zone the parent never saw gets its nominal from
+  the new data's training split, as in `fabray train`. `retrain.refit_scaler: true` refits both
+  on the new data's training split instead (for a fab whose sensors or layout changed); the rule
+  model then gets the new statistics, and no model can be carried over unchanged.
+
+RUN2's manifest has `parent` (run id, path, fingerprint of the parent's manifest) and `retrain`
+(scaler policy, replay sources and windows, budget and time used).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fabray.config import FabrayConfig, TrainConfig, load_config
+from fabray.errors import BadInputError
+from fabray.train import run_dir as rd
+from fabray.train.driver import PreparedRun, RunSummary, _check_models, _check_windows, _data_info
+from fabray.train.replay import TrainSeries, replay_size, sample_replay, with_replay
+
+logger = logging.getLogger(__name__)
+
+KEPT = "kept_parent"
+REFIT = "refit"
+
+
+@dataclass(frozen=True)
+class ParentRun:
+    """What a retrain takes from its parent run."""
+
+    run: Path
+    manifest: dict[str, Any]
+    config: FabrayConfig
+    models: tuple[str, ...]  # models that trained successfully, in manifest order
+    model_files: dict[str, Path]  # model → models/<name>/model.keras
+    overrides: dict[str, dict]  # model → the overrides it was built with
+    preprocessing: dict[str, Any]  # scaler, nominal_s, task, lookback, horizon, features
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.run.name)
+
+    def history(self) -> list[dict[str, Any]]:
+        """The data files this run learned from: its own data, then what it replayed (if it was
+        itself a retrain); one entry per fingerprint."""
+        seen: set[str] = set()
+        out = []
+        data = self.manifest.get("data") or {}
+        replay = (self.manifest.get("retrain") or {}).get("replay") or {}
+        for source in [{"path": data.get("path"), "fingerprint": data.get("fingerprint")},
+                       *replay.get("history", [])]:
+            key = source.get("fingerprint") or source.get("path")
+            if source.get("path") and key not in seen:
+                seen.add(key)
+                out.append({"path": source["path"], "fingerprint": source.get("fingerprint")})
+        return out
+
+
+def load_parent(run: str | Path) -> ParentRun:
+    """Read a finished run; BadInputError when it has no model to warm-start from."""
+    path = Path(run).expanduser().resolve()
+    manifest = rd.read_manifest(path)
+    ok = [n for n, e in manifest.get("models", {}).items() if e.get("status") == "ok" and e.get("model")]
+    if not ok:
+        raise BadInputError(f"run {path} has no successfully trained model to retrain. Received "
+                            f"statuses: { {n: e.get('status') for n, e in manifest.get('models', {}).items()} }")
+    files, overrides, preps = {}, {}, {}
+    for name in ok:
+        entry = manifest["models"][name]
+        files[name] = path / entry["model"]
+        for key in ("model", "preprocessing", "config"):
+            if not entry.get(key) or not (path / entry[key]).is_file():
+                raise BadInputError(f"run {path}: model {name!r} lists no {key} file, or it is missing")
+        overrides[name] = _read_json(path / entry["config"]).get("overrides") or {}
+        preps[name] = _read_json(path / entry["preprocessing"])
+    first = preps[ok[0]]
+    for name in ok[1:]:
+        if any(preps[name].get(k) != first.get(k) for k in ("scaler", "nominal_s", "lookback")):
+            raise BadInputError(f"run {path}: models {ok[0]!r} and {name!r} were prepared differently")
+    return ParentRun(path, manifest, _parent_config(path, manifest), tuple(ok), files, overrides, first)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise BadInputError(f"{path}: cannot read: {err}") from err
+
+
+def _parent_config(run: Path, manifest: dict[str, Any]) -> FabrayConfig:
+    path = run / (manifest.get("config") or "config.json")
+    if not path.is_file():
+        logger.warning("run %s has no %s; retraining with default settings", run, path.name)
+        return FabrayConfig()
+    raw = _read_json(path)
+    try:
+        return FabrayConfig.model_validate({k: v for k, v in raw.items() if k in FabrayConfig.model_fields})
+    except ValueError as err:
+        raise BadInputError(f"{path}: not a valid fabray config: {err}") from err
+
+
+def selected_models(parent: ParentRun, models: Sequence[str] | None) -> tuple[str, ...]:
+    """The parent's models to fine-tune (default: all that trained); the others are carried over."""
+    if not models:
+        return parent.models
+    unknown = [m for m in models if m not in parent.models]
+    if unknown or len(set(models)) != len(models):
+        raise BadInputError(f"--models must name models of the parent run, once each; the parent has "
+                            f"{list(parent.models)}. Received: {list(models)}")
+    return tuple(m for m in parent.models if m in models)
+
+
+def retrain_config(
+    parent: ParentRun, config: FabrayConfig | None, *, epochs: int | None = None,
+    budget_minutes: float | None = None,
+) -> FabrayConfig:
+    """The retrain's effective config: `config` (else the parent's), with the parent's task and
+    models, and the `retrain` section's epochs / learning rate as the training settings."""
+    from pydantic import ValidationError
+
+    from fabray.config import RetrainConfig, TaskConfig
+
+    base = config if config is not None else parent.config
+    parent_task = TaskConfig.model_validate(parent.preprocessing.get("task") or parent.config.task.model_dump())
+    if config is not None and "task" in config.model_fields_set and config.task != parent_task:
+        raise BadInputError(
+            "a retrain keeps the parent's task (lookback, horizon, task, SLA): its models only fit "
+            f"that. Parent: {parent_task.model_dump()}. Received: {config.task.model_dump()}"
+        )
+    try:
+        retrain = RetrainConfig.model_validate({
+            **base.retrain.model_dump(),
+            **({"epochs": epochs} if epochs is not None else {}),
+            **({"budget_minutes": budget_minutes} if budget_minutes is not None else {}),
+        })
+        train = TrainConfig.model_validate({
+            **base.train.model_dump(),
+            "models": parent.models,
+            "epochs": retrain.epochs,
+            "learning_rate": retrain.learning_rate or base.train.learning_rate,
+        })
+    except ValidationError as err:
+        raise BadInputError(f"invalid retrain options: {err}") from err
+    return base.model_copy(update={"task": parent_task, "train": train, "retrain": retrain})
+
+
+def _overrides(parent: ParentRun, scaler: Any, refit: bool) -> dict[str, dict]:
+    out = {name: dict(parent.overrides[name]) for name in parent.models}
+    rule = out.get("rule")
+    old = parent.preprocessing["scaler"]
+    if refit and rule is not None and rule.get("feature_mean") == list(old["mean"]):
+        rule["feature_mean"] = [float(v) for v in scaler.mean]  # auto-filled from the old scaler
+        rule["feature_scale"] = [float(v) for v in scaler.scale]
+    return out
+
+
+def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: FabrayConfig
+            ) -> tuple[TrainSeries, dict[str, Any]]:
+    """The new data's series plus replay windows from the parent's history; the manifest note."""
+    from fabray.data.validate import load_validated
+    from fabray.data.windows import prepare
+
+    retrain = config.retrain
+    series = TrainSeries.of(new_prepared)
+    note: dict[str, Any] = {"ratio": retrain.replay_ratio, "max_windows": retrain.replay_max_windows,
+                            "windows": 0, "sources": [], "skipped": [], "history": parent.history()}
+    if retrain.replay_ratio == 0 or retrain.replay_max_windows == 0:
+        note["skipped"].append({"reason": "replay disabled by config"})
+        return series, note
+    usable = []
+    for source in parent.history():
+        path = Path(source["path"])
+        if source.get("fingerprint") == new_fingerprint:
+            note["skipped"].append({**source, "reason": "it is the new data file itself"})
+            continue
+        if not path.is_file():
+            note["skipped"].append({**source, "reason": "file not found"})
+            continue
+        fingerprint = rd.file_fingerprint(path)
+        if source.get("fingerprint") and fingerprint != source["fingerprint"]:
+            note["skipped"].append({**source, "reason": f"file changed since (now {fingerprint})"})
+            continue
+        prepared = prepare(load_validated(path), config.task, config.split,
+                           scaler=new_prepared.scaler, nominal_s=new_prepared.nominal_s)
+        usable.append((source, prepared))
+    for skipped in note["skipped"]:
+        if "path" in skipped:
+            logger.warning("replay: skipping %s (%s)", skipped["path"], skipped["reason"])
+    ends = [p.splits["train"] for _, p in usable]
+    n = replay_size(len(series.train_ends), sum(len(e) for e in ends), retrain.replay_ratio,
+                    retrain.replay_max_windows)
+    drawn = sample_replay(ends, n, config.train.seed) if usable else []
+    series = with_replay(series, [(p.features, p.target, d) for (_, p), d in zip(usable, drawn)])
+    note["windows"] = series.replay_windows
+    note["sources"] = [{**s, "train_windows": int(len(p.splits["train"])), "windows_drawn": int(len(d))}
+                       for (s, p), d in zip(usable, drawn)]
+    logger.info("replay: %d windows from %d history file(s) beside %d new training windows",
+                series.replay_windows, len(usable), len(new_prepared.splits["train"]))
+    return series, note
+
+
+def prepare_retrain(
+    parent_run: str | Path,
+    data: str | Path,
+    out: str | Path,
+    config: FabrayConfig | str | Path | None = None,
+    *,
+    epochs: int | None = None,
+    budget_minutes: float | None = None,
+    models: Sequence[str] | None = None,
+    started_unix: float | None = None,
+) -> PreparedRun:
+    """Everything a retrain can refuse as bad input, with no Ray and nothing written: the parent
+    run, the new data and its windows, the replay sample, the models (same parameter counts as
+    the parent's). `models`: fine-tune only these (the parent's others land unchanged; only with
+    the kept scaler). `started_unix`: when the budget started (default: now)."""
+    from fabray.data.scaler import Scaler
+    from fabray.data.validate import load_validated
+    from fabray.data.windows import prepare
+
+    started_unix = time.time() if started_unix is None else started_unix
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    out = rd.check_run_dir_free(out)
+    parent = load_parent(parent_run)
+    config = retrain_config(parent, config, epochs=epochs, budget_minutes=budget_minutes)
+    refit = config.retrain.refit_scaler
+    chosen = selected_models(parent, models)
+    carried = frozenset(parent.models) - set(chosen)
+    if carried and refit:
+        raise BadInputError(
+            "retrain.refit_scaler refits the preprocessing every model shares, so every model must "
+            f"be retrained; drop --models or the refit. Received: models={list(chosen)}"
+        )
+    data = Path(data)
+    df = load_validated(data)
+    if refit:
+        prepared = prepare(df, config.task, config.split)
+    else:
+        prepared = prepare(df, config.task, config.split,
+                           scaler=Scaler.from_dict(parent.preprocessing["scaler"]),
+                           nominal_s=parent.preprocessing["nominal_s"])
+    _check_windows(prepared)
+    info = _data_info(data, df, prepared)
+    series, replay_note = _replay(parent, prepared, info["fingerprint"], config)
+    overrides = _overrides(parent, prepared.scaler, refit)
+    names = list(parent.models)
+    params = _check_models(names, overrides, config, int(prepared.features.shape[1]))
+    for name in names:
+        expected = parent.manifest["models"][name].get("params")
+        if expected is not None and int(expected) != params[name]:
+            raise BadInputError(
+                f"model {name!r}: built from the parent's overrides it has {params[name]:,} "
+                f"parameters, the parent's has {int(expected):,}; cannot warm-start. "
+                f"Received: overrides={overrides[name]}"
+            )
+    deadline = started_unix + 60.0 * config.retrain.budget_minutes
+    extra = {
+        "parent": {
+            "run_id": parent.run_id,
+            "path": str(parent.run),
+            "manifest_fingerprint": rd.file_fingerprint(parent.run / rd.MANIFEST),
+            "data_fingerprint": (parent.manifest.get("data") or {}).get("fingerprint"),
+            "models": list(parent.models),
+        },
+        "retrain": {
+            "models": list(chosen),
+            "scaler_policy": REFIT if refit else KEPT,
+            "epochs": config.train.epochs,
+            "learning_rate": config.train.learning_rate,
+            "budget_minutes": config.retrain.budget_minutes,
+            "started_at": _iso(started_unix),
+            "deadline_at": _iso(deadline),
+            "replay": {**replay_note, "history": [
+                {"path": str(data.resolve()), "fingerprint": info["fingerprint"]}, *replay_note["history"]
+            ]},
+        },
+    }
+    return PreparedRun(
+        data=data, out=out, config=config, prepared=prepared, data_info=info, overrides=overrides,
+        params=params, series=series, warm_start=dict(parent.model_files), deadline_unix=deadline,
+        carry_over=not refit, carry_models=carried, manifest_extra=extra,
+    )
+
+
+def _iso(unix: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
+
+
+def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any = None) -> RunSummary:
+    """Train a `prepare_retrain` job on the current Ray cluster, re-fit the ensemble if budget is
+    left, and record the time used in the manifest."""
+    from fabray.train.driver import train_models
+
+    summary = train_models(job, can_autoscale=can_autoscale, on_report=on_report)
+    run, config = summary.run_dir, job.config
+    deadline = job.deadline_unix or float("inf")
+    ensemble: dict[str, Any] = {"refit": False}
+    if not config.retrain.refit_ensemble:
+        ensemble["reason"] = "retrain.refit_ensemble is false"
+    elif summary.manifest["status"] == "failed":
+        ensemble["reason"] = "no model trained"
+    elif time.time() >= deadline:
+        ensemble["reason"] = "time budget spent"
+    else:
+        from fabray.train.tune_ensemble import fit_ensemble
+
+        try:
+            fit = fit_ensemble(run, trials=config.retrain.ensemble_trials, seed=config.train.seed)
+            ensemble = {"refit": True, "winner": getattr(fit, "winner", None)}
+        except Exception as err:  # noqa: BLE001 - the models are good without it; say so
+            logger.error("ensemble re-fit failed; RUN2 has no fitted ensemble: %s", err)
+            ensemble = {"refit": False, "reason": f"{type(err).__name__}: {err}"[:1000]}
+    manifest = rd.read_manifest(run)  # the ensemble fit may have added its entry
+    started = (job.deadline_unix - 60.0 * config.retrain.budget_minutes) if job.deadline_unix else time.time()
+    used_s = time.time() - started
+    models = manifest["models"]
+    manifest["retrain"].update(
+        finished_at=rd.utc_now(),
+        seconds_used=round(used_s, 1),
+        within_budget=used_s <= 60.0 * config.retrain.budget_minutes,
+        stopped_by_budget=[n for n, e in models.items() if e.get("stopped_by_budget")],
+        carried_over=[n for n, e in models.items() if e.get("carried_over")],
+        ensemble=ensemble,
+    )
+    rd.write_manifest(run, manifest)
+    summary.manifest = manifest
+    logger.info("retrain %s from %s: %s in %.0f s of a %.0f-minute budget", run.name,
+                manifest["parent"]["run_id"], manifest["status"], used_s, config.retrain.budget_minutes)
+    return summary
+
+
+def retrain_run(
+    parent_run: str | Path,
+    data_path: str | Path,
+    out: str | Path,
+    config: FabrayConfig | str | Path | None = None,
+    *,
+    epochs: int | None = None,
+    budget_minutes: float | None = None,
+    models: Sequence[str] | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    on_report: Any = None,
+) -> RunSummary:
+    """The whole `fabray retrain` as a library call (a service's `/v1/retrain` uses this).
+
+    `config`: a FabrayConfig, a YAML path, or None for the parent's own config. Ray: the one
+    already initialized in this process, else `address` / RAY_ADDRESS, else an embedded local
+    Ray (shut down afterwards). Bad input raises BadInputError before Ray starts or anything is
+    written; the returned summary's `manifest` is RUN2's.
+    """
+    from fabray.train.cluster import ray_session
+
+    started = time.time()
+    job = prepare_retrain(parent_run, data_path, out, config, epochs=epochs,
+                          budget_minutes=budget_minutes, models=models, started_unix=started)
+    with ray_session(address, num_cpus=num_cpus) as session:
+        return run_retrain(job, can_autoscale=session.joined, on_report=on_report)
+
+
+def budget_line(manifest: dict[str, Any]) -> str:
+    """'parent r1; 41 s of a 110-minute budget; replay 1,234 windows; scaler kept_parent'."""
+    retrain, parent = manifest.get("retrain") or {}, manifest.get("parent") or {}
+    parts = [f"parent {parent.get('run_id', '?')}",
+             f"{retrain.get('seconds_used', '?')} s of a {retrain.get('budget_minutes', '?'):g}-minute budget"
+             if isinstance(retrain.get("budget_minutes"), (int, float)) else "budget ?",
+             f"replay {((retrain.get('replay') or {}).get('windows') or 0):,} windows",
+             f"scaler {retrain.get('scaler_policy', '?')}"]
+    if retrain.get("stopped_by_budget"):
+        parts.append(f"stopped by budget: {', '.join(retrain['stopped_by_budget'])}")
+    if retrain.get("carried_over"):
+        parts.append(f"carried over unchanged: {', '.join(retrain['carried_over'])}")
+    ensemble = retrain.get("ensemble") or {}
+    parts.append("ensemble re-fitted" if ensemble.get("refit") else f"ensemble not re-fitted ({ensemble.get('reason', '?')})")
+    return "; ".join(parts)
+
+
+__all__ = ["ParentRun", "budget_line", "load_parent", "prepare_retrain", "retrain_config", "retrain_run",
+           "run_retrain", "selected_models"]

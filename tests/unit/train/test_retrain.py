@@ -1,0 +1,186 @@
+"""`fabray retrain`'s Ray-free half: reading the parent, the scaler policy, replay and budget
+bookkeeping, and what is refused before anything runs. The parent run is written here by hand
+(what `fabray train` lands), so no training is needed."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from fabray.config import FabrayConfig
+from fabray.errors import BadInputError
+from fabray.train import run_dir as rd
+
+TASK = {"lookback": 20, "horizon": 5}
+MODELS = {"lstm": {"lstm_units": [4], "head_units": [4]}, "rule": {"lstm_units": 2, "head_units": [2]}}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    from fabray.data.io import write_table
+    from fabray.data.simulate import simulate_preset
+
+    root = tmp_path_factory.mktemp("data")
+    return {"old": write_table(simulate_preset("tiny", seed=1), root / "old.parquet"),
+            "new": write_table(simulate_preset("tiny", seed=2), root / "new.parquet")}
+
+
+def _write_parent(run: Path, data: Path, config: FabrayConfig) -> Path:
+    """A run directory as `fabray train` leaves it (untrained weights: only shapes matter here)."""
+    import keras
+
+    from fabray.data.validate import load_validated
+    from fabray.data.windows import prepare
+    from fabray.models import build_model
+    from fabray.train.driver import _data_info, effective_overrides, preprocessing_dict
+
+    df = load_validated(data)
+    prepared = prepare(df, config.task, config.split)
+    overrides = effective_overrides(config, list(config.train.models), prepared.scaler)
+    rd.create_run_dir(run)
+    rd.atomic_write_json(run / "config.json", config.model_dump(mode="json"))
+    entries = {}
+    for name in config.train.models:
+        out = rd.model_dir(run, name)
+        model = build_model(name, config.task.lookback, 12, overrides[name])
+        out.mkdir(parents=True)
+        model.save(out / "model.keras")
+        rd.atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, config))
+        rd.atomic_write_json(out / "config.json", {"model": name, "overrides": overrides[name]})
+        rd.atomic_write_json(out / "history.json", {"epochs": []})
+        entries[name] = {"status": "ok", "params": int(model.count_params()),
+                         **{k: f"models/{name}/{k}.json" for k in ("history", "preprocessing", "config")},
+                         "model": f"models/{name}/model.keras"}
+    keras.backend.clear_session()
+    rd.write_manifest(run, {"format": rd.MANIFEST_FORMAT, "run_id": run.name, "status": "complete",
+                            "config": "config.json", "data": _data_info(data, df, prepared),
+                            "task": config.task.model_dump(), "models": entries})
+    return run
+
+
+@pytest.fixture(scope="module")
+def parent(files, tmp_path_factory) -> Path:
+    config = FabrayConfig.model_validate({
+        "task": TASK, "train": {"models": list(MODELS), "model_overrides": MODELS},
+        "retrain": {"replay_ratio": 0.25, "budget_minutes": 30},
+    })
+    return _write_parent(tmp_path_factory.mktemp("runs") / "parent", files["old"], config)
+
+
+def test_keeps_the_parents_scaler_and_draws_replay_from_its_data(parent, files, tmp_path):
+    from fabray.train.retrain import KEPT, prepare_retrain
+
+    started = time.time()
+    job = prepare_retrain(parent, files["new"], tmp_path / "r2", started_unix=started)
+    prep = json.loads((parent / "models/lstm/preprocessing.json").read_text())
+    assert job.prepared.scaler.to_dict() == prep["scaler"]  # kept, not refitted on the new data
+    assert job.prepared.nominal_s == prep["nominal_s"]
+    assert job.config.task.lookback == 20 and job.config.train.models == ("lstm", "rule")
+    assert job.config.train.epochs == job.config.retrain.epochs  # retrain's epochs drive training
+    n_new = len(job.prepared.splits["train"])
+    series = job.train_series()
+    assert series.replay_windows == round(0.25 * n_new)
+    assert len(series.train_ends) == n_new + series.replay_windows
+    assert series.val_ends.tolist() == job.prepared.splits["val"].tolist()  # new data only
+    assert job.warm_start == {n: parent / f"models/{n}/model.keras" for n in MODELS}
+    assert job.deadline_unix == pytest.approx(started + 30 * 60)
+    assert job.carry_over and not (tmp_path / "r2").exists()  # nothing written yet
+    extra = job.manifest_extra
+    assert extra["parent"]["run_id"] == "parent" and extra["parent"]["path"] == str(parent)
+    retrain = extra["retrain"]
+    assert retrain["scaler_policy"] == KEPT
+    assert retrain["replay"]["sources"][0]["path"] == str(files["old"].resolve())
+    assert retrain["replay"]["sources"][0]["windows_drawn"] == series.replay_windows
+    # the child's history: the new data first, then what the parent learned from
+    assert [h["path"] for h in retrain["replay"]["history"]] == [str(files["new"].resolve()),
+                                                                  str(files["old"].resolve())]
+
+
+def test_refit_scaler_fits_the_new_data_and_gives_the_rule_model_its_statistics(parent, files, tmp_path):
+    from fabray.train.retrain import REFIT, prepare_retrain
+
+    config = FabrayConfig.model_validate({"train": {"models": list(MODELS)}, "retrain": {"refit_scaler": True}})
+    job = prepare_retrain(parent, files["new"], tmp_path / "r2", config)
+    prep = json.loads((parent / "models/lstm/preprocessing.json").read_text())
+    assert job.prepared.scaler.to_dict() != prep["scaler"]
+    assert job.overrides["rule"]["feature_mean"] == [float(v) for v in job.prepared.scaler.mean]
+    assert job.overrides["lstm"] == MODELS["lstm"]
+    assert job.config.task.lookback == 20  # the parent's task, though this config did not say
+    assert job.manifest_extra["retrain"]["scaler_policy"] == REFIT and not job.carry_over
+
+
+def test_a_missing_history_file_is_skipped_and_said(parent, files, tmp_path):
+    from fabray.train.retrain import prepare_retrain
+
+    moved = tmp_path / "parent-moved"
+    import shutil
+
+    shutil.copytree(parent, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["data"]["path"] = str(tmp_path / "gone.parquet")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    job = prepare_retrain(moved, files["new"], tmp_path / "r2")
+    replay = job.manifest_extra["retrain"]["replay"]
+    assert job.train_series().replay_windows == 0 and replay["windows"] == 0
+    assert replay["skipped"] == [{"path": str(tmp_path / "gone.parquet"),
+                                  "fingerprint": manifest["data"]["fingerprint"], "reason": "file not found"}]
+
+
+def test_bad_input_is_refused_before_anything_is_written(parent, files, tmp_path):
+    from fabray.train.retrain import prepare_retrain
+
+    other_task = FabrayConfig.model_validate({"task": {"lookback": 30}})
+    with pytest.raises(BadInputError, match="keeps the parent's task"):
+        prepare_retrain(parent, files["new"], tmp_path / "a", other_task)
+    wider = FabrayConfig.model_validate({"task": TASK, "models": {"overrides": {"lstm": {"lstm_units": [9]}}}})
+    # architecture comes from the parent's own overrides, so another config cannot change it
+    job = prepare_retrain(parent, files["new"], tmp_path / "b", wider)
+    assert job.overrides["lstm"]["lstm_units"] == [4]
+    with pytest.raises(BadInputError, match="not empty"):
+        prepare_retrain(parent, files["new"], parent)  # never overwrite, least of all the parent
+    with pytest.raises(BadInputError, match="manifest"):
+        prepare_retrain(tmp_path, files["new"], tmp_path / "c")  # not a run
+    with pytest.raises(BadInputError, match="retrain options"):
+        prepare_retrain(parent, files["new"], tmp_path / "d", budget_minutes=0)
+    assert not any((tmp_path / n).exists() for n in "acd")
+
+
+def test_models_not_selected_are_carried_over_and_refit_needs_them_all(parent, files, tmp_path):
+    from fabray.train.retrain import prepare_retrain
+
+    job = prepare_retrain(parent, files["new"], tmp_path / "r2", models=["rule"])
+    assert job.carry_models == {"lstm"} and job.config.train.models == ("lstm", "rule")
+    assert job.manifest_extra["retrain"]["models"] == ["rule"]
+    with pytest.raises(BadInputError, match="models of the parent"):
+        prepare_retrain(parent, files["new"], tmp_path / "r3", models=["gru"])
+    refit = FabrayConfig.model_validate({"retrain": {"refit_scaler": True}})
+    with pytest.raises(BadInputError, match="every model must"):
+        prepare_retrain(parent, files["new"], tmp_path / "r4", refit, models=["rule"])
+
+
+def test_changed_parameter_count_is_refused(parent, files, tmp_path):
+    import shutil
+
+    from fabray.train.retrain import prepare_retrain
+
+    edited = tmp_path / "edited"
+    shutil.copytree(parent, edited)
+    cfg = json.loads((edited / "models/lstm/config.json").read_text())
+    cfg["overrides"]["lstm_units"] = [5]  # no longer the architecture of the stored model
+    (edited / "models/lstm/config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BadInputError, match="cannot warm-start"):
+        prepare_retrain(edited, files["new"], tmp_path / "r2")
+
+
+def test_budget_line_says_what_a_person_needs():
+    from fabray.train.retrain import budget_line
+
+    line = budget_line({"parent": {"run_id": "r1"}, "retrain": {
+        "seconds_used": 41.0, "budget_minutes": 110.0, "replay": {"windows": 1234},
+        "scaler_policy": "kept_parent", "stopped_by_budget": ["lstm"], "carried_over": [],
+        "ensemble": {"refit": False, "reason": "time budget spent"}}})
+    assert line == ("parent r1; 41.0 s of a 110-minute budget; replay 1,234 windows; scaler kept_parent; "
+                    "stopped by budget: lstm; ensemble not re-fitted (time budget spent)")
