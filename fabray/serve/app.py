@@ -1,0 +1,643 @@
+"""The fabray Ray Serve application (DESIGN §6): real-time, feedback, batch and retraining.
+
+    HTTP ──▶ Ingress (FastAPI: checks, auth, errors; no TensorFlow)
+               ├──▶ Predictor × N   every model of the live version; @serve.batch groups
+               │        │            concurrent windows into one model call per model
+               │        └──▶ EnsembleKeeper × 1   the dynamic ensemble's online weights,
+               │                                  pending predictions, persisted to the store
+               ├──▶ EnsembleKeeper   /v1/feedback moves the weights
+               └──▶ JobManager × 1   batch jobs (Ray Data) and retraining (a Ray task), the
+                        │            periodic scheduler; job status lives in the store
+                        └──▶ BatchScorer × 1   the predictor class again, warm, apart from the
+                                               real-time replicas: Ray Data's tasks gather the
+                                               windows and call it
+
+Model versions live in a `ModelStore`. Promotion rewrites the store's LIVE.json atomically
+after the new version has been verified (checksums) and loaded on a predictor replica; each
+replica polls LIVE.json and swaps its in-memory bundle between two batches, so requests never
+fail during a swap and a damaged version never replaces a working one.
+
+`build_app(args)` is the typed application builder: `serve run fabray.serve.app:build_app
+store=... run=...`, `serve deploy cluster/serve.yaml`, or `fabray serve --run RUN`.
+"""
+
+# No `from __future__ import annotations` here: Ray Serve reads build_app's annotation at run
+# time to validate the arguments of `serve deploy` against ServeArgs.
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve import Application
+
+from fabray.config import EnsembleConfig, ServeConfig, load_config
+from fabray.errors import BadInputError
+from fabray.serve.auth import load_token
+from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
+from fabray.serve.keeper import EnsembleKeeper
+from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
+from fabray.serve.store import ModelStore, UnknownVersionError, utc_now
+
+logger = logging.getLogger(__name__)
+
+KEEPER = "EnsembleKeeper"
+PREDICTOR = "Predictor"
+BATCH_SCORER = "BatchScorer"
+JOBS = "JobManager"
+INGRESS = "Ingress"
+
+
+class ServeArgs(BaseModel):
+    """Arguments of `build_app` (the `args:` of an application in a Serve config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = Field(description="Model store directory (created if missing).")
+    run: Optional[str] = Field(
+        None, description="Run directory to import into the store and make live before starting.",
+    )
+    promote_run: Literal["always", "if_no_live"] = Field(
+        "always", description="'always': `run` becomes live (`fabray serve --run`); 'if_no_live': only "
+        "when the store has no live version yet, so redeploying never undoes a promotion made since.",
+    )
+    config: Optional[str] = Field(
+        None, description="fabray YAML config; its `serve` and `ensemble` sections are used.",
+    )
+    serve: dict[str, Any] = Field(
+        default_factory=dict, description="Values overriding the config's `serve` section.",
+    )
+
+
+def _count_windows(items: list) -> int:
+    return sum(len(item["zones"]) for item in items)
+
+
+def _metric(kind: str, name: str, description: str, tag_keys: tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """A Ray metric exported to Prometheus, or None where metrics are unavailable."""
+    try:
+        from ray.serve import metrics
+
+        return getattr(metrics, kind)(name, description=description, tag_keys=tag_keys, **kwargs)
+    except Exception as err:  # noqa: BLE001 - metrics are never worth failing a request
+        logger.warning("metric %s unavailable: %s", name, err)
+        return None
+
+
+def _record(metric: Any, method: str, value: float, tags: Optional[dict] = None) -> None:
+    """Update a metric; a counter is only increased by a positive amount; never raises."""
+    if metric is None or (method == "inc" and value <= 0):
+        return
+    try:
+        getattr(metric, method)(value, tags=tags)
+    except Exception:  # noqa: BLE001 - metrics are never worth failing a request
+        logger.debug("metric update failed", exc_info=True)
+
+
+# ---------------------------------------------------------------------------- ensemble keeper
+
+
+@serve.deployment(name=KEEPER, num_replicas=1, max_ongoing_requests=1000)
+class EnsembleKeeperDeployment:
+    """The single holder of the dynamic ensemble's online state (see keeper.py)."""
+
+    async def __init__(self, store_dir: str, persist_interval_s: float, pending_capacity: int) -> None:
+        self.keeper = EnsembleKeeper(ModelStore(store_dir).state_dir, pending_capacity)
+        self.persist_interval_s = persist_interval_s
+        self._loop = asyncio.create_task(self._persist_loop())
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.persist_interval_s)
+            payloads = self.keeper.snapshot()  # on the loop: consistent, and fast
+            if not payloads:
+                continue
+            try:
+                saved = await asyncio.to_thread(self.keeper.write, payloads)  # the disk, off the loop
+                logger.debug("persisted the ensemble state of %s", saved)
+            except Exception:  # noqa: BLE001 - keep serving; try again next period
+                logger.exception("persisting the ensemble state failed")
+                self.keeper.mark_dirty(list(payloads))
+
+    async def ensure(self, version: str, fitted_state: Optional[dict], params: dict, model_names: list) -> None:
+        self.keeper.ensure(version, fitted_state, params, model_names)
+
+    async def combine(self, version: str, zones: list, scores: np.ndarray, rule_scores: np.ndarray,
+                      degraded: list) -> Optional[list]:
+        if not self.keeper.has(version):
+            return None  # a restarted keeper: the caller sends `ensure` and asks again
+        return self.keeper.combine(version, zones, scores, rule_scores, degraded)
+
+    async def feedback(self, items: list) -> dict:
+        return self.keeper.feedback(items)
+
+    async def weights(self, version: str, zones: list) -> dict:
+        return self.keeper.weights(version, zones)
+
+    async def describe(self) -> dict:
+        return self.keeper.describe()
+
+    async def save(self) -> list:
+        return self.keeper.save(force=True)
+
+    def __del__(self) -> None:
+        try:
+            self.keeper.save()
+        except Exception:  # noqa: BLE001 - shutting down
+            logger.exception("final save of the ensemble state failed")
+
+
+# ---------------------------------------------------------------------------- predictor
+
+
+@serve.deployment(name=PREDICTOR)
+class PredictorDeployment:
+    """Every model of the live version; scores batches of windows; hot-swaps on promotion."""
+
+    async def __init__(self, store_dir: str, ensemble_cfg: dict, serve_cfg: dict, keeper: Any) -> None:
+        self.cfg = ServeConfig.model_validate(serve_cfg)
+        self.ensemble_cfg = EnsembleConfig.model_validate(ensemble_cfg)
+        self.store = ModelStore(store_dir)
+        self.keeper = keeper
+        self.bundle = None
+        self._bundles: dict[str, Any] = {}  # version → ServingBundle: live, previous, candidate
+        self.refused: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self.stats = {"batches": 0, "windows": 0, "largest_batch": 0}
+        self._scored = _metric("Counter", "fabray_windows_scored", "Windows scored.", ("degraded",))
+        self._version_gauge = _metric("Gauge", "fabray_model_version", "Store version number served by the replica.")
+        self._batch_windows = _metric("Histogram", "fabray_batch_windows", "Windows per model call.",
+                                      boundaries=[1, 2, 4, 8, 16, 32, 64, 128, 256])
+        self._score.set_max_batch_size(self.cfg.max_batch_size)
+        self._score.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+        await self._load_first()
+        self._poller = asyncio.create_task(self._poll_loop())
+
+    # ------------------------------------------------------------------ loading and swapping
+
+    async def _load(self, version: str) -> Any:
+        from fabray.serve.bundle import ServingBundle
+
+        bundle = await asyncio.to_thread(ServingBundle.load, self.store, version, self.ensemble_cfg)
+        await self.keeper.ensure.remote(version, bundle.fitted_state, bundle.ensemble_params,
+                                        list(bundle.model_names))
+        return bundle
+
+    async def _load_first(self) -> None:
+        """The live version, or else the newest earlier one that loads (the champion keeps serving)."""
+        for version in self.store.fallbacks():
+            try:
+                self._swap(await self._load(version))
+                return
+            except BadInputError as err:
+                logger.error("version %s refused: %s", version, err)
+                self.refused[version] = str(err)
+        raise RuntimeError(f"no model version in {self.store.root} can be loaded: {self.refused or 'none stored'}")
+
+    def _swap(self, bundle: Any) -> None:
+        previous = self.bundle
+        self.bundle = bundle  # one reference assignment: a batch uses the bundle it started with
+        keep = {bundle.version} | ({previous.version} if previous is not None else set())
+        self._bundles = {v: b for v, b in {**self._bundles, bundle.version: bundle}.items() if v in keep}
+        _record(self._version_gauge, "set", int(bundle.version[1:]))
+        if previous is not None and previous.version != bundle.version:
+            logger.info("hot swap %s → %s", previous.version, bundle.version)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.model_poll_interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # noqa: BLE001 - keep serving what we have
+                logger.exception("checking the store for a new live version failed")
+
+    async def refresh(self) -> dict:
+        """Swap to the store's live version if it is not the one served (and not refused)."""
+        live = self.store.live()
+        if live and live != self.bundle.version and live not in self.refused:
+            async with self._lock:
+                if live != self.bundle.version:
+                    try:
+                        bundle = self._bundles.get(live) or await self._load(live)
+                    except BadInputError as err:
+                        logger.error("live version %s refused, still serving %s: %s", live, self.bundle.version, err)
+                        self.refused[live] = str(err)
+                    else:
+                        self._swap(bundle)
+        return await self.info()
+
+    async def prepare(self, version: str) -> dict:
+        """Load `version` (checksums, models, warm-up) without serving it; its meta. A damaged or
+        incompatible version raises BadInputError and changes nothing."""
+        async with self._lock:
+            bundle = self._bundles.get(version)
+            if bundle is None:
+                bundle = await self._load(version)
+                self._bundles[version] = bundle
+        self.refused.pop(version, None)
+        return bundle.meta()
+
+    async def info(self) -> dict:
+        meta = self.bundle.meta()
+        meta["refused"] = dict(self.refused)
+        meta["batching"] = dict(self.stats)
+        meta["replica"] = serve.get_replica_context().replica_id.unique_id
+        return meta
+
+    def check_health(self) -> None:
+        if self.bundle is None:
+            raise RuntimeError("no model version loaded")
+
+    async def score_batch(self, version: str, windows: np.ndarray, scaled: bool) -> dict:
+        """Batch jobs: scores of windows [B, L, F] (raw, or already scaled with the version's
+        scaler) by `version`, the version the job pinned: {"scores": [B, M], "rules": [B]}."""
+        bundle = self._bundles.get(version)
+        if bundle is None:
+            await self.prepare(version)
+            bundle = self._bundles[version]
+        score = bundle.score_scaled if scaled else bundle.score
+        scores, rules = await asyncio.to_thread(score, windows)
+        self.stats["batches"] += 1
+        self.stats["windows"] += len(rules)
+        return {"scores": scores, "rules": rules, "models": list(bundle.model_names)}
+
+    # ------------------------------------------------------------------ scoring
+
+    async def predict(self, item: dict) -> list:
+        """item: {"zones": [B], "windows": [B, L, F] float32 (checked), "reasons": [B]} → B answers.
+        Split into pieces of at most max_batch_size windows, each joining the shared batches."""
+        step = self.cfg.max_batch_size
+        n = len(item["zones"])
+        if n <= step:
+            return await self._score(item)
+        parts = await asyncio.gather(*(
+            self._score({key: item[key][i:i + step] for key in ("zones", "windows", "reasons")})
+            for i in range(0, n, step)
+        ))
+        return [answer for part in parts for answer in part]
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_count_windows)
+    async def _score(self, items: list) -> list:
+        bundle = self.bundle
+        zones = [zone for item in items for zone in item["zones"]]
+        reasons = [tuple(r) for item in items for r in item["reasons"]]
+        windows = np.concatenate([item["windows"] for item in items])  # [B, L, F]
+        expected = (bundle.predictor.lookback, bundle.predictor.n_features)
+        if windows.shape[1:] != expected:
+            raise BadInputError(f"windows must be {expected[0]} minutes × {expected[1]} features for model "
+                                f"version {bundle.version}. Received: {list(windows.shape[1:])}")
+        scores, rules = await asyncio.to_thread(bundle.score, windows)  # [B, M], [B]
+        degraded = [bool(r) for r in reasons]
+        combined = await self.keeper.combine.remote(bundle.version, zones, scores, rules, degraded)
+        if combined is None:
+            await self.keeper.ensure.remote(bundle.version, bundle.fitted_state, bundle.ensemble_params,
+                                            list(bundle.model_names))
+            combined = await self.keeper.combine.remote(bundle.version, zones, scores, rules, degraded)
+        names = bundle.model_names
+        answers = [
+            {
+                "prediction_id": c["prediction_id"],
+                "zone": zone,
+                "model_version": bundle.version,
+                "run_id": bundle.run_id,
+                "scores": dict(zip(names, row.tolist())),
+                "probability": c["probability"],
+                "decision": c["probability"] >= bundle.threshold,
+                "threshold": bundle.threshold,
+                "weights": c["weights"],
+                "degraded": bool(why),
+                "degraded_reasons": list(why),
+            }
+            for zone, row, c, why in zip(zones, scores, combined, reasons)
+        ]
+        self.stats["batches"] += 1
+        self.stats["windows"] += len(answers)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(answers))
+        n_degraded = sum(degraded)
+        _record(self._scored, "inc", len(answers) - n_degraded, {"degraded": "false"})
+        _record(self._scored, "inc", n_degraded, {"degraded": "true"})
+        _record(self._batch_windows, "observe", len(answers))
+        out, start = [], 0
+        for item in items:
+            out.append(answers[start:start + len(item["zones"])])
+            start += len(item["zones"])
+        return out
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+@serve.deployment(name=JOBS, num_replicas=1, max_ongoing_requests=100)
+class JobManagerDeployment:
+    """Starts batch and retraining jobs as Ray tasks, tracks them, runs the batch scheduler."""
+
+    async def __init__(self, store_dir: str, serve_cfg: dict, ensemble_cfg: dict, keeper: Any, predictor: Any,
+                       scorer: Any) -> None:
+        self.cfg = ServeConfig.model_validate(serve_cfg)
+        self.ensemble_cfg = ensemble_cfg
+        self.store = ModelStore(store_dir)
+        self.keeper = keeper
+        self.predictor = predictor
+        self.scorer = scorer  # the warm BatchScorer deployment the batch jobs' Ray Data tasks call
+        self.refs: dict[str, Any] = {}
+        self._last_scheduled: Optional[str] = None
+        self._scheduler = asyncio.create_task(self._schedule_loop()) if self.cfg.batch_source else None
+
+    def _new_job(self, kind: str, **fields: Any) -> dict:
+        job_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        status = {"job_id": job_id, "kind": kind, "status": "pending", "submitted_at": utc_now(),
+                  "scheduled": False, **fields}
+        self.store.write_json(self.store.job_dir(job_id) / "status.json", status)
+        return status
+
+    async def submit_batch(self, spec: dict) -> dict:
+        import ray
+
+        from fabray.serve.batch import run_batch_job
+
+        info = await self.predictor.info.remote()  # the version the real-time path serves now
+        version = info["version"]
+        weights = await self.keeper.weights.remote(version, [*info["zones"], "*"])
+        source = spec.get("path") or f"{len(spec['zones'])} windows from the request"
+        if spec.get("path"):
+            path = Path(spec["path"]).expanduser()
+            if not path.is_file():
+                raise BadInputError(f"batch data file not found on the server: {spec['path']}")
+            spec = {**spec, "path": str(path.resolve())}
+        else:
+            spec = {**spec, "windows": [ray.put(spec["windows"])]}
+        status = self._new_job("batch", model_version=version, source=source,
+                               scheduled=bool(spec.get("scheduled")))
+        job = ray.remote(run_batch_job).options(num_cpus=0, name=f"fabray-{status['job_id']}")
+        self.refs[status["job_id"]] = job.remote(
+            str(self.store.root), status["job_id"], version, spec, weights, info["threshold"],
+            info["models"], self.scorer, self.cfg.batch_size_windows,
+        )
+        return status
+
+    async def submit_retrain(self, body: dict) -> dict:
+        import ray
+
+        from fabray.serve.retrain import run_retrain_job
+
+        data = Path(body["data"]).expanduser()
+        if not data.is_file():
+            raise BadInputError(f"retraining data file not found on the server: {body['data']}")
+        champion = self.store.live()
+        status = self._new_job("retrain", model_version=champion, source=str(data.resolve()))
+        job = ray.remote(run_retrain_job).options(num_cpus=0, name=f"fabray-{status['job_id']}")
+        self.refs[status["job_id"]] = job.remote(
+            str(self.store.root), status["job_id"], champion, str(data.resolve()), body.get("epochs"),
+            bool(body.get("promote", True)), self.cfg.model_dump(mode="json"), self.ensemble_cfg,
+        )
+        return status
+
+    async def status(self, job_id: str) -> dict:
+        import ray
+
+        path = self.store.job_dir(job_id) / "status.json"
+        status = self.store.read_json(path)
+        if status is None:
+            raise UnknownVersionError(f"no job {job_id!r}")
+        ref = self.refs.get(job_id)
+        if ref is not None and status.get("status") in ("pending", "running"):
+            done, _ = ray.wait([ref], timeout=0)
+            if done:
+                try:
+                    ray.get(done[0])
+                except Exception as err:  # noqa: BLE001 - the task died before writing its status
+                    status = self.store.read_json(path) or status
+                    if status.get("status") in ("pending", "running"):
+                        status.update(status="failed", finished_at=utc_now(), error=f"{type(err).__name__}: {err}")
+                        self.store.write_json(path, status)
+                self.refs.pop(job_id, None)
+                status = self.store.read_json(path) or status
+        return status
+
+    async def _schedule_loop(self) -> None:
+        """Score the latest window of every zone of `batch_source` now and every interval."""
+        while True:
+            try:
+                last = self._last_scheduled
+                busy = last is not None and (await self.status(last)).get("status") in ("pending", "running")
+                if busy:
+                    logger.warning("scheduled batch %s still running: skipping this period", last)
+                else:
+                    status = await self.submit_batch({"path": self.cfg.batch_source, "scheduled": True})
+                    self._last_scheduled = status["job_id"]
+            except Exception:  # noqa: BLE001 - try again next period
+                logger.exception("scheduled batch failed to start")
+            await asyncio.sleep(self.cfg.batch_interval_s)
+
+
+# ---------------------------------------------------------------------------- ingress
+
+
+@serve.deployment(name=INGRESS, max_ongoing_requests=256)
+@serve.ingress()
+class Ingress:
+    """The FastAPI front: request checks and auth (http.py), then the deployments behind it."""
+
+    def __init__(self, store_dir: str, serve_cfg: dict, predictor: Any, keeper: Any, jobs: Any) -> None:
+        self.cfg = ServeConfig.model_validate(serve_cfg)
+        self.store = ModelStore(store_dir)
+        self.predictor, self.keeper, self.jobs = predictor, keeper, jobs
+        token = load_token(self.cfg.api_token_env, self.cfg.api_token_file)
+        self.settings = HttpSettings(
+            max_body_bytes=self.cfg.max_body_bytes,
+            max_windows_per_request=self.cfg.max_windows_per_request,
+            degraded=self.cfg.degraded,
+            api_token=token,
+            api_token_env=self.cfg.api_token_env,
+        )
+        self._meta: Optional[dict] = None
+        self._meta_at = 0.0
+        self._requests = _metric("Counter", "fabray_http_requests", "HTTP requests.", ("route", "status"))
+        self._latency = _metric("Histogram", "fabray_http_latency_ms", "HTTP latency, ms.", ("route",),
+                                boundaries=[1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280])
+        logger.info("fabray ingress: mutating endpoints %s", "enabled" if token else "disabled (no token)")
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return build_http_app(self)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        _record(self._requests, "inc", 1, {"route": route, "status": str(status)})
+        _record(self._latency, "observe", 1000.0 * seconds, {"route": route})
+
+    async def _call(self, response: Any) -> Any:
+        """Await a handle call: bad input stays bad input; a dead or overloaded backend is 503."""
+        try:
+            return await response
+        except (BadInputError, ApiError):
+            raise
+        except Exception as err:  # noqa: BLE001 - RayActorError, BackPressureError, ...
+            logger.warning("backend call failed: %s: %s", type(err).__name__, err)
+            raise Unavailable(f"backend unavailable, retry: {type(err).__name__}") from err
+
+    async def meta(self) -> dict:
+        now = time.monotonic()
+        if self._meta is None or now - self._meta_at > self.cfg.model_poll_interval_s:
+            self._meta = await self._call(self.predictor.info.remote())
+            self._meta_at = now
+        return self._meta
+
+    async def predict(self, zones: list, windows: np.ndarray, reasons: list) -> list:
+        answers = await self._call(self.predictor.predict.remote(
+            {"zones": zones, "windows": windows, "reasons": reasons}))
+        if answers and self._meta is not None and answers[-1]["model_version"] != self._meta["version"]:
+            self._meta = None  # a swap happened: refresh the zones and shape on the next call
+        return answers
+
+    async def feedback(self, items: list) -> dict:
+        return await self._call(self.keeper.feedback.remote(items))
+
+    async def models(self) -> dict:
+        pointer = self.store.pointer()
+        serving = await self._call(self.predictor.info.remote())
+        versions = []
+        for version in self.store.versions():
+            info = self.store.info(version)
+            notes = info.get("notes", {})
+            state = ("live" if version == pointer.get("live") else
+                     "refused" if version in serving.get("refused", {}) or notes.get("refused") else
+                     "previous" if version in pointer.get("history", []) else "available")
+            versions.append({
+                "version": version, "state": state, "created_at": info.get("created_at"),
+                "run_id": info.get("run_id"), "source_run": info.get("source_run"), "note": info.get("note"),
+                "models": info.get("models"), "notes": notes,
+            })
+        return {
+            "live": pointer.get("live"),
+            "history": pointer.get("history", []),
+            "serving": {k: serving[k] for k in ("version", "run_id", "models", "zones", "lookback", "task",
+                                                "threshold", "replica", "refused")},
+            "ensemble": await self._call(self.keeper.describe.remote()),
+            "versions": versions,
+            "events": pointer.get("events", [])[-10:],
+        }
+
+    async def import_run(self, body: ImportIn) -> dict:
+        version = await asyncio.to_thread(self.store.import_run, body.run, body.note or None)
+        out = {"version": version, "promoted": False}
+        if body.promote:
+            out.update(await self.promote(version, PromoteIn(force=body.force, reason=body.note or "imported")))
+            out["promoted"] = True
+        return out
+
+    async def promote(self, version: str, body: PromoteIn) -> dict:
+        from fabray.serve.bundle import contract_change
+
+        await asyncio.to_thread(self.store.verify, version)  # damaged → 409 before any load
+        live_meta = await self.meta()
+        try:
+            new_meta = await self._call(self.predictor.prepare.remote(version))
+        except BadInputError as err:
+            await asyncio.to_thread(self.store.mark, version, refused=str(err))
+            raise ApiError(409, f"refused: version {version} cannot be served: {err}") from err
+        changes = contract_change(live_meta, new_meta)
+        if changes and not body.force:
+            raise ApiError(409, f"refused: version {version} changes the request contract ({'; '.join(changes)}); "
+                                "promote with force=true once clients send the new shape")
+        pointer = await asyncio.to_thread(self.store.promote, version, body.reason)
+        await self._call(self.predictor.refresh.remote())
+        self._meta = None
+        return {"live": pointer["live"], "history": pointer.get("history", [])}
+
+    async def rollback(self, body: RollbackIn) -> dict:
+        pointer = await asyncio.to_thread(self.store.rollback, body.reason)
+        await self._call(self.predictor.refresh.remote())
+        self._meta = None
+        return {"live": pointer["live"], "history": pointer.get("history", [])}
+
+    async def submit_batch(self, body: BatchIn, windows: Optional[np.ndarray], reasons: Optional[list]) -> dict:
+        if windows is not None:
+            spec = {"zones": [w.zone for w in body.windows], "windows": windows,
+                    "degraded": [bool(r) for r in reasons]}
+        else:
+            spec = {"path": body.path, "all_windows": body.all_windows}
+        return await self._call(self.jobs.submit_batch.remote(spec))
+
+    async def submit_retrain(self, body: RetrainIn) -> dict:
+        return await self._call(self.jobs.submit_retrain.remote(body.model_dump()))
+
+    async def job(self, job_id: str) -> dict:
+        return await self._call(self.jobs.status.remote(job_id))
+
+    async def health(self) -> tuple:
+        try:
+            info = await asyncio.wait_for(self.predictor.info.remote(), timeout=5.0)
+        except Exception as err:  # noqa: BLE001 - unhealthy, not an error
+            return False, {"status": "unavailable", "error": f"{type(err).__name__}: {err}",
+                           "live": self.store.live()}
+        live = self.store.live()
+        return True, {
+            "status": "ok" if info["version"] == live else "degraded",
+            "live": live, "serving": info["version"], "refused": info.get("refused", {}),
+            "mutations_enabled": self.settings.api_token is not None,
+        }
+
+
+# ---------------------------------------------------------------------------- builder
+
+
+def resolve_config(args: ServeArgs) -> tuple[ServeConfig, EnsembleConfig]:
+    config = load_config(args.config)
+    try:
+        serve_cfg = ServeConfig.model_validate({**config.serve.model_dump(), **args.serve})
+    except Exception as err:  # noqa: BLE001 - pydantic ValidationError
+        raise BadInputError(f"invalid serve settings: {err}") from err
+    return serve_cfg, config.ensemble
+
+
+def build_app(args: ServeArgs) -> Application:
+    """The fabray Serve application over the store `args.store` (importing and promoting
+    `args.run` first when given)."""
+    if not isinstance(args, ServeArgs):
+        args = ServeArgs.model_validate(args)
+    serve_cfg, ensemble_cfg = resolve_config(args)
+    store = ModelStore(args.store)
+    if args.run:
+        version = store.import_run(args.run)
+        if store.live() != version and (args.promote_run == "always" or store.live() is None):
+            store.promote(version, reason=f"serve --run {args.run}")
+    if store.live() is None:
+        raise BadInputError(f"the model store {store.root} has no live version: pass a run to serve")
+    cfg = serve_cfg.model_dump(mode="json")
+    ens = ensemble_cfg.model_dump(mode="json")
+    root = str(store.root)
+    logs = {"logging_config": {"enable_access_log": serve_cfg.access_log}}
+
+    keeper = EnsembleKeeperDeployment.options(ray_actor_options={"num_cpus": 0.05}, **logs).bind(
+        root, serve_cfg.state_persist_interval_s, serve_cfg.pending_predictions)
+    if serve_cfg.autoscaling is not None:
+        scaling = {"autoscaling_config": {
+            "min_replicas": serve_cfg.autoscaling.min_replicas,
+            "max_replicas": serve_cfg.autoscaling.max_replicas,
+            "target_ongoing_requests": serve_cfg.autoscaling.target_ongoing_requests,
+        }}
+    else:
+        scaling = {"num_replicas": serve_cfg.predictor_replicas}
+    predictor = PredictorDeployment.options(
+        max_ongoing_requests=serve_cfg.max_ongoing_requests,
+        ray_actor_options={"num_cpus": serve_cfg.predictor_num_cpus},
+        health_check_period_s=5.0,
+        **scaling, **logs,
+    ).bind(root, ens, cfg, keeper)
+    scorer = PredictorDeployment.options(  # the same class, warm, kept apart from real-time traffic
+        name=BATCH_SCORER, num_replicas=1, max_ongoing_requests=8,
+        ray_actor_options={"num_cpus": serve_cfg.batch_num_cpus}, health_check_period_s=10.0, **logs,
+    ).bind(root, ens, cfg, keeper)
+    jobs = JobManagerDeployment.options(ray_actor_options={"num_cpus": 0.05}, **logs).bind(
+        root, cfg, ens, keeper, predictor, scorer)
+    return Ingress.options(ray_actor_options={"num_cpus": serve_cfg.ingress_num_cpus}, **logs).bind(
+        root, cfg, predictor, keeper, jobs)
+
+
+def default_store(run: str | Path) -> Path:
+    """`serve-store` next to the run directory (shared by the runs of one folder)."""
+    return Path(run).expanduser().resolve().parent / "serve-store"

@@ -1,0 +1,384 @@
+"""The HTTP API (FastAPI) of the serving application, independent of Ray (DESIGN §6).
+
+`build_http_app(service)` returns the FastAPI app; `service` does the work (in app.py it is the
+Serve ingress deployment, talking to the predictor, the ensemble keeper and the job manager; in
+unit tests a fake). This module owns everything about HTTP: routes, OpenAPI docs at /docs,
+request checks, auth, and the rule that bad input is always a 4xx JSON error naming the problem,
+never a 500:
+
+| problem                                         | status |
+|-------------------------------------------------|--------|
+| malformed JSON                                  | 400    |
+| missing bearer token / wrong token              | 401    |
+| mutating endpoint with no token configured      | 403    |
+| unknown version or job                          | 404    |
+| corrupted / incompatible model version          | 409    |
+| body over serve.max_body_bytes, too many windows| 413    |
+| wrong shape or type, NaN/inf, unknown zone, ... | 422    |
+| no model loaded yet, backend unavailable        | 503    |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from fastapi import Body, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fabray import schema
+from fabray.config import DegradedRules
+from fabray.errors import BadInputError
+from fabray.serve.auth import AuthError, check_bearer
+from fabray.serve.schemas import (
+    BatchIn,
+    ErrorOut,
+    FeedbackItem,
+    FeedbackOut,
+    ImportIn,
+    JobOut,
+    PredictionOut,
+    PromoteIn,
+    RetrainIn,
+    RollbackIn,
+    WindowIn,
+)
+from fabray.serve.store import CorruptArtifactError, UnknownVersionError
+from fabray.serve.validation import check_window
+
+logger = logging.getLogger(__name__)
+
+MAX_FEEDBACK_ITEMS = 10_000
+MAX_BATCH_WINDOWS = 100_000
+_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "bad_request",
+          409: "conflict", 413: "too_large", 422: "invalid_input", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    """An answer other than 200, with a JSON body `ErrorOut`."""
+
+    def __init__(self, status: int, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+class Unavailable(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP layer's limits and auth (from `ServeConfig`; the token as read by the replica)."""
+
+    max_body_bytes: int
+    max_windows_per_request: int
+    degraded: DegradedRules
+    api_token: str | None
+    api_token_env: str = "FABRAY_API_TOKEN"
+
+
+class Service(Protocol):
+    """What the routes call (see app.py's ingress for the real one)."""
+
+    settings: HttpSettings
+
+    async def meta(self) -> dict[str, Any]: ...
+    async def predict(self, zones: list[str], windows: np.ndarray, reasons: list[tuple[str, ...]]) -> list[dict[str, Any]]: ...
+    async def feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
+    async def models(self) -> dict[str, Any]: ...
+    async def import_run(self, body: ImportIn) -> dict[str, Any]: ...
+    async def promote(self, version: str, body: PromoteIn) -> dict[str, Any]: ...
+    async def rollback(self, body: RollbackIn) -> dict[str, Any]: ...
+    async def submit_batch(self, body: BatchIn, windows: np.ndarray | None, reasons: list[tuple[str, ...]] | None) -> dict[str, Any]: ...
+    async def submit_retrain(self, body: RetrainIn) -> dict[str, Any]: ...
+    async def job(self, job_id: str) -> dict[str, Any]: ...
+    async def health(self) -> tuple[bool, dict[str, Any]]: ...
+    def observe(self, route: str, status: int, seconds: float) -> None: ...
+
+
+def error_response(status: int, message: str, details: list[Any] | None = None) -> JSONResponse:
+    body = ErrorOut(error=_KINDS.get(status, "internal" if status >= 500 else "bad_request"),
+                    message=message, details=details)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
+
+
+# ---------------------------------------------------------------------------- body size
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `max_bytes` is answered 413, whether announced by
+    Content-Length or found while reading (chunked). The app's own answer is then dropped."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return f"request body larger than {self.max_bytes} bytes (serve.max_body_bytes)"
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await error_response(413, f"{self._message()}. Received: Content-Length {int(length)}")(scope, receive, send)
+            return
+        state = {"seen": 0, "over": False, "answered": False}
+
+        async def limited_receive() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["seen"] += len(message.get("body", b""))
+                if state["seen"] > self.max_bytes:
+                    state["over"] = True
+                    raise ValueError(self._message())
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if state["over"]:
+                if not state["answered"]:
+                    state["answered"] = True
+                    await error_response(413, self._message())(scope, receive, send)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
+            if not state["answered"]:
+                state["answered"] = True
+                await error_response(413, self._message())(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _validation_message(errors: list[dict[str, Any]], body: Any) -> tuple[str, list[Any]]:
+    """A short message and clean details from FastAPI's validation errors.
+
+    The predict/feedback bodies are `X | list[X]`: pydantic reports a failure against both
+    branches; keep only the branch that matches what was sent (an object or a list).
+    """
+    sent_list = isinstance(body, list)
+    details = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        if loc and ("[" in loc[0] or loc[0][:1].isupper()):  # union branch tag, e.g. 'list[WindowIn]'
+            if loc[0].startswith("list[") != sent_list:
+                continue
+            loc = loc[1:]
+        where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or "body"
+        details.append({"field": where, "problem": err.get("msg", "invalid"), "type": err.get("type")})
+    if not details:  # keep something rather than nothing
+        details = [{"field": "body", "problem": str(e.get("msg")), "type": e.get("type")} for e in errors]
+    shown = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:3])
+    more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
+    return f"invalid request: {shown}{more}", details[:50]
+
+
+def _check_windows(items: list[WindowIn], meta: dict[str, Any], settings: HttpSettings,
+                   single: bool) -> tuple[list[str], np.ndarray, list[tuple[str, ...]]]:
+    """Zones known, shapes right, values sane → (zones, windows [B, L, F] float32, reasons)."""
+    known = set(meta["zones"])
+    zones, arrays, reasons = [], [], []
+    for i, item in enumerate(items):
+        where = "window" if single else f"[{i}].window"
+        if item.zone not in known:
+            raise ApiError(422, f"{'zone' if single else f'[{i}].zone'}: unknown zone {item.zone!r}; "
+                                f"model version {meta['version']} knows {sorted(known)}")
+        checked = check_window(item.window, lookback=int(meta["lookback"]), rules=settings.degraded,
+                               features=schema.FEATURES, where=where)
+        zones.append(item.zone)
+        arrays.append(checked.values)
+        reasons.append(checked.degraded_reasons)
+    return zones, np.stack(arrays), reasons  # [B, L, F]
+
+
+# ---------------------------------------------------------------------------- the app
+
+
+_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+
+
+def build_http_app(service: Service) -> FastAPI:
+    """The FastAPI app over `service` (routes, docs, checks, auth, error mapping)."""
+    settings = service.settings
+    app = FastAPI(
+        title="fabray",
+        description="Real-time, batch and retraining service for OHT transport-delay forecasts "
+        "of a semiconductor fab (a Keras model zoo and a dynamic weighted ensemble on Ray Serve).",
+        version="1",
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        service.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start)
+        return response
+
+    # ------------------------------------------------------------ error mapping
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        body = getattr(exc, "body", None)
+        if isinstance(body, (bytes, bytearray)):  # not parsed: the client did not say it is JSON
+            try:
+                json.loads(body)
+            except ValueError as err:
+                return error_response(400, f"malformed JSON: {err}")
+            return error_response(400, "the body is JSON but not declared as such: send "
+                                       "'Content-Type: application/json'")
+        if any(e.get("type") == "json_invalid" for e in errors):
+            ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx") or {}
+            return error_response(400, f"malformed JSON: {ctx.get('error', 'cannot parse the body')}")
+        message, details = _validation_message(errors, body)
+        return error_response(422, message, details)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.details)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        response = error_response(exc.status, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(BadInputError)
+    async def _bad_input(request: Request, exc: BadInputError) -> JSONResponse:
+        if isinstance(exc, UnknownVersionError):
+            return error_response(404, str(exc))
+        if isinstance(exc, CorruptArtifactError):
+            return error_response(409, f"refused: {exc}")
+        return error_response(422, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("internal error on %s", request.url.path)
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    def require_token(authorization: str | None) -> None:
+        check_bearer(authorization, settings.api_token, settings.api_token_env)
+
+    # ------------------------------------------------------------ read-only
+
+    @app.get("/healthz", summary="Liveness and the live version", responses={503: {"model": ErrorOut}})
+    async def healthz() -> JSONResponse:
+        ok, body = await service.health()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/v1/models", summary="Stored versions, which is live, their metrics")
+    async def models() -> dict[str, Any]:
+        return await service.models()
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, summary="A batch or retraining job")
+    async def job(job_id: str) -> dict[str, Any]:
+        return await service.job(job_id)
+
+    @app.get("/v1/batch/{job_id}", response_model=JobOut, responses=_ERRORS, summary="A batch job's status and output")
+    async def batch_status(job_id: str) -> dict[str, Any]:
+        return await service.job(job_id)
+
+    # ------------------------------------------------------------ predictions
+
+    @app.post(
+        "/v1/predict", response_model=PredictionOut | list[PredictionOut], responses=_ERRORS,
+        summary="Score one window, or a list of windows",
+        description="Per-model scores, the ensemble probability and decision, the weights used, "
+        "the model version and a `degraded` flag. A list in gives a list out, in the same order.",
+    )
+    async def predict(body: WindowIn | list[WindowIn] = Body(...)) -> Any:
+        single = not isinstance(body, list)
+        items = [body] if single else body
+        if not items:
+            raise ApiError(422, "the list of windows is empty")
+        if len(items) > settings.max_windows_per_request:
+            raise ApiError(413, f"too many windows in one request: at most {settings.max_windows_per_request} "
+                                f"(serve.max_windows_per_request); use /v1/batch for more. Received: {len(items)}")
+        meta = await service.meta()
+        zones, windows, reasons = _check_windows(items, meta, settings, single)
+        results = await service.predict(zones, windows, reasons)
+        return results[0] if single else results
+
+    # ------------------------------------------------------------ mutating (token)
+
+    @app.post("/v1/feedback", response_model=FeedbackOut, responses=_ERRORS,
+              summary="Observed outcomes of earlier predictions: move the ensemble weights")
+    async def feedback(body: FeedbackItem | list[FeedbackItem] = Body(...),
+                       authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
+        items = [body] if not isinstance(body, list) else body
+        if not items:
+            raise ApiError(422, "the list of outcomes is empty")
+        if len(items) > MAX_FEEDBACK_ITEMS:
+            raise ApiError(413, f"too many outcomes in one request: at most {MAX_FEEDBACK_ITEMS}. "
+                                f"Received: {len(items)}")
+        meta = await service.meta()
+        if meta["task"] == "event":
+            bad = [i for i, item in enumerate(items) if item.outcome not in (0.0, 1.0)]
+            if bad:
+                raise ApiError(422, f"outcome must be 0 or 1 for task 'event'. Received: "
+                                    f"{items[bad[0]].outcome} at item {bad[0]}")
+        return await service.feedback([item.model_dump() for item in items])
+
+    @app.post("/v1/models", responses=_ERRORS, summary="Add a run directory to the store (optionally promote it)")
+    async def import_run(body: ImportIn, authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
+        return await service.import_run(body)
+
+    @app.post("/v1/models/{version}/promote", responses=_ERRORS,
+              summary="Make a stored version live (verified, loaded and checked first)")
+    async def promote(version: str, body: PromoteIn | None = None,
+                      authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
+        return await service.promote(version, body or PromoteIn())
+
+    @app.post("/v1/rollback", responses=_ERRORS, summary="Return to the previously live version")
+    async def rollback(body: RollbackIn | None = None, authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
+        return await service.rollback(body or RollbackIn())
+
+    @app.post("/v1/batch", response_model=JobOut, responses=_ERRORS,
+              summary="Score a data file (latest window per zone, or all) or a list of windows, as a job")
+    async def batch(body: BatchIn, authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
+        windows = reasons = None
+        if body.windows is not None:
+            if len(body.windows) > MAX_BATCH_WINDOWS:
+                raise ApiError(413, f"too many windows: at most {MAX_BATCH_WINDOWS} in a body; "
+                                    f"use a data file. Received: {len(body.windows)}")
+            meta = await service.meta()
+            _, windows, reasons = _check_windows(body.windows, meta, settings, single=False)
+        return await service.submit_batch(body, windows, reasons)
+
+    @app.post("/v1/retrain", response_model=JobOut, responses=_ERRORS,
+              summary="Retrain the live version on newer data as a Ray job; promote if not worse")
+    async def retrain(body: RetrainIn, authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
+        return await service.submit_retrain(body)
+
+    return app

@@ -1,0 +1,247 @@
+"""The ensemble keeper: the one place that holds the dynamic ensemble's online state (DESIGN §5–6).
+
+Every prediction passes its per-model scores through `combine`, which returns the ensemble
+probability, the weights used and a `prediction_id`; the scores are remembered (a bounded,
+oldest-first buffer) so that `/v1/feedback`, ten minutes later, needs only the id and the
+outcome to move that zone's weights (`DynamicEnsemble.update`).
+
+One `DynamicEnsemble` per model version: a hot swap starts the new version from its own fitted
+state (or the configured parameters) and a rollback finds the old one's weights where it left
+them. `save()` writes each changed version's state and pending predictions to the store
+(`STORE/state/<version>.json`, atomically); a new keeper (a replica restart) loads it back.
+
+Pure Python + numpy: the Serve deployment in app.py wraps it (a single replica, so every
+prediction and every feedback sees the same weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabray.ensemble import DynamicEnsemble, EnsembleParams
+from fabray.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "fabray-serve-state"
+RULE_MODEL = "rule"
+
+
+@dataclass
+class _Pending:
+    version: str
+    zone: str
+    scores: list[float]  # [M] in the version's model order
+    degraded: bool
+    at: float  # unix time of the prediction
+
+
+class EnsembleKeeper:
+    """Online ensembles per model version, the pending-prediction buffer, and their persistence.
+
+    Args:
+        state_dir: where `save` writes `<version>.json` (None: nothing is persisted).
+        pending_capacity: predictions remembered for feedback; the oldest are forgotten first.
+    """
+
+    def __init__(self, state_dir: str | Path | None, pending_capacity: int = 20_000) -> None:
+        self.state_dir = None if state_dir is None else Path(state_dir)
+        self.pending_capacity = int(pending_capacity)
+        self._ensembles: dict[str, DynamicEnsemble] = {}
+        self._thresholds: dict[str, float] = {}
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._dirty: set[str] = set()
+        self.feedback_applied = 0
+
+    # ------------------------------------------------------------------ versions
+
+    def has(self, version: str) -> bool:
+        return version in self._ensembles
+
+    def ensure(self, version: str, fitted_state: Mapping[str, Any] | None, params: Mapping[str, Any],
+               model_names: Sequence[str]) -> None:
+        """Make `version`'s ensemble available: its persisted online state when the store has
+        one, else the run's fitted state (`fitted_state`), else fresh from `params`."""
+        if version in self._ensembles:
+            return
+        ensemble = self._load(version, model_names)
+        if ensemble is None and fitted_state is not None:
+            ensemble = DynamicEnsemble.from_state(fitted_state)
+        if ensemble is None:
+            ensemble = DynamicEnsemble(EnsembleParams.from_dict(dict(params)), model_names)
+        if tuple(ensemble.model_names) != tuple(model_names):
+            raise BadInputError(
+                f"version {version}: ensemble state is for models {list(ensemble.model_names)}, "
+                f"the version has {list(model_names)}"
+            )
+        self._ensembles[version] = ensemble
+        logger.info("ensemble for %s ready (models %s)", version, list(model_names))
+
+    def _load(self, version: str, model_names: Sequence[str]) -> DynamicEnsemble | None:
+        if self.state_dir is None:
+            return None
+        path = self.state_dir / f"{version}.json"
+        if not path.is_file():
+            return None
+        import json
+
+        try:
+            data = json.loads(path.read_text())
+            ensemble = DynamicEnsemble.from_state(data["ensemble"])
+            if tuple(ensemble.model_names) != tuple(model_names):
+                raise ValueError(f"models {list(ensemble.model_names)} != {list(model_names)}")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            logger.warning("ignoring the persisted ensemble state %s: %s", path, err)
+            return None
+        for entry in data.get("pending", []):
+            pid, zone, scores, degraded, at = entry
+            self._pending[pid] = _Pending(version, zone, [float(s) for s in scores], bool(degraded), float(at))
+        self._trim()
+        logger.info("restored the online state of %s from %s (%d pending predictions)",
+                    version, path, len(data.get("pending", [])))
+        return ensemble
+
+    # ------------------------------------------------------------------ predictions
+
+    def combine(
+        self,
+        version: str,
+        zones: Sequence[str],
+        scores: np.ndarray,
+        rule_scores: np.ndarray,
+        degraded: Sequence[bool],
+    ) -> list[dict[str, Any]]:
+        """Ensemble each window: zones [B], scores [B, M] in model order, the rules model's
+        scores [B], degraded [B].
+
+        A degraded window is answered by the rules model alone (weight 1 on `rule`: the run's
+        rule model, or the untrained rules baseline when the run has none). Returns one dict
+        per window: prediction_id, probability, weights.
+        """
+        ensemble = self._ensembles.get(version)
+        if ensemble is None:
+            raise RuntimeError(f"no ensemble for version {version}: call ensure() first")
+        names = ensemble.model_names
+        scores = np.asarray(scores, dtype=np.float64)  # [B, M]
+        now = time.time()
+        out = []
+        for zone, row, rule_score, bad in zip(zones, scores, rule_scores, degraded):
+            if bad:
+                weights = {name: 0.0 for name in names} | {RULE_MODEL: 1.0}
+                prob = float(rule_score)
+            else:
+                prob, weights = ensemble.combine(zone, row)
+            pid = uuid.uuid4().hex
+            self._pending[pid] = _Pending(version, str(zone), row.tolist(), bool(bad), now)
+            out.append({"prediction_id": pid, "probability": prob, "weights": weights})
+        self._trim()
+        self._dirty.add(version)  # the pending predictions changed
+        return out
+
+    def _trim(self) -> None:
+        while len(self._pending) > self.pending_capacity:
+            self._pending.popitem(last=False)
+
+    # ------------------------------------------------------------------ feedback
+
+    def feedback(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Apply observed outcomes: items of {"prediction_id": str, "outcome": float}.
+
+        Each prediction takes feedback once. Returns counts, the ids not found (unknown, already
+        used or forgotten), and the new weights of every (version, zone) touched.
+        """
+        applied, skipped_degraded, unknown = 0, 0, []
+        touched: dict[str, set[str]] = {}
+        for item in items:
+            pid = str(item["prediction_id"])
+            outcome = float(item["outcome"])
+            pending = self._pending.pop(pid, None)
+            if pending is None:
+                unknown.append(pid)
+                continue
+            if pending.degraded:
+                skipped_degraded += 1
+                continue
+            ensemble = self._ensembles.get(pending.version)
+            if ensemble is None:  # a version no replica serves any more: nothing to move
+                unknown.append(pid)
+                continue
+            if not math.isfinite(outcome):
+                raise BadInputError(f"outcome of {pid} must be finite. Received: {outcome}")
+            ensemble.update(pending.zone, pending.scores, outcome)
+            applied += 1
+            self._dirty.add(pending.version)
+            touched.setdefault(pending.version, set()).add(pending.zone)
+        self.feedback_applied += applied
+        weights = {
+            version: {zone: self._ensembles[version].weights(zone) for zone in sorted(zones)}
+            for version, zones in touched.items()
+        }
+        return {"applied": applied, "skipped_degraded": skipped_degraded, "unknown": unknown,
+                "weights": weights}
+
+    def weights(self, version: str, zones: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Current weights of each zone (what its next prediction would use)."""
+        ensemble = self._ensembles.get(version)
+        if ensemble is None:
+            raise BadInputError(f"no ensemble loaded for version {version!r}")
+        return {zone: ensemble.weights(zone) for zone in zones}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "versions": sorted(self._ensembles),
+            "pending_predictions": len(self._pending),
+            "feedback_applied": self.feedback_applied,
+        }
+
+    # ------------------------------------------------------------------ persistence
+
+    def snapshot(self, force: bool = False) -> dict[str, dict[str, Any]]:
+        """The state of every changed version (every version with `force`), as JSON-able
+        payloads, and mark them saved. Cheap: call it where the state is mutated; `write` the
+        result elsewhere (a thread) so that persisting never stalls predictions."""
+        versions = sorted(self._ensembles if force else self._dirty & set(self._ensembles))
+        payloads = {}
+        for version in versions:
+            pending = [
+                [pid, p.zone, p.scores, p.degraded, p.at]
+                for pid, p in self._pending.items() if p.version == version
+            ]
+            payloads[version] = {"format": STATE_FORMAT, "version": version, "saved_at": time.time(),
+                                 "ensemble": self._ensembles[version].to_state(), "pending": pending}
+        self._dirty.clear()
+        return payloads
+
+    def mark_dirty(self, versions: Sequence[str]) -> None:
+        """Write these versions again at the next `snapshot` (e.g. after a failed write)."""
+        self._dirty.update(versions)
+
+    def write(self, payloads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Write `snapshot` payloads to `state_dir/<version>.json` (atomically); the versions."""
+        if self.state_dir is None:
+            return []
+        from fabray.serve.store import _atomic_write_json
+
+        for version, payload in payloads.items():
+            _atomic_write_json(self.state_dir / f"{version}.json", payload)
+        return sorted(payloads)
+
+    def save(self, force: bool = False) -> list[str]:
+        """`snapshot` + `write` in one call; returns the versions written."""
+        if self.state_dir is None:
+            return []
+        return self.write(self.snapshot(force))
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)

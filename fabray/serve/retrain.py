@@ -1,0 +1,174 @@
+"""`POST /v1/retrain`: retrain on newer data as a Ray job, compare, promote only if not worse.
+
+The job (a Ray task started by the JobManager deployment, its status in the store):
+
+1. reads and validates the new data file and cuts it by time: the newest `holdout_fraction` of
+   the span is held out; the rest is what the challenger trains on;
+2. trains the challenger through the command-line contract (DESIGN §8): `fabray retrain --run
+   CHAMPION --data TRAIN --out OUT` (warm start from the champion) when that command exists,
+   else `fabray train` with the champion's own configuration;
+3. scores champion and challenger on the held-out windows (targets the challenger never saw),
+   each with its own dynamic ensemble replayed in time order, and compares them on
+   `serve.promote_metric`;
+4. stores the challenger as a new version; promotes it only if it is not worse (within
+   `serve.promote_tolerance`) and keeps the request contract (window shape, task). The serving
+   replicas then hot-swap to it; `POST /v1/rollback` returns to the champion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabray.errors import BadInputError
+from fabray.serve.batch import write_status
+from fabray.serve.store import ModelStore, utc_now
+
+logger = logging.getLogger(__name__)
+
+HOLDOUT_FRACTION = 0.2
+LOWER_IS_BETTER = {"mae", "rmse"}
+
+
+def split_by_time(df: Any, holdout_fraction: float = HOLDOUT_FRACTION) -> tuple[Any, Any]:
+    """(rows before the cut, the cut timestamp): the newest `holdout_fraction` of the span is held out."""
+    from fabray import schema
+
+    ts = df[schema.TIMESTAMP]
+    cut = ts.min() + (ts.max() - ts.min()) * (1.0 - holdout_fraction)
+    return df[ts < cut].reset_index(drop=True), cut
+
+
+def evaluate_version(run_dir: str | Path, df: Any, cut: Any, ensemble_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics of a run's ensemble on the windows of `df` whose end lies at or after `cut`."""
+    from fabray.config import EnsembleConfig
+    from fabray.data.windows import ALL, ends_with_target
+    from fabray.ensemble import replay
+    from fabray.metrics import delay_metrics, event_metrics
+    from fabray.predictor import RunPredictor
+
+    predictor = RunPredictor.load(run_dir)
+    prepared = predictor.prepare(df)
+    ends = ends_with_target(prepared, prepared.splits[ALL])
+    ends = ends[prepared.timestamps[ends] >= np.datetime64(cut)]
+    if ends.size == 0:
+        raise BadInputError("no held-out window with a known outcome: the data file is too short to evaluate on")
+    scores = predictor.score_prepared(prepared, ends)
+    names = predictor.model_names
+    matrix = np.stack([scores[name] for name in names], axis=1)  # [W, M]
+    if predictor.ensemble is not None:
+        params = predictor.ensemble.params
+    else:
+        params = EnsembleConfig.model_validate(ensemble_cfg or {}).to_params(names)
+    target = prepared.target[ends]
+    prob, _ = replay(matrix, target, prepared.zone_codes[ends], None, params, feedback_lag=predictor.horizon)
+    if predictor.task.task == "event":
+        metrics = event_metrics(target, prob, params.threshold)
+    else:
+        metrics = delay_metrics(target, prob)
+    return {"windows": int(ends.size), "metrics": {k: float(v) for k, v in metrics.items()},
+            "contract": {"lookback": predictor.lookback, "n_features": predictor.n_features,
+                         "task": predictor.task.task}}
+
+
+def _merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in updates.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _train_challenger(champion_run: Path, train_file: Path, out: Path, epochs: int | None,
+                      overrides: dict[str, Any]) -> None:
+    """Train through the CLI contract (exit code 0 or an error naming the step)."""
+    import json
+
+    import yaml
+
+    from fabray.cli import build_parser, main
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - the sub-commands
+    if "retrain" in commands:
+        argv = ["retrain", "--run", str(champion_run), "--data", str(train_file), "--out", str(out)]
+    else:  # no warm start available: the champion's configuration, trained afresh
+        config = json.loads((champion_run / "config.json").read_text())
+        config.pop("serve", None)  # serving settings play no part in training
+        config = _merge(config, overrides)
+        config_file = out.parent / "config.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        argv = ["train", "--data", str(train_file), "--out", str(out), "--config", str(config_file)]
+        if epochs is not None:
+            argv += ["--epochs", str(epochs)]
+    logger.info("retraining: fabray %s", " ".join(argv))
+    code = main(argv)
+    if code != 0:
+        raise RuntimeError(f"`fabray {argv[0]}` exited with {code}")
+
+
+def run_retrain_job(
+    store_dir: str,
+    job_id: str,
+    champion: str,
+    data_path: str,
+    epochs: int | None,
+    promote: bool,
+    serve_cfg: dict[str, Any],
+    ensemble_cfg: dict[str, Any],
+) -> dict[str, Any]:
+    """The body of a retraining job (a Ray task); see the module doc."""
+    from fabray.config import ServeConfig
+    from fabray.data.io import write_table
+    from fabray.data.validate import load_validated
+
+    cfg = ServeConfig.model_validate(serve_cfg)
+    store = ModelStore(store_dir)
+    job_dir = store.job_dir(job_id)
+    started = time.time()
+    write_status(store, job_id, status="running", started_at=utc_now())
+    try:
+        champion_run = store.verify(champion)
+        df = load_validated(data_path)
+        train_df, cut = split_by_time(df)
+        train_file = write_table(train_df, job_dir / "train.parquet")
+        write_status(store, job_id, step="training", holdout_from=str(cut))
+        out = job_dir / "run"
+        _train_challenger(champion_run, train_file, out, epochs, cfg.retrain_overrides)
+
+        write_status(store, job_id, step="evaluating")
+        old = evaluate_version(champion_run, df, cut, ensemble_cfg)
+        new = evaluate_version(out, df, cut, ensemble_cfg)
+        metric = cfg.promote_metric
+        if metric not in new["metrics"]:
+            raise BadInputError(f"serve.promote_metric {metric!r} is not a metric of this task: "
+                                f"{sorted(new['metrics'])}")
+        a, b = old["metrics"][metric], new["metrics"][metric]
+        if metric in LOWER_IS_BETTER:
+            not_worse = b <= a + cfg.promote_tolerance
+        else:
+            not_worse = b >= a - cfg.promote_tolerance or (np.isnan(a) and not np.isnan(b))
+        same_contract = old["contract"] == new["contract"]
+        version = store.import_run(out, note=f"retrained by {job_id} from {champion}")
+        store.mark(version, evaluation={"champion": champion, "metric": metric, "champion_value": a,
+                                        "challenger_value": b, "holdout_from": str(cut)})
+        promoted = bool(promote and not_worse and same_contract)
+        if promoted:
+            store.promote(version, reason=f"{job_id}: {metric} {b:.4f} vs champion {champion} {a:.4f}")
+        result = {
+            "challenger": version, "champion": champion, "metric": metric,
+            "champion_metrics": old["metrics"], "challenger_metrics": new["metrics"],
+            "holdout_windows": new["windows"], "not_worse": bool(not_worse),
+            "same_contract": same_contract, "promoted": promoted,
+        }
+        return write_status(store, job_id, status="succeeded", finished_at=utc_now(), step="done",
+                            output=str(store.run_dir(version)), result=result,
+                            seconds=round(time.time() - started, 1))
+    except Exception as err:  # noqa: BLE001 - the job's failure is its status
+        logger.exception("retrain job %s failed", job_id)
+        write_status(store, job_id, status="failed", finished_at=utc_now(),
+                     error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=5))
+        raise

@@ -1,0 +1,163 @@
+"""Request and response bodies of the HTTP API (DESIGN §6), with a description on every field.
+
+Numbers are strict: a JSON string or boolean where a number belongs is refused, and so is a
+non-finite value (Python's JSON reader accepts `NaN` and `Infinity`; these models do not). A
+missing value is `null`. Shapes (rows × features) depend on the served model version and are
+checked by `fabray.serve.validation`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fabray import schema
+
+#: A finite JSON number (an integer is accepted as a float; strings, booleans, NaN, inf are not).
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+_FEATURES = ", ".join(schema.FEATURES)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WindowIn(_Body):
+    """One window of one zone to score."""
+
+    zone: str = Field(min_length=1, max_length=128, description="Zone id, as in the training data (e.g. 'Z01').")
+    window: list[list[Number | None]] = Field(
+        description=f"`lookback` rows (100 by default), oldest minute first, each with the 12 "
+        f"features in this order, raw units: {_FEATURES}. `null` marks a missing value: an empty "
+        "transport_time_s (no completions) is carried forward; other missing values are a gap "
+        "(a few minutes are filled and the window is flagged `degraded`).",
+    )
+
+
+class PredictionOut(BaseModel):
+    """The answer for one window."""
+
+    prediction_id: str = Field(description="Id to quote in /v1/feedback when the outcome is known.")
+    zone: str = Field(description="The window's zone.")
+    model_version: str = Field(description="Store version of the models that scored it (v1, v2, ...).")
+    run_id: str = Field(description="Training run those models came from.")
+    scores: dict[str, float] = Field(
+        description="Each model's score: the probability of a delay event (task 'event'), or the "
+        "predicted mean delay in seconds (task 'delay')."
+    )
+    probability: float = Field(
+        description="The ensemble's score (a probability for task 'event'; seconds for 'delay')."
+    )
+    decision: bool = Field(description="True when `probability` >= `threshold`: raise a delay alarm.")
+    threshold: float = Field(description="Alarm threshold applied (the ensemble's, or sla_delay_s for 'delay').")
+    weights: dict[str, float] = Field(description="Ensemble weight of each model used for this window.")
+    degraded: bool = Field(
+        description="True when the window had a gap or a stuck sensor: it was scored by the rules "
+        "model alone."
+    )
+    degraded_reasons: list[str] = Field(description="Why the window is degraded (empty when it is not).")
+
+
+class FeedbackItem(_Body):
+    """The observed outcome of an earlier prediction."""
+
+    prediction_id: str = Field(min_length=1, max_length=64, description="`prediction_id` of the prediction.")
+    outcome: Number = Field(
+        description="What happened over the horizon: 1 delay event, 0 none (task 'event'); the "
+        "observed mean delay in seconds (task 'delay')."
+    )
+
+
+class FeedbackOut(BaseModel):
+    """What the feedback changed."""
+
+    applied: int = Field(description="Outcomes that moved the ensemble weights.")
+    skipped_degraded: int = Field(description="Outcomes of degraded predictions (they move nothing).")
+    unknown: list[str] = Field(
+        description="Prediction ids not found: never issued, already given feedback, or forgotten "
+        "(only the most recent `serve.pending_predictions` are kept)."
+    )
+    weights: dict[str, dict[str, dict[str, float]]] = Field(
+        description="New weights: version → zone → model → weight, for each zone touched."
+    )
+
+
+class PromoteIn(_Body):
+    """Promote a stored version to live."""
+
+    force: bool = Field(
+        False, description="Promote even if its window shape or task differs from the live "
+        "version's (clients must send the new shape)."
+    )
+    reason: str = Field("", max_length=500, description="Why; kept in the store's event log.")
+
+
+class ImportIn(_Body):
+    """Add a finished run directory on the server to the model store."""
+
+    run: str = Field(min_length=1, max_length=4096, description="Path of the run directory on the server.")
+    promote: bool = Field(False, description="Also promote it (same checks as /v1/models/{version}/promote).")
+    force: bool = Field(False, description="With promote: accept a different window shape or task.")
+    note: str = Field("", max_length=500, description="Free text kept with the version.")
+
+
+class RollbackIn(_Body):
+    """Return to the version that was live before the current one."""
+
+    reason: str = Field("", max_length=500, description="Why; kept in the store's event log.")
+
+
+class BatchIn(_Body):
+    """A batch scoring job: a data file on the server, or windows in the body (exactly one)."""
+
+    path: str | None = Field(
+        None, max_length=4096,
+        description="Zone-minute data file (.parquet or .csv) on the server, in the data contract.",
+    )
+    windows: list[WindowIn] | None = Field(None, description="Windows to score (as in /v1/predict).")
+    all_windows: bool = Field(
+        False, description="With `path`: score every complete window, not only the latest per zone."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchIn:
+        if (self.path is None) == (self.windows is None):
+            raise ValueError("give exactly one of 'path' or 'windows'")
+        if self.windows is not None and not self.windows:
+            raise ValueError("'windows' is empty")
+        return self
+
+
+class RetrainIn(_Body):
+    """Incremental retraining of the live version on newer data."""
+
+    data: str = Field(min_length=1, max_length=4096, description="Zone-minute data file on the server.")
+    epochs: int | None = Field(None, ge=1, le=1000, description="Epochs (default: the live run's config).")
+    promote: bool = Field(True, description="Promote the challenger when it is not worse than the champion.")
+
+
+class JobOut(BaseModel):
+    """A batch or retraining job."""
+
+    job_id: str = Field(description="Job id.")
+    kind: Literal["batch", "retrain"] = Field(description="What the job does.")
+    status: Literal["pending", "running", "succeeded", "failed"] = Field(description="Where it is.")
+    model_version: str | None = Field(None, description="Version it scores with (batch) or started from (retrain).")
+    submitted_at: str = Field(description="UTC time of submission.")
+    finished_at: str | None = Field(None, description="UTC time it ended.")
+    output: str | None = Field(None, description="Output path (batch: a Parquet file).")
+    n_windows: int | None = Field(None, description="Windows scored (batch).")
+    scheduled: bool = Field(False, description="Started by the periodic scheduler.")
+    result: dict[str, Any] | None = Field(None, description="Kind-specific result (retrain: evaluation, promotion).")
+    error: str | None = Field(None, description="Why it failed.")
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx answer has this body."""
+
+    error: str = Field(description="Kind: bad_request, invalid_input, unauthorized, forbidden, not_found, "
+                       "conflict, too_large, unavailable, internal.")
+    message: str = Field(description="What was wrong, for a person.")
+    details: list[Any] | None = Field(None, description="Per-field problems, when there are several.")

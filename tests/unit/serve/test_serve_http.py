@@ -1,0 +1,260 @@
+"""The HTTP layer over real HTTP on 127.0.0.1 (uvicorn in a thread), with a fake service: every
+kind of bad input is a 4xx JSON error naming the problem; auth on mutating endpoints.
+
+No Ray here: tests/integration/test_serve.py runs the same API on Ray Serve with real models.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+import uvicorn
+
+from fabray import schema
+from fabray.config import DegradedRules
+from fabray.serve.http import HttpSettings, build_http_app
+
+L, F = 20, len(schema.FEATURES)
+TOKEN = "unit-test-token-0123456789"
+MAX_BODY = 64 * 1024
+
+
+class FakeService:
+    """Records what reached it; answers like the real ingress would."""
+
+    def __init__(self, token: str | None) -> None:
+        self.settings = HttpSettings(max_body_bytes=MAX_BODY, max_windows_per_request=4,
+                                     degraded=DegradedRules(max_gap_minutes=2, stuck_minutes=10),
+                                     api_token=token)
+        self.calls: list[tuple] = []
+        self.observed: list[tuple] = []
+
+    async def meta(self):
+        return {"version": "v1", "zones": ["Z01", "Z02"], "lookback": L, "task": "event"}
+
+    async def predict(self, zones, windows, reasons):
+        self.calls.append(("predict", zones, windows, reasons))
+        return [
+            {"prediction_id": f"p{i}", "zone": z, "model_version": "v1", "run_id": "r1",
+             "scores": {"lstm": 0.2}, "probability": 0.2, "decision": False, "threshold": 0.5,
+             "weights": {"lstm": 1.0}, "degraded": bool(r), "degraded_reasons": list(r)}
+            for i, (z, r) in enumerate(zip(zones, reasons))
+        ]
+
+    async def feedback(self, items):
+        self.calls.append(("feedback", items))
+        return {"applied": len(items), "skipped_degraded": 0, "unknown": [], "weights": {}}
+
+    async def job(self, job_id):
+        from fabray.serve.store import UnknownVersionError
+
+        raise UnknownVersionError(f"no job {job_id!r}")
+
+    async def submit_batch(self, body, windows, reasons):
+        self.calls.append(("batch", body, windows))
+        return {"job_id": "batch-1", "kind": "batch", "status": "pending", "submitted_at": "now"}
+
+    async def health(self):
+        return True, {"status": "ok"}
+
+    def observe(self, route, status, seconds):
+        self.observed.append((route, status))
+
+
+def _serve(service: FakeService) -> tuple[str, uvicorn.Server, threading.Thread]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(build_http_app(service), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """Two apps: one with a token configured, one without."""
+    with_token, without = FakeService(TOKEN), FakeService(None)
+    running = [_serve(with_token), _serve(without)]
+    yield {"url": running[0][0], "service": with_token, "url_no_token": running[1][0]}
+    for _, server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def window(zone="Z01", seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(1, 10, size=(L, F))
+    for name in schema.FRACTION_FEATURES:
+        x[:, schema.FEATURES.index(name)] = rng.uniform(0.1, 0.9, size=L)
+    return {"zone": zone, "window": x.tolist()}
+
+
+def post(url, path, **kw):
+    return requests.post(url + path, timeout=10, **kw)
+
+
+def assert_error(r, status, kind, *fragments):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"] == kind, body
+    for fragment in fragments:
+        assert fragment in body["message"], body["message"]
+
+
+# ------------------------------------------------------------------------------- predict
+
+
+def test_one_window_in_one_answer_out(servers):
+    r = post(servers["url"], "/v1/predict", json=window())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["zone"] == "Z01" and body["degraded"] is False
+    _, zones, windows, _ = servers["service"].calls[-1]
+    assert zones == ["Z01"] and windows.shape == (1, L, F) and windows.dtype == np.float32
+
+
+def test_a_list_in_gives_a_list_out_in_order(servers):
+    r = post(servers["url"], "/v1/predict", json=[window("Z02"), window("Z01", 1)])
+    assert r.status_code == 200, r.text
+    assert [a["zone"] for a in r.json()] == ["Z02", "Z01"]
+
+
+def test_a_window_with_a_short_gap_is_answered_and_flagged(servers):
+    body = window()
+    body["window"][5] = [None] * F
+    r = post(servers["url"], "/v1/predict", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["degraded"] is True and "gap" in r.json()["degraded_reasons"][0]
+
+
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (lambda w: {**w, "window": w["window"][:-1]}, ["window: expected 20 rows", "Received: 19"]),
+        (lambda w: {**w, "window": [w["window"][0][:11]] + w["window"][1:]}, ["row 0 must have 12 values"]),
+        (lambda w: {**w, "window": [["a"] * F] + w["window"][1:]}, ["window[0][0]", "valid number"]),
+        (lambda w: {**w, "window": "not a list"}, ["window", "valid list"]),
+        (lambda w: {**w, "zone": 7}, ["zone", "valid string"]),
+        (lambda w: {"window": w["window"]}, ["zone", "Field required"]),
+        (lambda w: {**w, "extra": 1}, ["extra", "Extra inputs"]),
+        (lambda w: {**w, "zone": "Z99"}, ["unknown zone 'Z99'", "Z01"]),
+        (lambda w: [], ["empty"]),
+        (lambda w: {**w, "window": [[True] * F] + w["window"][1:]}, ["valid number"]),
+        (lambda w: {**w, "window": [[None] * F] * 3 + w["window"][3:]}, ["3 minutes have missing values"]),
+        (lambda w: {**w, "window": [[-1.0] * F] + w["window"][1:]}, ["is a count and must be >= 0"]),
+    ],
+    ids=["rows", "values", "string-value", "not-a-list", "zone-type", "no-zone", "extra-field",
+         "unknown-zone", "empty-list", "bool", "long-gap", "negative-count"],
+)
+def test_bad_predict_input_is_422_naming_the_problem(servers, make, fragments):
+    assert_error(post(servers["url"], "/v1/predict", json=make(window())), 422, "invalid_input", *fragments)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_inf_literals_are_422(servers, literal):
+    import json
+
+    text = json.dumps(window()).replace("[", f"[{literal}, ", 2).replace(f"[{literal}, ", "[", 1)
+    r = post(servers["url"], "/v1/predict", data=text, headers={"Content-Type": "application/json"})
+    assert_error(r, 422, "invalid_input", "finite number")
+
+
+def test_malformed_json_is_400(servers):
+    for headers in ({"Content-Type": "application/json"}, {}):
+        r = post(servers["url"], "/v1/predict", data=b'{"zone": "Z01", "window": [[1, 2', headers=headers)
+        assert_error(r, 400, "bad_request", "malformed JSON")
+
+
+def test_too_many_windows_is_413(servers):
+    assert_error(post(servers["url"], "/v1/predict", json=[window()] * 5), 413, "too_large", "at most 4")
+
+
+def test_an_oversized_body_is_413_before_parsing(servers):
+    big = b'{"zone": "' + b"Z" * (MAX_BODY + 10) + b'"}'
+    r = post(servers["url"], "/v1/predict", data=big, headers={"Content-Type": "application/json"})
+    assert_error(r, 413, "too_large", "larger than 65536 bytes")
+
+
+def test_an_oversized_chunked_body_is_413(servers):
+    def chunks():
+        yield b'{"zone": "'
+        for _ in range(10):
+            yield b"Z" * (MAX_BODY // 4)
+        yield b'"}'
+
+    r = post(servers["url"], "/v1/predict", data=chunks(), headers={"Content-Type": "application/json"})
+    assert_error(r, 413, "too_large")
+
+
+def test_unknown_route_and_method_are_4xx_json(servers):
+    assert_error(requests.get(servers["url"] + "/v1/nothing", timeout=10), 404, "not_found")
+    assert requests.get(servers["url"] + "/v1/predict", timeout=10).status_code == 405
+
+
+def test_requests_are_observed_for_metrics(servers):
+    post(servers["url"], "/v1/predict", json=window())
+    assert ("/v1/predict", 200) in servers["service"].observed
+
+
+# ------------------------------------------------------------------------------- auth
+
+
+def feedback(url, headers=None, body=None):
+    return post(url, "/v1/feedback", json=body or {"prediction_id": "p1", "outcome": 1}, headers=headers or {})
+
+
+def test_mutations_without_a_configured_token_are_403_saying_how_to_enable(servers):
+    r = feedback(servers["url_no_token"], {"Authorization": f"Bearer {TOKEN}"})
+    assert_error(r, 403, "forbidden", "FABRAY_API_TOKEN")
+    r = post(servers["url_no_token"], "/v1/rollback", json={})
+    assert_error(r, 403, "forbidden")
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope-nope-nope-nope", f"Basic {TOKEN}"])
+def test_missing_or_wrong_token_is_401(servers, header):
+    r = feedback(servers["url"], {"Authorization": header} if header else {})
+    assert_error(r, 401, "unauthorized")
+    assert r.headers.get("WWW-Authenticate") == "Bearer"
+
+
+def test_the_right_token_reaches_the_service(servers):
+    r = feedback(servers["url"], {"Authorization": f"Bearer {TOKEN}"},
+                 [{"prediction_id": "p1", "outcome": 1}, {"prediction_id": "p2", "outcome": 0}])
+    assert r.status_code == 200, r.text
+    assert servers["service"].calls[-1] == ("feedback", [{"prediction_id": "p1", "outcome": 1.0},
+                                                          {"prediction_id": "p2", "outcome": 0.0}])
+
+
+def test_event_outcomes_must_be_zero_or_one(servers):
+    r = feedback(servers["url"], {"Authorization": f"Bearer {TOKEN}"}, {"prediction_id": "p1", "outcome": 0.5})
+    assert_error(r, 422, "invalid_input", "0 or 1")
+
+
+def test_batch_needs_exactly_one_source_and_checks_windows(servers):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = post(servers["url"], "/v1/batch", json={"path": "x.parquet", "windows": [window()]}, headers=auth)
+    assert_error(r, 422, "invalid_input", "exactly one of 'path' or 'windows'")
+    r = post(servers["url"], "/v1/batch", json={"windows": [window(), window("Z77")]}, headers=auth)
+    assert_error(r, 422, "invalid_input", "[1].zone: unknown zone 'Z77'")
+    r = post(servers["url"], "/v1/batch", json={"windows": [window(), window("Z02")]}, headers=auth)
+    assert r.status_code == 200 and r.json()["job_id"] == "batch-1"
+
+
+def test_unknown_job_is_404(servers):
+    assert_error(requests.get(servers["url"] + "/v1/batch/nope", timeout=10), 404, "not_found", "no job 'nope'")
+
+
+def test_openapi_docs_list_the_endpoints(servers):
+    paths = requests.get(servers["url"] + "/openapi.json", timeout=10).json()["paths"]
+    for path in ("/v1/predict", "/v1/feedback", "/v1/batch", "/v1/retrain", "/v1/rollback", "/v1/models", "/healthz"):
+        assert path in paths
+    assert requests.get(servers["url"] + "/docs", timeout=10).status_code == 200
