@@ -126,5 +126,32 @@ def run_demo(workdir: str | Path, *, seed: int = 7, num_cpus: int = 2, trials: i
 
 
 def _serve_demo(run_dir: Path, data_path: Path, *, num_cpus: int) -> None:
-    """Start the service on its own Ray, send one window per zone, print the answers, stop."""
-    print(_indent("(the serving stage is not built yet)"))
+    """Start the service on its own Ray, send each zone's latest window, print the answers, stop."""
+    import json
+    import socket
+    import urllib.request
+
+    from fabray import schema
+    from fabray.serve.runner import serving
+
+    frame = load_validated(data_path)
+    with socket.socket() as probe:  # a free port on 127.0.0.1, so the demo never meets a busy 8000
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with serving(run_dir, overrides={"port": port}, num_cpus=num_cpus) as url:
+        print(_indent(f"serving {run_dir} on {url} (API docs: {url}/docs)"))
+        for zone, rows in frame.groupby(schema.ZONE, sort=True):
+            window = rows[list(schema.FEATURES)].tail(100).ffill().bfill().to_numpy().tolist()
+            request = urllib.request.Request(
+                f"{url}/v1/predict", data=json.dumps({"zone": zone, "window": window}).encode(),
+                headers={"Content-Type": "application/json"}, method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer = json.load(response)
+            weights = ", ".join(f"{k} {v:.2f}" for k, v in answer["weights"].items())
+            print(_indent(
+                f"POST /v1/predict zone {zone}: probability {answer['probability']:.3f} → "
+                f"{'DELAY ALARM' if answer['decision'] else 'no alarm'} "
+                f"(model {answer['model_version']}, degraded {answer['degraded']}; weights {weights})"
+            ))
+    print(_indent("service stopped"))
