@@ -26,6 +26,7 @@ store=... run=...`, `serve deploy cluster/serve.yaml`, or `fabray serve --run RU
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -161,6 +162,8 @@ class PredictorDeployment:
 
     async def __init__(self, store_dir: str, ensemble_cfg: dict, serve_cfg: dict, keeper: Any) -> None:
         self.cfg = ServeConfig.model_validate(serve_cfg)
+        # before TensorFlow is imported (it is, lazily, by the first load below)
+        os.environ["OMP_NUM_THREADS"] = str(self.cfg.model_threads or os.cpu_count() or 1)
         self.ensemble_cfg = EnsembleConfig.model_validate(ensemble_cfg)
         self.store = ModelStore(store_dir)
         self.keeper = keeper
