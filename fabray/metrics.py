@@ -302,8 +302,11 @@ def lead_time_summary(leads: np.ndarray) -> dict[str, float]:
 #   runs / (rows scored / 1440), rows scored = rows whose event is defined.
 # - Headline `lead_score`, NAB-style (Lavin & Ahmad 2015) adapted to forecasting: an episode
 #   warned at or before s earns A_tp; warned at a with s < a < o earns A_tp·(o − a)/(o − s)
-#   (linear decay to 0 at the observed onset); missed costs A_fn; each false-alarm run costs A_fp.
-#   raw = Σ A_tp·credit − A_fn·missed − A_fp·false_alarm_runs, normalised as
+#   (linear decay to 0 at the observed onset); missed costs A_fn; each false-alarm *unit* costs
+#   A_fp, where a false-alarm run of length m minutes counts ⌈m / H⌉ units (a standing alarm
+#   re-demands the dispatcher's attention every horizon; NAB counts every flagged point outside
+#   the windows, so an always-on detector must not pass for one false alarm between episodes).
+#   raw = Σ A_tp·credit − A_fn·missed − A_fp·false_alarm_units, normalised as
 #   100·(raw − raw_null)/(raw_perfect − raw_null) with raw_null = −A_fn·E (no alarm at all) and
 #   raw_perfect = A_tp·E: the null detector scores 0, a perfect one 100, spam goes below 0; NaN
 #   when there is no episode.
@@ -479,15 +482,19 @@ class LeadEpisodes:
         lead_min: o − a (float, NaN where missed); lead_vs_start_min: s − a (NaN where missed).
         credit: NAB credit in [0, 1] of a warned episode (1 at or before s, linear to 0 at o),
             NaN where missed.
-    And scalars: false_alarm_runs, rows_scored, horizon, early_window.
+    And scalars: false_alarm_runs, false_alarm_minutes, false_alarm_units (Σ ⌈run length / H⌉),
+    rows_scored, horizon, early_window.
     """
 
-    def __init__(self, *, start, end, onset, warned_at, false_alarm_runs, rows_scored, horizon, early_window):
+    def __init__(self, *, start, end, onset, warned_at, false_alarm_runs, rows_scored, horizon, early_window,
+                 false_alarm_minutes=None, false_alarm_units=None):
         self.start = np.asarray(start, dtype=np.int64)  # [E]
         self.end = np.asarray(end, dtype=np.int64)  # [E]
         self.onset = np.asarray(onset, dtype=np.int64)  # [E]
         self.warned_at = np.asarray(warned_at, dtype=np.int64)  # [E]
         self.false_alarm_runs = int(false_alarm_runs)
+        self.false_alarm_minutes = int(false_alarm_runs if false_alarm_minutes is None else false_alarm_minutes)
+        self.false_alarm_units = int(false_alarm_runs if false_alarm_units is None else false_alarm_units)
         self.rows_scored = int(rows_scored)
         self.horizon = int(horizon)
         self.early_window = int(early_window)
@@ -559,10 +566,13 @@ class _LeadFrame:
         fa = alarm & self.defined & ~self.in_span  # [N]
         prev = np.zeros(self.n, dtype=bool)
         prev[1:] = fa[:-1]
-        runs = int(np.sum(fa & (self.new_seg | ~prev)))
+        run_begins = fa & (self.new_seg | ~prev)  # [N]
+        runs = int(np.sum(run_begins))
+        lengths = np.bincount(np.cumsum(run_begins)[fa] - 1, minlength=runs) if runs else np.zeros(0, np.int64)
         return LeadEpisodes(
             start=self.start, end=self.end, onset=self.onset, warned_at=warned_at,
-            false_alarm_runs=runs, rows_scored=self.rows_scored,
+            false_alarm_runs=runs, false_alarm_minutes=int(fa.sum()),
+            false_alarm_units=int(np.sum(-(-lengths // self.horizon))), rows_scored=self.rows_scored,
             horizon=self.horizon, early_window=self.early_window,
         )
 
@@ -597,7 +607,7 @@ def lead_episodes(
 def lead_score(records: LeadEpisodes, profile: str = "standard") -> float:
     """NAB-style normalised lead score of `records` under `profile` (a key of `LEAD_PROFILES`):
     100·(raw − raw_null)/(raw_perfect − raw_null); null detector 0, perfect 100; NaN with no
-    episode. raw = Σ A_tp·credit (warned) − A_fn·missed − A_fp·false_alarm_runs."""
+    episode. raw = Σ A_tp·credit (warned) − A_fn·missed − A_fp·false_alarm_units."""
     if profile not in LEAD_PROFILES:
         raise ValueError(f"profile must be one of {sorted(LEAD_PROFILES)}. Received: profile={profile!r}")
     weights = LEAD_PROFILES[profile]
@@ -608,7 +618,7 @@ def lead_score(records: LeadEpisodes, profile: str = "standard") -> float:
     raw = (
         weights["tp"] * float(np.sum(records.credit[warned]))
         - weights["fn"] * float(np.sum(~warned))
-        - weights["fp"] * records.false_alarm_runs
+        - weights["fp"] * records.false_alarm_units
     )
     raw_null = -weights["fn"] * e
     raw_perfect = weights["tp"] * e
@@ -634,6 +644,8 @@ def lead_summary(records: LeadEpisodes) -> dict[str, float]:
     out["median_lead_min"] = _median(records.lead_min)
     out["median_lead_vs_start_min"] = _median(records.lead_vs_start_min)
     out["false_alarm_runs"] = records.false_alarm_runs
+    out["false_alarm_minutes"] = records.false_alarm_minutes
+    out["false_alarm_units"] = records.false_alarm_units
     out["zone_days"] = records.zone_days
     out["false_alarm_runs_per_zone_day"] = (
         records.false_alarm_runs / records.zone_days if records.rows_scored else math.nan

@@ -261,10 +261,13 @@ def test_always_on_alarm_is_penalised_for_runs_between_episodes():
     assert m["false_alarm_runs"] == 3
     assert m["median_lead_min"] == pytest.approx(5.5)  # leads 5 (12 − 7) and 6 (33 − 27)
     assert m["median_lead_vs_start_min"] == pytest.approx(3.0)
-    # raw = 2 − 0.25·3 = 1.25; null −2; perfect 2 → 100·3.25/4.
-    assert m["lead_score"] == pytest.approx(81.25)
-    assert m["lead_score_low_fp"] == pytest.approx(100 * (2 - 1.5 + 2) / 4)
-    assert m["lead_score_low_fn"] == pytest.approx(100 * (2 - 0.75 + 4) / 6)
+    # The runs last 7, 11 and 22 minutes: ⌈7/H⌉ + ⌈11/H⌉ + ⌈22/H⌉ false-alarm units.
+    units = sum(-(-n // H) for n in (7, 11, 22))
+    assert (m["false_alarm_minutes"], m["false_alarm_units"]) == (40, units)
+    # raw = 2 − 0.25·units; null −2; perfect 2.
+    assert m["lead_score"] == pytest.approx(100 * (2 - 0.25 * units + 2) / 4)
+    assert m["lead_score_low_fp"] == pytest.approx(100 * (2 - 0.5 * units + 2) / 4)
+    assert m["lead_score_low_fn"] == pytest.approx(100 * (2 - 0.25 * units + 4) / 6)
     assert m["lead_score"] < lead_metrics(LEAD_EVENT, _alarm(range(7, 13), range(27, 32)),
                                           LEAD_SEG, LEAD_DELAY, SLA, H)["lead_score"]
 
