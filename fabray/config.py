@@ -249,6 +249,41 @@ class SimulationConfig(_Section):
     transport_noise_s: float = Field(
         45.0, ge=0, description="Standard deviation of one transport's time around its expectation, s."
     )
+    # The plan (columns lots_planned, pm_planned): what the MES scheduled, never the outcome.
+    plan_time_jitter_min: float = Field(
+        3.0, ge=0,
+        description="Standard deviation, minutes, of the plan's timing error: a lot-release wave's "
+        "planned arrival in the zones, and a planned PM's start and end, vs. what happened.",
+    )
+    plan_size_noise: float = Field(
+        0.2, ge=0, lt=1,
+        description="Relative error of a wave's planned lots per zone vs. its actual size: "
+        "uniform in ±this (0.2 = ±20%).",
+    )
+    unplanned_release_share: float = Field(
+        0.1, ge=0, le=1, description="Share of actual lot-release waves missing from the plan (unplanned)."
+    )
+    unplanned_pm_share: float = Field(
+        0.2, ge=0, le=1, description="Share of actual tool PMs missing from the plan (unplanned)."
+    )
+    plan_cancelled_share: float = Field(
+        0.05, ge=0, le=1,
+        description="Planned lot-release waves and PMs that did not happen, as a share of the "
+        "actual ones (in the plan, never in the traffic).",
+    )
+    # The diagnostic `cause` column.
+    cause_min_delay_s: float = Field(
+        30.0, gt=0,
+        description="A zone-minute is congested (gets a cause) when its noise-free delay, i.e. "
+        "queue wait (of its completions, or expected for a new request) + cycle time beyond the "
+        "zone's nominal, is at least this many seconds (default: half the 60 s SLA).",
+    )
+    cause_memory_min: float = Field(
+        25.0, gt=0,
+        description="Time constant, minutes, of the exponential memory over which each driver's "
+        "excess demand or lost capacity is summed to pick a minute's cause (queues outlast "
+        "their cause).",
+    )
 
 
 class EnsembleConfig(_Section):

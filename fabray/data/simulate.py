@@ -19,6 +19,27 @@ Not noise with labels: each zone is a queue of transport requests served by its 
 - **Spill-over.** Zones sit on a ring (the interbay loop): a congested zone slows its two
   neighbours a minute later, and borrows some of their idle vehicles.
 
+Besides the 12 features, three optional columns (schema.OPTIONAL_COLUMNS) follow them:
+
+- **`lots_planned`** (int >= 0): lots the release plan sends into the zone in that minute, i.e.
+  planned to arrive there as transport requests in that minute. Each lot-release wave's planned
+  lots (its actual size in the zone, ×(1 ± `plan_size_noise`)) are spread over the wave's bump
+  around its planned arrival (actual arrival + N(0, `plan_time_jitter_min`) minutes), rounded so
+  the running total is kept. `unplanned_release_share` of the actual waves are not in the plan;
+  `plan_cancelled_share` as many planned waves never happen.
+- **`pm_planned`** (int >= 0): the zone's tools scheduled to be under preventive maintenance in
+  that minute. Planned PMs are the actual ones, start and end each off by N(0,
+  `plan_time_jitter_min`) minutes, minus `unplanned_pm_share` unplanned ones, plus cancelled ones.
+  The plan exists for every minute (also ahead of any window), and it is what was scheduled,
+  never the outcome: it depends neither on the queue nor on breakdowns or blockages.
+- **`cause`** (str): what drove the zone's congestion in that minute, one of schema.CAUSES, or ""
+  where the zone is not congested (see `_causes`). "breakdown" covers faulted vehicles and the
+  segments blocked by stuck vehicles; "blockage" only the segments that block with no precursor.
+  A diagnostic for evaluation, never a model input.
+
+The plan's noise comes from its own generator (`default_rng([seed, 101])`) and the cause draws no
+randomness, so the 12 features are the same as before these columns existed.
+
 The loop runs over minutes with numpy arrays over zones; everything that does not depend on the
 queue state (demand, hot lots, PM, WIP, spontaneous blockages) is drawn up front, vectorised.
 FIFO waiting times are computed after the loop from cumulative arrivals and completions. Pure
@@ -29,7 +50,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -128,11 +149,15 @@ def simulate_preset(
 def simulate(size: SimulationSize, config: SimulationConfig, seed: int = 0) -> pd.DataFrame:
     """Simulate `size.zones` zones for `size.minutes` minutes: the DESIGN §2 frame.
 
-    Columns: timestamp, zone, then schema.FEATURES in order; rows sorted by zone then timestamp,
-    no gaps. Counts are int64; the rest float64; transport_time_s is NaN exactly where
-    completions == 0. Same seed → identical frame.
+    Columns: timestamp, zone, schema.FEATURES in order, then schema.OPTIONAL_COLUMNS
+    (lots_planned, pm_planned, cause: see the module docstring); rows sorted by zone then
+    timestamp, no gaps. Counts (plan columns included) are int64; cause is str ("" where the zone
+    is not congested); the rest float64; transport_time_s is NaN exactly where completions == 0.
+    Same seed → identical frame; the plan and the cause draw no randomness from the stream that
+    makes the features, so adding them left the features unchanged.
     """
     rng = np.random.default_rng(seed)
+    plan_rng = np.random.default_rng([seed, 101])  # plan noise: never from `rng`, so the features stay
     n_zones, n_min = size.zones, size.minutes
     names = zone_names(n_zones)
     zone = _draw_zones(rng, names, config)
@@ -160,6 +185,9 @@ def simulate(size: SimulationSize, config: SimulationConfig, seed: int = 0) -> p
         "hot_lots": state["hot_lots"],
         schema.TRANSPORT_TIME: transport_time,
     }
+    lots_planned, pm_planned = _plan(plan_rng, n_min, zone, exo, config)
+    columns["lots_planned"], columns["pm_planned"] = lots_planned, pm_planned
+    cause = _causes(exo, state, wait_s, zone, config)  # [T, Z] str
     timestamps = pd.date_range(pd.Timestamp(config.start).floor("min"), periods=n_min, freq="min")
     frame = pd.DataFrame(
         {
@@ -167,12 +195,13 @@ def simulate(size: SimulationSize, config: SimulationConfig, seed: int = 0) -> p
             schema.ZONE: pd.array(np.repeat(names, n_min), dtype="str"),
         }
     )
-    for name in schema.FEATURES:
+    for name in (*schema.FEATURES, *schema.PLAN_COLUMNS):
         values = columns[name].T.reshape(-1)  # zone-major, like the rows
-        if name in schema.COUNT_FEATURES:
+        if name in schema.COUNT_FEATURES or name in schema.PLAN_COLUMNS:
             frame[name] = values.astype(np.int64)
         else:
             frame[name] = values.astype(np.float64)
+    frame[schema.CAUSE] = pd.array(cause.T.reshape(-1), dtype="str")
     if size.rows < len(frame):
         frame = frame.iloc[: size.rows].reset_index(drop=True)
     logger.debug("simulated %d rows: %d zones × %d minutes (seed %d)", len(frame), n_zones, n_min, seed)
@@ -228,6 +257,15 @@ class _Exogenous:
     handling_extra_s: np.ndarray  # [T, Z] slower hand-offs at a nearly full stocker
     new_blockages: np.ndarray  # [T, Z] int: segments blocking with no precursor
     uniform: np.ndarray  # [T, Z] for stochastic rounding of capacity
+    # What the drivers are, for the plan and for attributing congestion to a cause.
+    shift: np.ndarray  # [T, Z] demand multiplier of shift changes (lull < 1 < surge)
+    wave: np.ndarray  # [T, Z] extra demand (relative) of lot-release waves
+    pm_demand: np.ndarray  # [T, Z] requests per minute that PM-raised WIP adds to `demand`
+    handling_pm_s: np.ndarray  # [T, Z] the part of handling_extra_s due to PM-raised WIP
+    releases: np.ndarray  # [W] actual release times of the waves (minutes; reach zone z z × lag later)
+    release_gain: np.ndarray  # [W] each wave's peak extra demand
+    pm_events: tuple[np.ndarray, np.ndarray, np.ndarray]  # start minute, zone, duration [P] each
+    base_rate: np.ndarray  # [Z] requests per minute at base load (no profile or drivers)
 
 
 def _exogenous(rng: np.random.Generator, n_min: int, zone: _Zones, config: SimulationConfig) -> _Exogenous:
@@ -245,12 +283,14 @@ def _exogenous(rng: np.random.Generator, n_min: int, zone: _Zones, config: Simul
     )[:, None]  # [T, 1]
 
     shift = _shift_factor(rng, abs_min, n_zones, config)  # [T, Z]
-    wave = _lot_release_waves(rng, n_min, n_zones, config)  # [T, Z]
-    pm_active = _pm_periods(rng, n_min, n_zones, config)  # [T, Z] bool
+    wave, releases, release_gain = _lot_release_waves(rng, n_min, n_zones, config)  # [T, Z]
+    pm_active, pm_events = _pm_periods(rng, n_min, n_zones, config)  # [T, Z] bool
 
     # WIP follows a target (raised during PM) with a lag, plus a random walk; demand drifts slowly.
     wip = np.empty((n_min, n_zones))
     drift = np.empty((n_min, n_zones))
+    wip_pm = np.empty((n_min, n_zones))  # the part of WIP that PM raised (no noise): for the cause
+    pm_excess = zone.wip_base[None, :] * config.pm_wip_gain * pm_active
     target = zone.wip_base[None, :] * (1.0 + config.pm_wip_gain * pm_active)
     a_wip = 1.0 / _WIP_TIME_CONSTANT_MIN
     phi = math.exp(-1.0 / _DEMAND_NOISE_CORR_MIN)
@@ -258,21 +298,24 @@ def _exogenous(rng: np.random.Generator, n_min: int, zone: _Zones, config: Simul
     drift_eps = rng.standard_normal((n_min, n_zones)) * (config.demand_noise * math.sqrt(1 - phi * phi))
     w = zone.wip_base * (1 + rng.uniform(-0.1, 0.1, n_zones))
     d = rng.standard_normal(n_zones) * config.demand_noise
+    w_pm = np.zeros(n_zones)
     for t in range(n_min):
         w = w + a_wip * (target[t] - w) + wip_eps[t]
         d = phi * d + drift_eps[t]
+        w_pm = w_pm + a_wip * (pm_excess[t] - w_pm)
         wip[t] = w
         drift[t] = d
+        wip_pm[t] = w_pm
     wip = np.maximum(wip, 0.0)
+    wip_pm = np.minimum(wip_pm, wip)
 
     stocker_fill = np.clip(
         zone.fill_base[None, :] + (wip - zone.wip_base[None, :]) / config.stocker_capacity_lots
         + rng.normal(0.0, 0.005, (n_min, n_zones)),
         0.0, 1.0,
     )
-    handling_extra_s = _STOCKER_PENALTY_S * np.clip(
-        (stocker_fill - _STOCKER_SLOW_FILL) / (1.0 - _STOCKER_SLOW_FILL), 0.0, 1.0
-    )
+    handling_extra_s = _stocker_penalty_s(stocker_fill)
+    handling_pm_s = handling_extra_s - _stocker_penalty_s(stocker_fill - wip_pm / config.stocker_capacity_lots)
 
     free_capacity = zone.vehicles * 60.0 / zone.nominal_s  # [Z] transports per minute
     rate = (
@@ -285,6 +328,9 @@ def _exogenous(rng: np.random.Generator, n_min: int, zone: _Zones, config: Simul
     )  # [T, Z]
     hot = rng.poisson(config.hot_lots_per_hour / 60.0, (n_min, n_zones))
     new_blockages = rng.poisson(config.blockages_per_day / MINUTES_PER_DAY, (n_min, n_zones))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        without_pm = np.where(wip > 0, (wip - wip_pm) / wip, 1.0)  # [T, Z] in [0, 1]
+    pm_demand = rate * (1.0 - without_pm**_WIP_DEMAND_ELASTICITY)
     return _Exogenous(
         demand=rate,
         hot_arrivals=hot.astype(np.int64),
@@ -293,7 +339,20 @@ def _exogenous(rng: np.random.Generator, n_min: int, zone: _Zones, config: Simul
         handling_extra_s=handling_extra_s,
         new_blockages=new_blockages.astype(np.int64),
         uniform=rng.random((n_min, n_zones)),
+        shift=shift,
+        wave=wave,
+        pm_demand=pm_demand,
+        handling_pm_s=np.maximum(handling_pm_s, 0.0),
+        releases=releases,
+        release_gain=release_gain,
+        pm_events=pm_events,
+        base_rate=zone.load * free_capacity,
     )
+
+
+def _stocker_penalty_s(fill: np.ndarray) -> np.ndarray:
+    """Extra hand-off seconds at a nearly full stocker (0 below _STOCKER_SLOW_FILL)."""
+    return _STOCKER_PENALTY_S * np.clip((fill - _STOCKER_SLOW_FILL) / (1.0 - _STOCKER_SLOW_FILL), 0.0, 1.0)
 
 
 def _shift_factor(
@@ -314,21 +373,39 @@ def _shift_factor(
     return factor
 
 
-def _lot_release_waves(rng: np.random.Generator, n_min: int, n_zones: int, config: SimulationConfig) -> np.ndarray:
-    """Extra demand [T, Z] from fab-wide lot releases reaching zone z `z × lag` minutes later."""
+def _lot_release_waves(
+    rng: np.random.Generator, n_min: int, n_zones: int, config: SimulationConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Extra demand [T, Z] from fab-wide lot releases reaching zone z `z × lag` minutes later.
+
+    Also returns the waves: release times [W] (minutes) and peak extra demand [W].
+    """
     interval = config.lot_release_interval_min
     releases = np.arange(interval / 2, n_min + interval, interval)
     releases = releases + rng.uniform(-0.25, 0.25, len(releases)) * interval
     amplitude = config.lot_release_gain * rng.lognormal(0.0, 0.3, len(releases))
-    impulses = np.zeros((n_min, n_zones))
-    for z in range(n_zones):  # one vectorised scatter per zone
-        t = np.rint(releases + z * _WAVE_LAG_MIN).astype(np.int64)
-        ok = (t >= 0) & (t < n_min)
-        np.add.at(impulses[:, z], t[ok], amplitude[ok])
+    arrival = releases[:, None] + _WAVE_LAG_MIN * np.arange(n_zones)[None, :]  # [W, Z]
+    wave = _wave_profile(arrival, np.broadcast_to(amplitude[:, None], arrival.shape), n_min)
+    return wave, releases, amplitude
+
+
+def _wave_kernel() -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, weights): a wave's bump around the minute its impulse reaches a zone, peak 1."""
     half = int(4 * _WAVE_WIDTH_MIN)
     offsets = np.arange(-half, half + 1)
     kernel = np.exp(-0.5 * (offsets / _WAVE_WIDTH_MIN) ** 2)
-    kernel = kernel / kernel.max()
+    return offsets, kernel / kernel.max()
+
+
+def _wave_profile(arrival: np.ndarray, amplitude: np.ndarray, n_min: int) -> np.ndarray:
+    """[T, Z]: the sum of wave bumps of `amplitude` [W, Z] peaking at minutes `arrival` [W, Z]."""
+    n_zones = arrival.shape[1]
+    impulses = np.zeros((n_min, n_zones))
+    for z in range(n_zones):  # one vectorised scatter per zone
+        t = np.rint(arrival[:, z]).astype(np.int64)
+        ok = (t >= 0) & (t < n_min)
+        np.add.at(impulses[:, z], t[ok], amplitude[ok, z])
+    offsets, kernel = _wave_kernel()
     wave = np.zeros_like(impulses)
     for k, off in zip(kernel, offsets):  # convolution along time, all zones at once
         if off >= 0:
@@ -338,14 +415,121 @@ def _lot_release_waves(rng: np.random.Generator, n_min: int, n_zones: int, confi
     return wave
 
 
-def _pm_periods(rng: np.random.Generator, n_min: int, n_zones: int, config: SimulationConfig) -> np.ndarray:
-    """Boolean [T, Z]: a tool in the zone is under preventive maintenance."""
+def _pm_periods(
+    rng: np.random.Generator, n_min: int, n_zones: int, config: SimulationConfig
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Boolean [T, Z]: a tool in the zone is under preventive maintenance; and the PMs (start
+    minute, zone, duration in minutes; [P] each)."""
     active = np.zeros((n_min, n_zones), dtype=bool)
     starts_t, starts_z = np.nonzero(rng.random((n_min, n_zones)) < config.pm_per_day / MINUTES_PER_DAY)
     durations = np.rint(rng.uniform(0.5, 1.5, len(starts_t)) * config.pm_duration_h * 60).astype(np.int64)
     for t, z, dur in zip(starts_t, starts_z, durations):  # a few events per zone-day
         active[t : t + dur, z] = True
-    return active
+    return active, (starts_t, starts_z, durations)
+
+
+# ---------------------------------------------------------------------------- the plan
+
+
+def _plan(
+    rng: np.random.Generator, n_min: int, zone: _Zones, exo: _Exogenous, config: SimulationConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lots_planned, pm_planned), int [T, Z] each: what the MES scheduled, with plan-vs-actual noise.
+
+    `rng` is the plan's own generator. Lot releases: each actual wave is in the plan unless
+    unplanned (`unplanned_release_share`), its arrival moved by N(0, plan_time_jitter_min) minutes
+    and its size per zone off by ±`plan_size_noise`; cancelled waves (`plan_cancelled_share`) are
+    planned but never happen. A wave's planned lots are spread over its bump (the shape of the
+    extra demand it brings), so `lots_planned[m]` is the lots planned to arrive, as transport
+    requests, in minute m; rounding keeps each zone's running total (no lot lost to rounding).
+    PM: each actual PM is planned unless unplanned (`unplanned_pm_share`), its start and end each
+    moved by N(0, plan_time_jitter_min) minutes; cancelled PMs are added; `pm_planned[m]` counts the
+    zone's tools planned to be under PM in minute m.
+    """
+    n_zones = len(zone.names)
+    jitter = config.plan_time_jitter_min
+
+    # Lot releases.
+    n_waves = len(exo.releases)
+    planned = rng.random(n_waves) >= config.unplanned_release_share
+    released = exo.releases + rng.normal(0.0, jitter, n_waves)
+    gain = exo.release_gain[:, None] * (1.0 + rng.uniform(-1.0, 1.0, (n_waves, n_zones)) * config.plan_size_noise)
+    n_cancelled = rng.binomial(n_waves, config.plan_cancelled_share)
+    offsets, kernel = _wave_kernel()
+    cancelled_at = rng.uniform(offsets[0], n_min + offsets[-1], n_cancelled)
+    cancelled_gain = config.lot_release_gain * rng.lognormal(0.0, 0.3, (n_cancelled, 1)) * (
+        1.0 + rng.uniform(-1.0, 1.0, (n_cancelled, n_zones)) * config.plan_size_noise
+    )
+    times = np.r_[released[planned], cancelled_at]  # [W'] planned release minutes
+    gains = np.r_[gain[planned], cancelled_gain]  # [W', Z]
+    arrival = times[:, None] + _WAVE_LAG_MIN * np.arange(n_zones)[None, :]
+    lots = _wave_profile(arrival, gains, n_min) * exo.base_rate[None, :]  # [T, Z] lots per minute
+    total = np.rint(np.cumsum(lots, axis=0))
+    lots_planned = np.diff(total, axis=0, prepend=0.0).astype(np.int64)
+
+    # Preventive maintenance.
+    starts_t, starts_z, durations = exo.pm_events
+    n_pm = len(starts_t)
+    keep = rng.random(n_pm) >= config.unplanned_pm_share
+    start = starts_t + np.rint(rng.normal(0.0, jitter, n_pm))
+    end = starts_t + durations + np.rint(rng.normal(0.0, jitter, n_pm))
+    n_cancelled = rng.binomial(n_pm, config.plan_cancelled_share)
+    c_start = rng.integers(0, n_min, n_cancelled)
+    c_zone = rng.integers(0, n_zones, n_cancelled)
+    c_end = c_start + np.rint(rng.uniform(0.5, 1.5, n_cancelled) * config.pm_duration_h * 60)
+    pm_planned = np.zeros((n_min + 1, n_zones), dtype=np.int64)  # +1: a row for ends past the last minute
+    for t0, t1, z in zip(np.r_[start[keep], c_start], np.r_[end[keep], c_end], np.r_[starts_z[keep], c_zone]):
+        t0, t1 = int(np.clip(t0, 0, n_min)), int(np.clip(t1, 0, n_min))
+        if t1 > t0:
+            pm_planned[t0, z] += 1  # difference array: +1 at the start, -1 after the end
+            pm_planned[t1, z] -= 1
+    return lots_planned, np.cumsum(pm_planned, axis=0)[:n_min]
+
+
+# ---------------------------------------------------------------------------- the cause
+
+
+_CAUSE_LABELS = np.array(["", *schema.CAUSES], dtype=object)
+
+
+def _causes(
+    exo: _Exogenous, state: dict[str, np.ndarray], wait_s: np.ndarray, zone: _Zones, config: SimulationConfig
+) -> np.ndarray:
+    """The cause of each zone-minute's congestion, str [T, Z] ("" where not congested).
+
+    Congested: the noise-free delay, max(queue wait of the minute's completions, wait a new
+    request expects = backlog / capacity) + cycle time beyond the zone's nominal, is at least
+    `cause_min_delay_s`. Each driver's contribution, in transports per minute, is its excess
+    demand (shift-change surge, lot-release wave, PM-raised WIP; scaled by the closed loop's
+    throttle) or the capacity it takes away (breakdown: faulted vehicles and the segments their
+    stuck vehicles block; blockage: segments blocked with no precursor; pm: a stocker filled by
+    PM-raised WIP; spillover: speed lost to congested ring neighbours and vehicles lent to
+    them). Contributions are summed over an exponential memory of `cause_memory_min` minutes,
+    because queues outlast their cause, and the largest names the cause. A congested minute no
+    listed driver explains (demand drift, hot lots alone) is left "".
+    """
+    demand = exo.demand * state["throttle"]  # [T, Z] requests per minute
+    contributions = np.stack(
+        [
+            demand * (1.0 - 1.0 / np.maximum(exo.shift, 1.0)),  # shift_change
+            demand * exo.wave / (1.0 + exo.wave),  # lot_release
+            exo.pm_demand * state["throttle"] + state["lost_pm"],  # pm
+            state["lost_breakdown"],  # breakdown
+            state["lost_blockage"],  # blockage
+            state["lost_spill"],  # spillover
+        ],
+        axis=-1,
+    )  # [T, Z, C] in schema.CAUSES order
+    decay = math.exp(-1.0 / config.cause_memory_min)
+    score = np.empty_like(contributions)
+    memory = np.zeros(contributions.shape[1:])
+    for t in range(len(score)):
+        memory = decay * memory + contributions[t]
+        score[t] = memory
+    delay_s = np.maximum(wait_s, state["backlog_s"]) + np.maximum(state["cycle_s"] - zone.nominal_s[None, :], 0.0)
+    congested = (delay_s >= config.cause_min_delay_s) & (score.max(axis=-1) > 0)
+    code = np.where(congested, 1 + score.argmax(axis=-1), 0)
+    return _CAUSE_LABELS[code]
 
 
 # ---------------------------------------------------------------------------- the queue
@@ -381,6 +565,10 @@ def _run_queue(
             ("vehicles_idle", np.int64), ("vehicle_util", np.float64), ("vehicles_down", np.int64),
             ("blocked_segments", np.int64), ("mean_speed", np.float64), ("hot_lots", np.int64),
             ("cycle_s", np.float64),
+            # Diagnostics for the cause (no randomness): the closed loop's throttle, the wait a
+            # new request expects, and the capacity (transports per minute) each driver takes away.
+            ("throttle", np.float64), ("backlog_s", np.float64), ("lost_breakdown", np.float64),
+            ("lost_blockage", np.float64), ("lost_spill", np.float64), ("lost_pm", np.float64),
         )
     }
     queue = np.zeros(n_zones, dtype=np.int64)
@@ -394,6 +582,11 @@ def _run_queue(
     backlog_min = np.zeros(n_zones)  # queue in minutes of capacity
     segments = config.segments_per_zone
 
+    def capacity_at(speed: np.ndarray, usable: np.ndarray, extra_s: np.ndarray, idle: np.ndarray) -> np.ndarray:
+        """Transports per minute at this speed, vehicles, extra hand-off time and idle fleet."""
+        cycle_s = approach0 / speed * (1.0 + 0.5 / (1.0 + idle)) + travel0 / speed + handling0 + extra_s
+        return usable * 60.0 / cycle_s
+
     for t in range(n_min):
         # Speed: blocked segments, a congested neighbour on the ring, and the zone's own traffic.
         n_blocked = np.minimum(stuck + blocked, segments)
@@ -402,6 +595,7 @@ def _run_queue(
         speed = np.maximum(speed, 0.05)
         # Vehicles: own minus faulted, plus idle ones borrowed from / lent to congested neighbours.
         available = vehicles - down
+        lent = 0.0
         if ring:
             spare = np.maximum(idle, 0.0) * config.rebalance
             borrowed = congestion * 0.5 * (spare[left] + spare[right])
@@ -413,8 +607,23 @@ def _run_queue(
         hot_waiting = hot_queue + exo.hot_arrivals[t]
         usable = np.maximum(available - 0.5 * hot_waiting, 0.0)  # a hot lot holds a vehicle
         capacity = usable * 60.0 / cycle_s  # transports per minute
+
+        # Diagnostics: the capacity each driver takes away (capacity without it − capacity).
+        extra_s, calm = exo.handling_extra_s[t], 1.0 - 0.05 * util
+        unblocked = np.maximum((1.0 - spill) * calm, 0.05)
+        lost_blocks = np.maximum(capacity_at(unblocked, usable, extra_s, idle) - capacity, 0.0)
+        stuck_share = stuck / np.maximum(stuck + blocked, 1)  # stuck vehicles count as breakdowns
+        out["lost_breakdown"][t] = down * 60.0 / cycle_s + stuck_share * lost_blocks
+        out["lost_blockage"][t] = (1.0 - stuck_share) * lost_blocks
+        unspilled = np.maximum((1.0 - config.blockage_slowdown) ** n_blocked * calm, 0.05)
+        unlent = usable + lent  # vehicles lent to congested neighbours kept at home
+        out["lost_spill"][t] = np.maximum(capacity_at(unspilled, unlent, extra_s, idle) - capacity, 0.0)
+        out["lost_pm"][t] = np.maximum(
+            capacity_at(speed, usable, extra_s - exo.handling_pm_s[t], idle) - capacity, 0.0
+        )
         # Closed loop: tools waiting on late lots issue fewer new requests.
         throttle = 1.0 / (1.0 + backlog_min / _THROTTLE_BACKLOG_MIN)
+        out["throttle"][t] = throttle
         requests = rng.poisson(exo.demand[t] * throttle) + exo.hot_arrivals[t]
         backlog = queue + requests
         served = np.minimum(backlog, np.floor(capacity + exo.uniform[t]).astype(np.int64))
@@ -428,6 +637,7 @@ def _run_queue(
         idle = available - busy
         backlog_min = queue / np.maximum(capacity, 0.1)
         congestion = np.minimum(backlog_min / _CONGESTED_BACKLOG_MIN, 1.0)
+        out["backlog_s"][t] = backlog_min * 60.0
 
         out["requests"][t] = requests
         out["completions"][t] = served
@@ -505,13 +715,19 @@ class SimulationSummary:
     minutes: int  # per zone (the longest)
     event_rate: float  # share of defined windows with delay_event = 1
     empty_minutes: float  # share of rows with no completions (transport_time_s NaN)
+    congested: float = float("nan")  # share of rows with a cause (NaN: no cause column)
+    cause_shares: dict[str, float] = field(default_factory=dict)  # cause → share of the congested rows
 
     def line(self) -> str:
-        return (
+        text = (
             f"{self.rows:,} rows: {self.zones} zones × {self.minutes:,} minutes; "
             f"delay-event rate {self.event_rate:.1%}; minutes with no completions "
             f"{self.empty_minutes:.2%}"
         )
+        if self.cause_shares:
+            shares = ", ".join(f"{c} {v:.0%}" for c, v in self.cause_shares.items())
+            text += f"; congested minutes {self.congested:.1%} by cause: {shares}"
+        return text
 
 
 def summarize(frame: pd.DataFrame, task: TaskConfig | None = None) -> SimulationSummary:
@@ -519,10 +735,18 @@ def summarize(frame: pd.DataFrame, task: TaskConfig | None = None) -> Simulation
     _, events = delay_labels(frame, task)
     defined = ~np.isnan(events)
     counts = frame.groupby(schema.ZONE, sort=False).size()
+    congested, shares = float("nan"), {}
+    if schema.CAUSE in frame.columns:
+        cause = frame[schema.CAUSE].fillna("").astype(str)
+        congested = float((cause != "").mean()) if len(cause) else float("nan")
+        named = cause[cause != ""].value_counts(normalize=True)
+        shares = {c: float(named[c]) for c in named.index}  # largest first
     return SimulationSummary(
         rows=len(frame),
         zones=int(len(counts)),
         minutes=int(counts.max()) if len(counts) else 0,
         event_rate=float(events[defined].mean()) if defined.any() else float("nan"),
         empty_minutes=float(frame[schema.TRANSPORT_TIME].isna().mean()),
+        congested=congested,
+        cause_shares=shares,
     )

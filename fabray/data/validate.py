@@ -8,6 +8,11 @@ calls: read, validate, refuse with all the errors, or return a clean frame.
 Rows are numbered as a person sees them in the file: row 1 is the first data row under the
 header (so in a CSV, row N is on line N + 1). Everything is vectorized: a 781,163-row file is
 checked in about a second or two.
+
+Optional columns (`schema.OPTIONAL_COLUMNS`) are not "extra": the plan columns (`lots_planned`,
+`pm_planned`) are checked like counts (numbers, never empty, finite, >= 0) and `cause` must be text
+whose non-empty values are among `schema.CAUSES` (empty or null means "no cause"). A file without
+them validates as before; when present, the clean frame keeps them after the features.
 """
 
 from __future__ import annotations
@@ -45,18 +50,19 @@ _MINUTE_US = 60_000_000  # one minute in microseconds
 class ColumnSpec:
     """Which column of the file holds each contract column (DESIGN §2: names are configurable).
 
-    `names` maps a contract name (`schema.COLUMNS`) to the name used in the file; contract names
-    not mentioned are expected under their own name.
+    `names` maps a contract name (`schema.COLUMNS` or `schema.OPTIONAL_COLUMNS`) to the name used
+    in the file; contract names not mentioned are expected under their own name.
     """
 
     names: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.names) - set(schema.COLUMNS))
+        known = (*schema.COLUMNS, *schema.OPTIONAL_COLUMNS)
+        unknown = sorted(set(self.names) - set(known))
         if unknown:
             raise BadInputError(
                 f"column mapping names unknown contract columns {unknown}; known: "
-                f"{list(schema.COLUMNS)}. Received: {dict(self.names)}"
+                f"{list(known)}. Received: {dict(self.names)}"
             )
 
     def file_name(self, contract_name: str) -> str:
@@ -153,11 +159,14 @@ def load_validated(
 
     The clean frame has the contract's column names in `schema.COLUMNS` order: `timestamp` as
     datetime64, `zone` as str, the features as float64 (`transport_time_s` NaN only where
-    completions == 0); rows sorted by (zone, timestamp) with a fresh RangeIndex. Warnings (gaps)
-    are logged.
+    completions == 0), then the optional columns the file has, in `schema.OPTIONAL_COLUMNS`
+    order (plan columns float64, `cause` str with "" for none); rows sorted by (zone, timestamp)
+    with a fresh RangeIndex. Warnings (gaps) are logged.
     """
     columns = columns or ColumnSpec()
-    df = io.read_table(path, text_columns=(columns.file_name(schema.ZONE),))
+    df = io.read_table(
+        path, text_columns=(columns.file_name(schema.ZONE), columns.file_name(schema.CAUSE))
+    )
     report, clean = _validate(df, columns, max_rows)
     if not report.ok or clean is None:
         raise BadInputError(report.format(source=str(path)))
@@ -212,8 +221,8 @@ def _validate(
         raise BadInputError(f"max_rows must be at least 1. Received: max_rows={max_rows}")
     out = _Collector(max_rows)
     n = len(df)
-    name = {c: spec.file_name(c) for c in schema.COLUMNS}  # contract name → file name
-    present = {c for c in schema.COLUMNS if name[c] in df.columns}
+    name = {c: spec.file_name(c) for c in (*schema.COLUMNS, *schema.OPTIONAL_COLUMNS)}  # contract → file
+    present = {c for c in name if name[c] in df.columns}
 
     _check_columns(df, name, out)
     if df.columns.duplicated().any():
@@ -231,12 +240,13 @@ def _validate(
 
     values: dict[str, np.ndarray] = {}  # contract name → float64 [N]
     missing: dict[str, np.ndarray] = {}  # contract name → bool [N]: empty cell
-    for feature in schema.FEATURES:
+    for feature in (*schema.FEATURES, *schema.PLAN_COLUMNS):
         if feature in present:
             parsed = _check_numeric(df[name[feature]], name[feature], out)
             if parsed is not None:
                 values[feature], missing[feature] = parsed
     _check_values(values, missing, name, out)
+    cause = _check_cause(df[name[schema.CAUSE]], name[schema.CAUSE], out) if schema.CAUSE in present else None
 
     n_zones, first, last = 0, None, None
     if ts is not None and zone is not None:
@@ -248,11 +258,12 @@ def _validate(
     if not report.ok:
         return report, None
     assert ts is not None and zone is not None  # no errors means both columns were present
-    return report, _clean_frame(ts, zone, values)
+    return report, _clean_frame(ts, zone, values, cause)
 
 
 def _check_columns(df: pd.DataFrame, name: dict[str, str], out: _Collector) -> None:
-    expected = list(name.values())
+    expected = [name[c] for c in schema.COLUMNS]
+    optional = [name[c] for c in schema.OPTIONAL_COLUMNS]
     for contract in schema.COLUMNS:
         if name[contract] not in df.columns:
             out.add(
@@ -262,13 +273,13 @@ def _check_columns(df: pd.DataFrame, name: dict[str, str], out: _Collector) -> N
                 name[contract],
             )
     for column in df.columns:
-        if column in expected:
+        if column in expected or column in optional:
             continue
         hint = ""
         if str(column).startswith("Unnamed:") or column == "index":
             hint = "; it looks like a saved row index: write the file without it (pandas: index=False)"
-        out.add("extra_column", f"unexpected column '{column}' is not part of the data contract{hint}",
-                str(column))
+        out.add("extra_column", f"unexpected column '{column}' is not part of the data contract "
+                f"(optional columns: {', '.join(optional)}){hint}", str(column))
     duplicated = df.columns[df.columns.duplicated()]
     for column in dict.fromkeys(duplicated):
         out.add("duplicate_column", f"column '{column}' appears more than once", str(column))
@@ -450,7 +461,7 @@ def _check_values(
                     column, infinite, show)
         with np.errstate(invalid="ignore"):
             negative = np.flatnonzero(v < 0)
-            if len(negative) and feature in schema.COUNT_FEATURES:
+            if len(negative) and (feature in schema.COUNT_FEATURES or feature in schema.PLAN_COLUMNS):
                 out.add("negative_value", f"column '{column}': {len(negative)} negative count(s) "
                         f"(counts must be >= 0)", column, negative, show)
             elif len(negative) and feature in NON_NEGATIVE_MEASUREMENTS:
@@ -461,6 +472,43 @@ def _check_values(
                 if len(outside):
                     out.add("fraction_out_of_range", f"column '{column}': {len(outside)} value(s) "
                             f"outside [0, 1] (a fraction)", column, outside, show)
+
+
+def _check_cause(s: pd.Series, column: str, out: _Collector) -> np.ndarray | None:
+    """→ the causes as str [N] ("" for none: empty, null or whitespace), or None if unusable.
+
+    Text whose non-empty values are in schema.CAUSES; a column with no value at all (a CSV whose
+    causes are all empty reads as numbers) is fine.
+    """
+    s = s.reset_index(drop=True)
+    empty = s.isna().to_numpy(copy=True)
+    is_text = ptypes.is_string_dtype(s.dtype) or ptypes.is_object_dtype(s.dtype) or isinstance(
+        s.dtype, pd.CategoricalDtype
+    )
+    if not is_text and not empty.all():
+        out.add(
+            "wrong_dtype",
+            f"column '{column}' holds {s.dtype} values; expected text: one of "
+            f"{', '.join(schema.CAUSES)}, or empty for no cause",
+            column,
+        )
+        return None
+    text = s.astype(object).where(~empty, "").astype(str).str.strip()
+    text = text.where(~text.str.lower().isin(MISSING_TOKENS), "")  # 'null', 'None', 'NaN': no cause
+    bad = np.flatnonzero(~text.isin(["", *schema.CAUSES]).to_numpy())
+    if len(bad):
+        values = sorted(set(text.iloc[bad]))
+        shown = ", ".join(repr(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
+        out.add(
+            "unknown_cause",
+            f"column '{column}': {len(bad)} value(s) are not a known cause ({shown}); expected "
+            f"one of {', '.join(schema.CAUSES)}, or empty for no cause",
+            column,
+            bad,
+            lambda p: repr(str(s.iloc[p])),
+        )
+        return None
+    return text.to_numpy(dtype=object)
 
 
 def _check_keys(
@@ -553,8 +601,13 @@ def _pairs(later: np.ndarray, earlier: np.ndarray, limit: int | None) -> tuple[n
     return later, dict(zip(later[:k].tolist(), earlier[:k].tolist()))
 
 
-def _clean_frame(ts: pd.Series, zone: pd.Series, values: dict[str, np.ndarray]) -> pd.DataFrame:
+def _clean_frame(
+    ts: pd.Series, zone: pd.Series, values: dict[str, np.ndarray], cause: np.ndarray | None
+) -> pd.DataFrame:
     frame = pd.DataFrame({schema.TIMESTAMP: ts, schema.ZONE: zone.astype(str)})
-    for feature in schema.FEATURES:
-        frame[feature] = values[feature]  # float64 [N]
+    for feature in (*schema.FEATURES, *schema.PLAN_COLUMNS):
+        if feature in values:  # the plan columns only when the file has them
+            frame[feature] = values[feature]  # float64 [N]
+    if cause is not None:
+        frame[schema.CAUSE] = pd.array(cause, dtype="str")
     return frame.sort_values([schema.ZONE, schema.TIMESTAMP], kind="stable", ignore_index=True)

@@ -10,6 +10,8 @@ from fabray import schema
 from fabray.cli import main
 from fabray.config import SimulationConfig, TaskConfig
 from fabray.data.plot import busiest_zone_day, plot_zone_day
+from fabray.data import simulate as simulate_module
+from fabray.data.io import write_table
 from fabray.data.simulate import (
     PRESET_ROWS,
     TINY_MINUTES,
@@ -21,6 +23,7 @@ from fabray.data.simulate import (
     summarize,
     zone_nominal_s,
 )
+from fabray.data.validate import load_validated
 from fabray.errors import BadInputError
 
 TASK = TaskConfig()
@@ -59,7 +62,7 @@ def _rises(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def test_columns_dtypes_and_ranges(fab: pd.DataFrame) -> None:
-    assert tuple(fab.columns) == schema.COLUMNS
+    assert tuple(fab.columns) == (*schema.COLUMNS, *schema.OPTIONAL_COLUMNS)
     assert pd.api.types.is_datetime64_dtype(fab[schema.TIMESTAMP])
     assert pd.api.types.is_string_dtype(fab[schema.ZONE])
     assert list(fab[schema.ZONE].unique()) == ["Z01", "Z02", "Z03", "Z04"]
@@ -75,6 +78,11 @@ def test_columns_dtypes_and_ranges(fab: pd.DataFrame) -> None:
     # Hot lots are in the queue; vehicles down never exceed a zone's fleet.
     assert (fab["hot_lots"] <= fab["queue_len"]).all()
     assert (fab["vehicles_down"] < SimulationConfig().vehicles_per_zone * 1.5).all()
+    for name in schema.PLAN_COLUMNS:
+        assert fab[name].dtype == np.int64, name
+        assert (fab[name] >= 0).all() and fab[name].sum() > 0, name
+    assert pd.api.types.is_string_dtype(fab[schema.CAUSE])
+    assert set(fab[schema.CAUSE].unique()) <= {"", *schema.CAUSES}
 
 
 def test_transport_time_nan_exactly_without_completions(fab: pd.DataFrame) -> None:
@@ -277,6 +285,7 @@ def test_cli_writes_parquet_summary_and_plot(tmp_path, capsys) -> None:
     pd.testing.assert_frame_equal(frame, simulate_preset("tiny", seed=5, zones=2), check_dtype=False)
     line = capsys.readouterr().out.strip()
     assert "8,640 rows" in line and "2 zones" in line and "delay-event rate" in line
+    assert "congested minutes" in line and "by cause:" in line
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -284,7 +293,7 @@ def test_cli_writes_csv(tmp_path) -> None:
     out = tmp_path / "fab.csv"
     assert main(["simulate", "--zones", "1", "--out", str(out)]) == 0
     frame = pd.read_csv(out)
-    assert tuple(frame.columns) == schema.COLUMNS and len(frame) == TINY_MINUTES
+    assert tuple(frame.columns) == (*schema.COLUMNS, *schema.OPTIONAL_COLUMNS) and len(frame) == TINY_MINUTES
 
 
 def test_cli_reads_the_simulation_section_of_a_config(tmp_path, capsys) -> None:
@@ -308,3 +317,132 @@ def test_cli_bad_input_exits_2(tmp_path, monkeypatch, capsys, argv) -> None:
     assert main(["simulate", *argv]) == 2
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
+
+
+# ---------------------------------------------------------------------------- the plan and the cause
+
+#: sha256 of the 12 feature columns of `simulate_preset("tiny", seed=0)`, recorded before the plan
+#: and cause columns were added: other tests and stored results depend on these exact values.
+FEATURES_SHA256_TINY_SEED0 = "3d83a97ed66ba98a89a6d0143e1ffc5366c3902067afb3478ee17ffccb32c4a6"
+#: No driver of congestion but the one under test.
+NO_DRIVERS = dict(shift_surge_gain=0.0, lot_release_gain=0.0, pm_per_day=0.0, blockages_per_day=0.0,
+                  breakdowns_per_vehicle_day=0.0)
+NOISE_FREE_PLAN = dict(plan_time_jitter_min=0.0, plan_size_noise=0.0, unplanned_release_share=0.0,
+                       unplanned_pm_share=0.0, plan_cancelled_share=0.0)
+
+
+def _features_sha256(frame: pd.DataFrame) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in schema.FEATURES:
+        digest.update(np.ascontiguousarray(frame[name].to_numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def test_the_12_features_are_unchanged_by_the_new_columns(fab: pd.DataFrame) -> None:
+    assert _features_sha256(fab) == FEATURES_SHA256_TINY_SEED0
+
+
+def test_tiny_frame_validates_with_plan_and_cause(fab: pd.DataFrame, tmp_path) -> None:
+    for fmt in ("parquet", "csv"):
+        clean = load_validated(write_table(fab, tmp_path / f"fab.{fmt}"))
+        assert tuple(clean.columns) == (*schema.COLUMNS, *schema.OPTIONAL_COLUMNS)
+        for name in schema.PLAN_COLUMNS:
+            np.testing.assert_array_equal(clean[name].to_numpy(), fab[name].to_numpy())
+        assert clean[schema.CAUSE].tolist() == fab[schema.CAUSE].tolist()
+
+
+def _actual_schedule(config: SimulationConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(actual wave lots per minute [T, Z], PM active [T, Z], plan columns' rng-free inputs) of tiny."""
+    size = preset_size("tiny")
+    rng = np.random.default_rng(seed)
+    zone = simulate_module._draw_zones(rng, simulate_module.zone_names(size.zones), config)
+    exo = simulate_module._exogenous(rng, size.minutes, zone, config)
+    active = np.zeros((size.minutes, size.zones), dtype=bool)
+    for t, z, dur in zip(*exo.pm_events):
+        active[t : t + dur, z] = True
+    return exo.wave * exo.base_rate[None, :], active, exo
+
+
+def _table(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return frame.pivot(index=schema.TIMESTAMP, columns=schema.ZONE, values=column).to_numpy()
+
+
+def test_noise_free_plan_is_the_actual_schedule() -> None:
+    config = SimulationConfig(**NOISE_FREE_PLAN)
+    frame = simulate_preset("tiny", seed=0, config=config)
+    wave_lots, pm_active, _ = _actual_schedule(config)
+    planned = _table(frame, "lots_planned")
+    # Rounded so that each zone's running total is kept: within one lot of the actual waves' lots.
+    assert np.abs(np.cumsum(planned, axis=0) - np.cumsum(wave_lots, axis=0)).max() <= 0.5 + 1e-9
+    assert ((_table(frame, "pm_planned") > 0) == pm_active).all()
+
+
+def test_default_plan_is_noisy_but_informative(fab: pd.DataFrame) -> None:
+    wave_lots, pm_active, _ = _actual_schedule(SimulationConfig())
+    planned = _table(fab, "lots_planned").astype(float)
+    r = np.corrcoef(planned.ravel(), wave_lots.ravel())[0, 1]
+    assert 0.5 < r < 0.99, r
+    pm_planned = _table(fab, "pm_planned") > 0
+    agree = (pm_planned == pm_active).mean()
+    assert 0.9 < agree < 1.0, agree
+    assert (pm_active & ~pm_planned).sum() > 60  # unplanned PM minutes (and jittered edges)
+
+
+def test_plan_is_not_the_outcome(fab: pd.DataFrame) -> None:
+    """The plan does not move when the traffic does (more breakdowns and blockages)."""
+    other = simulate_preset("tiny", seed=0, config=SimulationConfig(
+        breakdowns_per_vehicle_day=2.0, blockages_per_day=20.0))
+    assert not other[schema.TRANSPORT_TIME].equals(fab[schema.TRANSPORT_TIME])
+    for name in schema.PLAN_COLUMNS:
+        assert other[name].equals(fab[name]), name
+
+
+def test_nothing_planned_when_everything_is_unplanned() -> None:
+    config = SimulationConfig(unplanned_release_share=1.0, unplanned_pm_share=1.0, plan_cancelled_share=0.0)
+    frame = simulate_preset("tiny", seed=0, zones=2, config=config)
+    assert (frame["lots_planned"] == 0).all() and (frame["pm_planned"] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("cause", "driver"),
+    [
+        ("breakdown", dict(breakdowns_per_vehicle_day=1.0)),
+        ("shift_change", dict(shift_surge_gain=1.0)),
+        ("lot_release", dict(lot_release_gain=0.8)),
+        ("pm", dict(pm_per_day=2.0, pm_wip_gain=1.0)),
+        ("blockage", dict(blockages_per_day=12.0)),
+    ],
+)
+def test_a_single_driver_is_named_the_cause(cause: str, driver: dict) -> None:
+    config = SimulationConfig(**{**NO_DRIVERS, **driver})
+    alone = simulate_preset("tiny", seed=0, zones=1, config=config)[schema.CAUSE]  # no ring
+    assert (alone != "").mean() > 0.01, "the driver should congest the zone now and then"
+    assert set(alone.unique()) == {"", cause}
+    ring = simulate_preset("tiny", seed=0, config=config)[schema.CAUSE]
+    labels = ring[ring != ""].value_counts(normalize=True)
+    assert set(labels.index) <= {cause, "spillover"}  # neighbours of a jam are slowed by it
+    assert labels[cause] > 0.75, labels.to_dict()
+
+
+def test_no_driver_no_congestion_no_cause() -> None:
+    calm = simulate_preset("tiny", seed=0, zones=2, config=SimulationConfig(**NO_DRIVERS, base_load=0.3))
+    assert (calm[schema.CAUSE] == "").mean() > 0.995
+
+
+def test_delayed_minutes_and_episodes_carry_a_cause(fab: pd.DataFrame, events: np.ndarray, capsys) -> None:
+    """Evaluation names an episode by the most common cause over the minutes its delay concerns."""
+    cause = fab[schema.CAUSE].to_numpy()
+    zone = fab[schema.ZONE].to_numpy()
+    late = (fab[schema.TRANSPORT_TIME] - fab[schema.ZONE].map(zone_nominal_s(fab, TASK))) > TASK.sla_delay_s
+    assert (cause[late.to_numpy()] != "").mean() > 0.9
+    start = np.flatnonzero((events == 1) & ~np.r_[False, (events[:-1] == 1) & (zone[1:] == zone[:-1])])
+    named = [pd.Series(cause[i + 1 : i + 1 + TASK.horizon]).replace("", np.nan).dropna() for i in start]
+    episode_causes = pd.Series([c.mode()[0] if len(c) else "" for c in named])
+    assert (episode_causes != "").mean() > 0.95
+    shares = fab[schema.CAUSE][fab[schema.CAUSE] != ""].value_counts(normalize=True)
+    assert set(shares.index) == set(schema.CAUSES), shares.to_dict()  # every cause occurs
+    with capsys.disabled():
+        print(f"\ntiny seed 0: congested minutes {(cause != '').mean():.1%}; cause shares "
+              f"{shares.round(3).to_dict()}; episodes by cause {episode_causes.value_counts().to_dict()}")

@@ -371,3 +371,97 @@ def test_load_validated_logs_gap_warnings(tmp_path, caplog):
     assert len(clean) == 88
     assert ("zone INTERBAY: 2 minute(s) missing, from 2024-03-01 06:10:00 to 2024-03-01 06:11:00"
             in caplog.text)
+
+
+# ---------------------------------------------------------------------------- optional columns
+
+
+def with_optional(frame: pd.DataFrame | None = None, seed: int = 1) -> pd.DataFrame:
+    """`clean_frame()` plus the optional plan and cause columns, all valid."""
+    frame = clean_frame() if frame is None else frame
+    rng = np.random.default_rng(seed)
+    n = len(frame)
+    causes = np.array(["", *schema.CAUSES], dtype=object)
+    return frame.assign(
+        lots_planned=rng.poisson(2, n).astype(float),
+        pm_planned=rng.integers(0, 2, n).astype(float),
+        cause=causes[rng.integers(0, len(causes), n)],
+    )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_optional_columns_are_allowed_and_kept(tmp_path, capsys, fmt):
+    frame = with_optional()
+    code, out, err = run_validate(write(frame, tmp_path, fmt), capsys)
+    assert code == 0, err
+    assert "OK: 90 rows" in out
+    clean = validate.load_validated(write(frame, tmp_path, fmt))
+    assert list(clean.columns) == [*schema.COLUMNS, *schema.OPTIONAL_COLUMNS]
+    expected = frame.sort_values([schema.ZONE, schema.TIMESTAMP], ignore_index=True)
+    for column in schema.PLAN_COLUMNS:
+        np.testing.assert_array_equal(clean[column].to_numpy(), expected[column].to_numpy())
+    assert clean[schema.CAUSE].tolist() == expected[schema.CAUSE].tolist()  # "" stays "" (CSV: empty cell)
+
+
+def test_without_optional_columns_nothing_changes(tmp_path):
+    clean = validate.load_validated(write(clean_frame(), tmp_path))
+    assert list(clean.columns) == list(schema.COLUMNS)
+
+
+def test_only_some_optional_columns(tmp_path):
+    frame = with_optional().drop(columns=["pm_planned", schema.CAUSE])
+    clean = validate.load_validated(write(frame, tmp_path, "parquet"))
+    assert list(clean.columns) == [*schema.COLUMNS, "lots_planned"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_plan_columns_are_checked_like_counts(tmp_path, capsys, fmt):
+    frame = with_optional().astype({"lots_planned": object})
+    frame.loc[3, "lots_planned"] = -2.0  # row 4
+    frame.loc[9, "lots_planned"] = np.nan  # row 10: a plan is never empty
+    frame.loc[11, "pm_planned"] = np.inf  # row 12
+    frame.loc[12, "pm_planned"] = -1.0  # row 13
+    if fmt == "csv":
+        frame.loc[20, "lots_planned"] = "many"  # row 21
+    else:
+        frame["lots_planned"] = frame["lots_planned"].astype(float)
+    err = assert_bad(write(frame, tmp_path, fmt), capsys,
+                     "column 'lots_planned': 1 negative count(s)", "row 4: -2",
+                     "column 'lots_planned': 1 row(s) are empty", "row 10",
+                     "column 'pm_planned': 1 value(s) are infinite", "row 12: inf",
+                     "column 'pm_planned': 1 negative count(s)", "row 13: -1")
+    if fmt == "csv":
+        assert "column 'lots_planned': 1 cell(s) hold text" in err and "row 21: 'many'" in err
+
+
+def test_unknown_cause_names_rows_and_values(tmp_path, capsys):
+    frame = with_optional()
+    frame.loc[4, schema.CAUSE] = "aliens"  # row 5
+    frame.loc[30, schema.CAUSE] = "Breakdown "  # row 31: causes are lower-case names
+    assert_bad(write(frame, tmp_path), capsys,
+               "column 'cause': 2 value(s) are not a known cause ('Breakdown', 'aliens')",
+               "row 5: 'aliens'", "row 31: 'Breakdown '", "shift_change, lot_release", "[unknown_cause]")
+
+
+def test_numeric_cause_is_a_wrong_dtype(tmp_path, capsys):
+    frame = with_optional().assign(cause=3.0)
+    assert_bad(write(frame, tmp_path, "parquet"), capsys, "column 'cause' holds float64 values",
+               "expected text", "[wrong_dtype]")
+
+
+@pytest.mark.parametrize("empty", [np.nan, None, "", "null", "None"])
+def test_empty_or_null_cause_means_none(tmp_path, empty):
+    frame = with_optional().assign(cause=empty)  # a CSV of only empty causes reads as numbers: fine
+    for fmt in ("csv", "parquet"):
+        clean = validate.load_validated(write(frame, tmp_path, fmt))
+        assert (clean[schema.CAUSE] == "").all()
+
+
+def test_optional_columns_can_be_renamed(tmp_path):
+    spec = validate.ColumnSpec({"lots_planned": "release_plan", schema.CAUSE: "why"})
+    frame = with_optional().rename(columns={"lots_planned": "release_plan", schema.CAUSE: "why"})
+    clean = validate.load_validated(write(frame, tmp_path), spec)
+    assert list(clean.columns) == [*schema.COLUMNS, *schema.OPTIONAL_COLUMNS]
+    # Under the contract name but mapped elsewhere, it is extra.
+    report = validate.validate_frame(with_optional(), spec)
+    assert {(i.kind, i.column) for i in report.errors} >= {("extra_column", "lots_planned")}
