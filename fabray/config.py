@@ -36,6 +36,42 @@ class TaskConfig(_Section):
         description="Nominal transport time per zone, seconds. Zones missing here use their "
         "median transport_time_s over the training split (stored with the model).",
     )
+    early_warning_min: int = Field(
+        5, ge=0, le=60,
+        description="Training target that favours early alarms: a window is labelled an event when "
+        "the delay event holds at its end or within this many minutes after it (an episode starts "
+        "soon). Evaluation and thresholds always use the plain event. 0: train on the plain event.",
+    )
+
+
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class SiteConfig(_Section):
+    """What a site knows ahead of time and how its zones connect (DESIGN §1, "Inputs known
+    ahead"): each group of context inputs can be switched off for ablations."""
+
+    shift_changes: tuple[Annotated[str, Field(pattern=_HHMM)], ...] = Field(
+        ("06:00", "14:00", "22:00"),
+        description="Local times of the shift changes, 'HH:MM' (calendar input: minutes until the "
+        "next one and since the last one).",
+    )
+    topology: Literal["ring"] | dict[str, list[str]] = Field(
+        "ring",
+        description="Zone neighbours: 'ring' (the zones in name order on a loop: the previous zone is "
+        "upstream, the next downstream) or a mapping zone → list of neighbour zones (a real site's "
+        "layout; the list order fixes each neighbour's input slot).",
+    )
+    calendar: bool = Field(True, description="Calendar inputs from the timestamp (time of day, day of "
+                           "week, shift changes).")
+    plan: bool = Field(True, description="Known-future plan columns (e.g. lots_planned, pm_planned) "
+                       "when the data has them: a window also sees their next `horizon` minutes.")
+    neighbours: bool = Field(True, description="Features of the zone's neighbours on the topology.")
+    neighbour_features: tuple[str, ...] = Field(
+        ("queue_len", "vehicles_down", "blocked_segments", "vehicle_util", "transport_time_s"),
+        description="Observed features taken from each neighbour (transport_time_s enters as the "
+        "neighbour's delay against its nominal).",
+    )
 
 
 class SplitConfig(_Section):
@@ -322,8 +358,10 @@ class EnsembleConfig(_Section):
         None, ge=1, description="Minutes between a prediction and its known truth. None: task.horizon.",
     )
     tune_trials: int = Field(64, ge=1, description="Ray Tune trials for `fabray ensemble`.")
-    tune_metric: Literal["f1", "pr_auc"] = Field(
-        "f1", description="Validation metric Tune maximizes.",
+    tune_metric: Literal["lead_score", "f1", "pr_auc"] = Field(
+        "lead_score", description="Validation metric Tune maximizes and thresholds are chosen by: "
+        "lead_score (the headline, NAB-style early-warning score; F1 breaks ties), f1 or pr_auc "
+        "(thresholds then F1-best).",
     )
 
     def to_params(self, model_names: tuple[str, ...] | list[str]):  # -> EnsembleParams
@@ -496,6 +534,9 @@ class FabrayConfig(_Section):
 
     task: TaskConfig = Field(default_factory=TaskConfig, description="The prediction task.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/val/test split.")
+    site: SiteConfig = Field(
+        default_factory=SiteConfig, description="Calendar, plans and zone topology (context inputs)."
+    )
     simulation: SimulationConfig = Field(
         default_factory=SimulationConfig, description="The fab-traffic simulator (`fabray simulate`)."
     )

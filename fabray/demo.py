@@ -120,18 +120,20 @@ def run_demo(workdir: str | Path, *, seed: int = 7, num_cpus: int = 2, trials: i
 
     if serve:
         _stage(6, "serving: a few predictions over HTTP on 127.0.0.1")
-        _serve_demo(run_dir, data_path, num_cpus=num_cpus)
+        _serve_demo(run_dir, data_path, config, num_cpus=num_cpus)
     print(f"done: everything is under {workdir}")
     return run_dir
 
 
-def _serve_demo(run_dir: Path, data_path: Path, *, num_cpus: int) -> None:
+def _serve_demo(run_dir: Path, data_path: Path, config: FabrayConfig, *, num_cpus: int) -> None:
     """Start the service on its own Ray, send each zone's latest window, print the answers, stop."""
     import json
     import socket
     import urllib.request
 
     from fabray import schema
+    from fabray.data.context import ContextSpec, neighbours_of
+    from fabray.serve.client import predict_body
     from fabray.serve.runner import serving
 
     frame = load_validated(data_path)
@@ -140,10 +142,13 @@ def _serve_demo(run_dir: Path, data_path: Path, *, num_cpus: int) -> None:
         port = probe.getsockname()[1]
     with serving(run_dir, overrides={"port": port}, num_cpus=num_cpus) as url:
         print(_indent(f"serving {run_dir} on {url} (API docs: {url}/docs)"))
-        for zone, rows in frame.groupby(schema.ZONE, sort=True):
-            window = rows[list(schema.FEATURES)].tail(100).ffill().bfill().to_numpy().tolist()
+        zones = sorted(frame[schema.ZONE].unique())
+        context = ContextSpec.from_site(config.site, config.task.horizon, list(frame.columns))
+        for zone in zones:
+            body = predict_body(frame, zone, lookback=config.task.lookback, horizon=config.task.horizon,
+                                neighbours=neighbours_of(context, zones, zone))
             request = urllib.request.Request(
-                f"{url}/v1/predict", data=json.dumps({"zone": zone, "window": window}).encode(),
+                f"{url}/v1/predict", data=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json"}, method="POST",
             )
             with urllib.request.urlopen(request, timeout=60) as response:

@@ -110,7 +110,9 @@ class RunPredictor:
         run_dir: absolute path of the run.
         model_names: models loaded, in manifest order.
         zones: zones the run was trained on (their nominal transport times are known).
-        lookback, n_features, horizon: window shape and target horizon.
+        lookback, n_features, horizon: the models' input window shape (n_features: the 12
+            observed features plus the context columns) and the target horizon.
+        context: the run's context inputs (`fabray.data.context.ContextSpec`), None without.
         task: the run's `TaskConfig` ("event": scores are probabilities; "delay": seconds).
         scaler: the training split's feature scaler.
         nominal_s: nominal transport time per zone, seconds.
@@ -132,6 +134,7 @@ class RunPredictor:
         lookback: int,
         n_features: int,
         ensemble: EnsembleSpec | None = None,
+        context: Any = None,
         warm_up: bool = True,
     ) -> None:
         if not models:
@@ -148,6 +151,7 @@ class RunPredictor:
         self.n_features = int(n_features)
         self.horizon = int(task.horizon)
         self.ensemble = ensemble
+        self.context = context
         self._models = dict(models)
         self._fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {
             name: self._compile(model) for name, model in self._models.items()
@@ -200,7 +204,7 @@ class RunPredictor:
 
         first = preps[ok[0]]
         for name in ok[1:]:
-            for key in ("scaler", "nominal_s", "lookback", "horizon", "features"):
+            for key in ("scaler", "nominal_s", "lookback", "horizon", "features", "context"):
                 if preps[name].get(key) != first.get(key):
                     raise BadInputError(
                         f"run {run}: models {ok[0]!r} and {name!r} were prepared differently "
@@ -214,7 +218,17 @@ class RunPredictor:
             task = TaskConfig.model_validate(first.get("task") or manifest.get("task") or {})
         except Exception as err:  # noqa: BLE001 - pydantic ValidationError
             raise BadInputError(f"run {run}: invalid task in preprocessing.json: {err}") from err
-        lookback, n_features = int(first["lookback"]), len(first["features"])
+        from fabray.data.context import ContextSpec
+
+        scaler = Scaler.from_dict(first["scaler"])
+        context = ContextSpec.stored(first)
+        expected_columns = (*schema.FEATURES, *(context.column_names() if context else ()))
+        if tuple(scaler.features) != expected_columns:
+            raise BadInputError(
+                f"run {run}: its scaler covers {list(scaler.features)}, its context inputs need "
+                f"{list(expected_columns)}"
+            )
+        lookback, n_features = int(first["lookback"]), len(scaler.features)
         for name, model in models.items():
             shape = tuple(model.input_shape[1:])
             if shape != (lookback, n_features):
@@ -232,9 +246,10 @@ class RunPredictor:
         logger.info("loaded run %s: models %s%s", version, ok, ", fitted ensemble" if ensemble else "")
         return cls(
             version=version, run_dir=run, manifest=manifest, models=models,
-            scaler=Scaler.from_dict(first["scaler"]), nominal_s=first["nominal_s"],
+            scaler=scaler, nominal_s=first["nominal_s"],
             zones=tuple(first.get("zones") or first["nominal_s"]), task=task,
-            lookback=lookback, n_features=n_features, ensemble=ensemble, warm_up=warm_up,
+            lookback=lookback, n_features=n_features, ensemble=ensemble, context=context,
+            warm_up=warm_up,
         )
 
     # ------------------------------------------------------------------ model calls
@@ -283,17 +298,17 @@ class RunPredictor:
         return {name: self._outputs_to_scores(fn(x)) for name, fn in self._fns.items()}
 
     def check_windows(self, windows_raw: Any) -> np.ndarray:
-        """Raw windows as float64 [B, L, F]; BadInputError naming a wrong shape or value."""
+        """Raw observed windows as float64 [B, L, 12]; BadInputError naming a wrong shape or value."""
         try:
             x = np.asarray(windows_raw, dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise BadInputError(f"windows must be numbers. Received: {err}") from None
         if x.ndim == 2:
             x = x[None]  # one window
-        expected = (self.lookback, self.n_features)
+        expected = (self.lookback, len(schema.FEATURES))
         if x.ndim != 3 or x.shape[1:] != expected:
             raise BadInputError(
-                f"windows must be [batch, {self.lookback} minutes, {self.n_features} features] "
+                f"windows must be [batch, {self.lookback} minutes, {len(schema.FEATURES)} features] "
                 f"(features in the order {list(schema.FEATURES)}). Received: shape {list(x.shape)}"
             )
         if x.shape[0] == 0:
@@ -308,12 +323,60 @@ class RunPredictor:
             )
         return x
 
-    def score_windows(self, windows_raw: Any) -> dict[str, np.ndarray]:
-        """Each model's score of raw-unit windows [B, L, F] (oldest minute first, features in
+    def score_windows(
+        self,
+        windows_raw: Any,
+        *,
+        zones: Any = None,
+        end_times: Any = None,
+        neighbours: Any = None,
+        plans: Any = None,
+    ) -> dict[str, np.ndarray]:
+        """Each model's score of raw-unit windows [B, L, 12] (oldest minute first, features in
         `fabray.schema.FEATURES` order): {model name: [B] float64}, a probability for the
-        "event" task. The stored scaler is applied here."""
-        x = self.check_windows(windows_raw)  # [B, L, F]
+        "event" task. The context inputs are built here (`window_inputs`), then the stored
+        scaler is applied."""
+        x = self.window_inputs(windows_raw, zones=zones, end_times=end_times, neighbours=neighbours, plans=plans)
         return self.score_scaled(self.scaler.transform(x))
+
+    def window_inputs(
+        self,
+        windows_raw: Any,
+        *,
+        zones: Any = None,
+        end_times: Any = None,
+        neighbours: Any = None,
+        plans: Any = None,
+    ) -> np.ndarray:
+        """Raw observed windows [B, L, 12] → the models' raw inputs [B, L, n_features].
+
+        With context inputs, per window i: `zones[i]` its zone, `end_times[i]` its last minute
+        (calendar), `neighbours[i]` {zone: [L, 12] window} of its neighbours (absent ones are
+        marked absent), `plans[i]` {plan column: L + horizon values} (None: plan unknown)."""
+        from fabray.data.context import window_context
+
+        x = self.check_windows(windows_raw)  # [B, L, 12]
+        if self.context is None:
+            return x
+        b = x.shape[0]
+
+        def per_window(values: Any, what: str) -> list:
+            if values is None:
+                return [None] * b
+            values = list(values)
+            if len(values) != b:
+                raise BadInputError(f"{what}: one per window ({b}). Received: {len(values)}")
+            return values
+
+        zone_list = per_window(zones, "zones")
+        if any(z is None for z in zone_list):
+            raise BadInputError("zone: required for every window, the model uses the zone's neighbours")
+        ctx = [
+            window_context(self.context, self.zones, str(z), t, self.lookback, self.nominal_s, nb, plan)
+            for z, t, nb, plan in zip(zone_list, per_window(end_times, "timestamps"),
+                                      per_window(neighbours, "neighbours"), per_window(plans, "plans"))
+        ]
+        return np.concatenate([x, np.stack(ctx)], axis=2)  # [B, L, 12 + C]
 
     def score_prepared(
         self,
@@ -364,7 +427,8 @@ class RunPredictor:
         A `SplitConfig`: "train"/"val"/"test" as at training time (same data file)."""
         from fabray.data.windows import prepare
 
-        return prepare(df, self.task, split, scaler=self.scaler, nominal_s=self.nominal_s)
+        return prepare(df, self.task, split, scaler=self.scaler, nominal_s=self.nominal_s,
+                       context=self.context)
 
     def new_ensemble(self) -> Any:
         """A fresh `DynamicEnsemble` in the fitted state of `ensemble.json` (None before
@@ -390,6 +454,8 @@ class RunPredictor:
             "lookback": self.lookback,
             "n_features": self.n_features,
             "features": list(schema.FEATURES),
+            "input_columns": list(self.scaler.features),
+            "context": self.context.to_dict() if self.context is not None else None,
             "horizon": self.horizon,
             "task": self.task.task,
             "sla_delay_s": self.task.sla_delay_s,

@@ -37,6 +37,7 @@ import pandas as pd
 
 from fabray import schema
 from fabray.config import SplitConfig, TaskConfig
+from fabray.data.context import ContextSpec, context_columns
 from fabray.data.scaler import Scaler
 from fabray.data.targets import delay_events, delay_targets
 from fabray.errors import BadInputError
@@ -63,10 +64,24 @@ class PreparedData:
     nominal_s: dict[str, float]
     lookback: int
     horizon: int
+    minute_delay_s: np.ndarray | None = None  # [N] float32 this minute's transport time (carried) − nominal
+    cause: np.ndarray | None = None  # [N] object: the data's diagnostic `cause` ("" none), None without it
+    train_target: np.ndarray | None = None  # [N] float32 what models are fitted on (early-warning label)
+    context: ContextSpec | None = None  # the context columns after schema.FEATURES (None: none)
 
     @property
     def n_rows(self) -> int:
         return int(self.features.shape[0])
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The names of `features`' columns: schema.FEATURES, then the context columns."""
+        return tuple(self.scaler.features)
+
+    @property
+    def fit_target(self) -> np.ndarray:
+        """The target models are trained on (`train_target`, else `target`)."""
+        return self.target if self.train_target is None else self.train_target
 
 
 # ---------------------------------------------------------------------------- windows
@@ -146,6 +161,7 @@ def prepare(
     *,
     scaler: Scaler | None = None,
     nominal_s: Mapping[str, float] | None = None,
+    context: ContextSpec | None = None,
 ) -> PreparedData:
     """Sort, segment, fill, scale, label and split a validated zone-minute frame.
 
@@ -155,6 +171,9 @@ def prepare(
     `scaler` / `nominal_s` given → reused (a stored model's), else fitted on the train span.
     Nominal per zone: `nominal_s`, then `task.nominal_transport_time_s`, then the median
     transport_time_s over the zone's train-span rows.
+    `context`: the context columns appended after the 12 features (`fabray.data.context`); a
+    given scaler must have been fitted on exactly these input columns.
+    `train_target` is the early-warning label (`task.early_warning_min`) of an "event" task.
     """
     lookback, horizon = task.lookback, task.horizon
     if split is None and scaler is None:
@@ -166,13 +185,14 @@ def prepare(
             "split: train_fraction + val_fraction must be < 1 to leave a test split. Received: "
             f"train_fraction={split.train_fraction}, val_fraction={split.val_fraction}"
         )
-    if scaler is not None and tuple(scaler.features) != schema.FEATURES:
+    columns = (*schema.FEATURES, *(context.column_names() if context is not None else ()))
+    if scaler is not None and tuple(scaler.features) != columns:
         raise BadInputError(
-            f"the scaler was fitted on features {list(scaler.features)}, expected "
-            f"{list(schema.FEATURES)}"
+            f"the scaler was fitted on input columns {list(scaler.features)}, expected "
+            f"{list(columns)}"
         )
 
-    zone_codes, zones, timestamps, raw = _sorted_arrays(df)  # [N], (Z), [N], [N, F] float64
+    zone_codes, zones, timestamps, raw, order = _sorted_arrays(df)  # [N], (Z), [N], [N, F] float64
     n = len(timestamps)
     tt_col = schema.FEATURES.index(schema.TRANSPORT_TIME)
     transport = raw[:, tt_col].copy()  # [N] with NaN where no completions
@@ -192,9 +212,13 @@ def prepare(
     filled = pd.Series(transport).groupby(zone_codes, sort=False).ffill().to_numpy(np.float64)
     filled = np.where(np.isnan(filled), nominal_per_row, filled)
     raw[:, tt_col] = filled
+    if context is not None and not context.empty:
+        plan = _plan_arrays(df, context, order)
+        extra = context_columns(context, zone_codes, zones, timestamps, raw, nominal_per_row, plan)
+        raw = np.concatenate([raw, extra], axis=1)  # [N, F + C]
     if scaler is None:
-        scaler = Scaler.fit(raw[fit_rows], schema.FEATURES)
-    features = np.ascontiguousarray(scaler.transform(raw))  # [N, F] float32
+        scaler = Scaler.fit(raw[fit_rows], columns)
+    features = np.ascontiguousarray(scaler.transform(raw))  # [N, F + C] float32
 
     # targets: the horizon after row i; NaN where it leaves the segment (zone change or gap).
     # future_mean over the concatenated series equals it per segment wherever after >= horizon
@@ -204,6 +228,10 @@ def prepare(
     delay[after < horizon] = np.nan
     event = delay_events(delay, task.sla_delay_s)
     target = (event if task.task == "event" else delay).astype(np.float32)
+    train_target = (
+        early_warning_target(target, after, task.early_warning_min)
+        if task.task == "event" and task.early_warning_min > 0 else target
+    )
     input_ok = before >= lookback - 1
 
     if split is None:
@@ -231,12 +259,61 @@ def prepare(
         nominal_s=nominal,
         lookback=lookback,
         horizon=horizon,
+        minute_delay_s=(filled - nominal_per_row).astype(np.float32),
+        cause=_cause_array(df, order),
+        train_target=train_target,
+        context=context if context is not None and not context.empty else None,
     )
 
 
-def _sorted_arrays(df: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray]:
-    """(zone_codes [N] int32, zones, timestamps [N] datetime64[ns], features [N, F] float64),
-    sorted by (zone, time); zones sorted by name."""
+def early_warning_target(target: np.ndarray, after: np.ndarray, minutes: int) -> np.ndarray:
+    """[N] float32: 1 where the event holds at row t or at any of the next `minutes` rows of the
+    same segment (`after[t]` rows follow t in it); NaN where `target` is; else 0.
+
+    An alarm raised up to `minutes` before an episode's start is then a hit in training, which
+    teaches the models to warn before the delay instead of echoing one already under way."""
+    event = np.nan_to_num(target.astype(np.float64), nan=0.0) == 1  # [N]
+    out = event.copy()
+    n = len(event)
+    for j in range(1, minutes + 1):
+        shifted = np.zeros(n, dtype=bool)
+        shifted[:-j] = event[j:]
+        out |= shifted & (after >= j)
+    return np.where(np.isnan(target), np.nan, out.astype(np.float32)).astype(np.float32)
+
+
+def _plan_arrays(df: pd.DataFrame, context: ContextSpec, order: np.ndarray) -> np.ndarray | None:
+    if not context.plan_columns:
+        return None
+    missing = [c for c in context.plan_columns if c not in df.columns]
+    if missing:
+        raise BadInputError(
+            f"the model was trained with the plan columns {list(context.plan_columns)}; the data "
+            f"lacks {missing}"
+        )
+    try:
+        plan = df[list(context.plan_columns)].to_numpy(dtype=np.float64)[order]  # [N, P]
+    except (ValueError, TypeError) as err:
+        raise BadInputError(f"plan columns must be numeric ({err})") from err
+    if not np.isfinite(plan).all():
+        raise BadInputError(f"NaN/inf in plan columns {list(context.plan_columns)} (run `fabray validate` for rows)")
+    return plan
+
+
+def _cause_array(df: pd.DataFrame, order: np.ndarray) -> np.ndarray | None:
+    cause_col = getattr(schema, "CAUSE", "cause")
+    if cause_col not in df.columns:
+        return None
+    values = df[cause_col].astype(object).to_numpy()[order]
+    return np.asarray(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
+                       for v in values], dtype=object)
+
+
+def _sorted_arrays(
+    df: pd.DataFrame,
+) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """(zone_codes [N] int32, zones, timestamps [N] datetime64[ns], features [N, F] float64,
+    order [N]: the frame's row of each sorted row), sorted by (zone, time); zones by name."""
     missing = [c for c in (schema.TIMESTAMP, schema.ZONE, *schema.FEATURES) if c not in df.columns]
     if missing:
         raise BadInputError(f"missing columns: {missing}. Received columns: {list(df.columns)}")
@@ -272,7 +349,7 @@ def _sorted_arrays(df: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...], np.nd
     if bad.any():
         cols = [schema.FEATURES[j] for j in np.flatnonzero(bad.any(axis=0))]
         raise BadInputError(f"NaN/inf in feature columns {cols} (run `fabray validate` for rows)")
-    return codes, tuple(str(z) for z in zones), ts_ns, raw
+    return codes, tuple(str(z) for z in zones), ts_ns, raw, order
 
 
 def _split_span(zone_codes: np.ndarray, timestamps: np.ndarray, split: SplitConfig) -> np.ndarray:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -82,6 +83,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("vehicles_down", "vehicles_down", 0.5, "level", weight=1.0, softness=0.1),
     Rule("slow_transport", "transport_time_s", 30.0, "rise", weight=2.0, softness=5.0),
 )
+
+
+def input_scaling(scaler: Any) -> dict[str, list]:
+    """The `rule` overrides that tell it how its input was scaled: the input column names and the
+    scaler's mean/scale (a `fabray.data.scaler.Scaler`). The one place that maps a scaler onto
+    the rule model (training, retraining, evaluation and serving call it)."""
+    return {
+        "feature_names": list(scaler.features),
+        "feature_mean": [float(v) for v in scaler.mean],
+        "feature_scale": [float(v) for v in scaler.scale],
+    }
 
 
 @dataclass(frozen=True)

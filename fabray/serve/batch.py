@@ -84,6 +84,7 @@ def _series_source(store: ModelStore, version: str, path: str, all_windows: bool
     """Read, validate and prepare a data file with the version's scaler: (features [N, F]
     scaled, window end rows [W], columns for the output)."""
     from fabray.config import TaskConfig
+    from fabray.data.context import ContextSpec
     from fabray.data.scaler import Scaler
     from fabray.data.validate import load_validated
     from fabray.data.windows import ALL, latest_window_ends, prepare
@@ -94,7 +95,8 @@ def _series_source(store: ModelStore, version: str, path: str, all_windows: bool
     prep = store.read_json(run / first["preprocessing"]) or {}
     task = TaskConfig.model_validate(prep.get("task") or manifest.get("task") or {})
     df = load_validated(path)
-    prepared = prepare(df, task, None, scaler=Scaler.from_dict(prep["scaler"]), nominal_s=prep["nominal_s"])
+    prepared = prepare(df, task, None, scaler=Scaler.from_dict(prep["scaler"]), nominal_s=prep["nominal_s"],
+                       context=ContextSpec.stored(prep))
     if all_windows:
         ends = prepared.splits[ALL]
     else:

@@ -27,7 +27,7 @@ from fabray.serve.store import ModelStore
 logger = logging.getLogger(__name__)
 
 #: What must not change between the live version and a new one unless promoted with force=True.
-CONTRACT_KEYS = ("lookback", "n_features", "task")
+CONTRACT_KEYS = ("lookback", "n_features", "context", "task")
 
 
 @dataclass
@@ -46,10 +46,10 @@ class ServingBundle:
     def load(cls, store: ModelStore, version: str, ensemble: EnsembleConfig | None = None) -> ServingBundle:
         run = store.verify(version)
         predictor = RunPredictor.load(run)
-        if predictor.n_features != len(schema.FEATURES):
+        if tuple(predictor.scaler.features[: len(schema.FEATURES)]) != schema.FEATURES:
             raise BadInputError(
-                f"version {version}: its models take {predictor.n_features} features, the API sends "
-                f"{len(schema.FEATURES)}"
+                f"version {version}: its models' inputs {list(predictor.scaler.features)} do not start "
+                f"with the API's {len(schema.FEATURES)} features"
             )
         names = predictor.model_names
         if predictor.ensemble is not None:
@@ -97,6 +97,9 @@ class ServingBundle:
             "zones": list(p.zones),
             "lookback": p.lookback,
             "n_features": p.n_features,
+            "input_columns": list(p.scaler.features),
+            "context": p.context.to_dict() if p.context is not None else None,
+            "nominal_s": dict(p.nominal_s),
             "task": p.task.task,
             "threshold": self.threshold,
             "sla_delay_s": p.task.sla_delay_s,
@@ -118,11 +121,9 @@ def _rules_baseline(predictor: RunPredictor) -> Callable[[np.ndarray], np.ndarra
     import tensorflow as tf
 
     from fabray.models import make_config
-    from fabray.models.rule import rule_score_layer
+    from fabray.models.rule import input_scaling, rule_score_layer
 
-    cfg = make_config(RULE_MODEL, {
-        "feature_mean": list(predictor.scaler.mean), "feature_scale": list(predictor.scaler.scale),
-    })
+    cfg = make_config(RULE_MODEL, input_scaling(predictor.scaler))
     window = keras.Input(shape=(predictor.lookback, predictor.n_features), name="window")  # [B, L, F]
     model = keras.Model(window, rule_score_layer(cfg)(window), name="rules_baseline")  # [B, 1] logit
     signature = [tf.TensorSpec([None, predictor.lookback, predictor.n_features], tf.float32)]

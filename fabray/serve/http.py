@@ -203,10 +203,40 @@ def _check_windows(items: list[WindowIn], meta: dict[str, Any], settings: HttpSe
                                 f"model version {meta['version']} knows {sorted(known)}")
         checked = check_window(item.window, lookback=int(meta["lookback"]), rules=settings.degraded,
                                features=schema.FEATURES, where=where)
+        values = checked.values  # [L, 12]
+        if meta.get("context"):
+            values = np.concatenate([values, _window_context(item, meta, settings, where)], axis=1)
         zones.append(item.zone)
-        arrays.append(checked.values)
+        arrays.append(values)
         reasons.append(checked.degraded_reasons)
-    return zones, np.stack(arrays), reasons  # [B, L, F]
+    return zones, np.stack(arrays).astype(np.float32), reasons  # [B, L, F]
+
+
+def _window_context(item: WindowIn, meta: dict[str, Any], settings: HttpSettings, where: str) -> np.ndarray:
+    """The context columns [L, C] of one window (calendar, plan, neighbours), built exactly as
+    training built them (`fabray.data.context.window_context`)."""
+    from fabray.data.context import ContextSpec, window_context
+
+    spec = ContextSpec.from_dict(meta["context"])
+    lookback = int(meta["lookback"])
+    prefix = where[: -len("window")]
+    neighbours = {}
+    for zone, rows in (item.neighbours or {}).items():
+        if zone not in meta["zones"]:
+            raise ApiError(422, f"{prefix}neighbours: unknown zone {zone!r}")
+        neighbours[zone] = check_window(rows, lookback=lookback, rules=settings.degraded,
+                                        features=schema.FEATURES, where=f"{prefix}neighbours.{zone}").values
+    end_time = None
+    if item.timestamp is not None:
+        try:
+            end_time = np.datetime64(item.timestamp.replace("Z", ""), "m")
+        except ValueError:
+            raise ApiError(422, f"{prefix}timestamp: not an ISO-8601 minute. Received: {item.timestamp!r}") from None
+    try:
+        return window_context(spec, tuple(meta["zones"]), item.zone, end_time, lookback,
+                              meta["nominal_s"], neighbours, item.plan)
+    except BadInputError as err:
+        raise ApiError(422, f"{prefix}{err}") from None
 
 
 # ---------------------------------------------------------------------------- the app

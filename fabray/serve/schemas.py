@@ -34,6 +34,21 @@ class WindowIn(_Body):
         "transport_time_s (no completions) is carried forward; other missing values are a gap "
         "(a few minutes are filled and the window is flagged `degraded`).",
     )
+    timestamp: str | None = Field(
+        None, max_length=40,
+        description="The window's last minute, ISO-8601 in site time (e.g. '2025-01-06T08:00'). "
+        "Required when the served model uses calendar inputs (time of day, shift changes).",
+    )
+    neighbours: dict[str, list[list[Number | None]]] | None = Field(
+        None, max_length=16,
+        description="Windows of the zone's neighbours on the site topology over the same minutes "
+        "(zone → rows like `window`). A neighbour not given is treated as absent (less context).",
+    )
+    plan: dict[str, list[Number]] | None = Field(
+        None, max_length=8,
+        description="Known-future plan columns (e.g. lots_planned, pm_planned) → lookback + horizon "
+        "values: the window's minutes and the next `horizon` ones. Absent: the plan is unknown.",
+    )
 
 
 class PredictionOut(BaseModel):

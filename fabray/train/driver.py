@@ -100,6 +100,7 @@ def effective_overrides(config: FabrayConfig, names: Sequence[str], scaler: Any)
     section (when the config has one), then `train.model_overrides` on top; the `rule` model
     also gets the fitted scaler's mean/scale (its thresholds are in raw units) unless given."""
     from fabray.models import MODELS
+    from fabray.models.rule import input_scaling
 
     section = getattr(getattr(config, "models", None), "overrides", None) or {}
     stray = sorted((set(section) | set(config.train.model_overrides)) - set(MODELS))
@@ -109,8 +110,7 @@ def effective_overrides(config: FabrayConfig, names: Sequence[str], scaler: Any)
     for name in names:
         merged = {**dict(section.get(name, {})), **dict(config.train.model_overrides.get(name, {}))}
         if name == "rule" and "feature_mean" not in merged and "feature_scale" not in merged:
-            merged["feature_mean"] = [float(v) for v in scaler.mean]
-            merged["feature_scale"] = [float(v) for v in scaler.scale]
+            merged.update(input_scaling(scaler))
         out[name] = merged
     return out
 
@@ -364,6 +364,8 @@ def preprocessing_dict(prepared: Any, config: FabrayConfig) -> dict[str, Any]:
     """What a stored model needs to score raw windows: scaler, nominal times, shapes, task."""
     return {
         "features": list(schema.FEATURES),
+        "input_columns": list(prepared.input_columns),
+        "context": prepared.context.to_dict() if prepared.context is not None else None,
         "scaler": prepared.scaler.to_dict(),
         "nominal_s": dict(prepared.nominal_s),
         "zones": list(prepared.zones),
@@ -448,13 +450,15 @@ class PreparedRun:
 def prepare_run(data: str | Path, out: str | Path, config: FabrayConfig) -> PreparedRun:
     """Everything that can be refused as bad input, with no Ray and no file written: the run
     directory is free, the data file reads and validates, the windows exist, the models build."""
+    from fabray.data.context import ContextSpec
     from fabray.data.validate import load_validated
     from fabray.data.windows import prepare
 
     out = rd.check_run_dir_free(out)
     data = Path(data)
     df = load_validated(data)
-    prepared = prepare(df, config.task, config.split)
+    context = ContextSpec.from_site(config.site, config.task.horizon, list(df.columns))
+    prepared = prepare(df, config.task, config.split, context=context)
     _check_windows(prepared)
     info = _data_info(data, df, prepared)
     names = list(config.train.models)

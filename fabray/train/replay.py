@@ -33,7 +33,7 @@ class TrainSeries:
     @classmethod
     def of(cls, prepared: Any) -> TrainSeries:  # prepared: fabray.data.windows.PreparedData
         """A prepared data file's own train and validation splits."""
-        return cls(prepared.features, prepared.target, prepared.splits["train"], prepared.splits["val"])
+        return cls(prepared.features, prepared.fit_target, prepared.splits["train"], prepared.splits["val"])
 
 
 def replay_size(n_new_train: int, available: int, ratio: float, max_windows: int | None) -> int:

@@ -188,8 +188,9 @@ def _overrides(parent: ParentRun, scaler: Any, refit: bool) -> dict[str, dict]:
     rule = out.get("rule")
     old = parent.preprocessing["scaler"]
     if refit and rule is not None and rule.get("feature_mean") == list(old["mean"]):
-        rule["feature_mean"] = [float(v) for v in scaler.mean]  # auto-filled from the old scaler
-        rule["feature_scale"] = [float(v) for v in scaler.scale]
+        from fabray.models.rule import input_scaling
+
+        rule.update(input_scaling(scaler))  # it was auto-filled from the old scaler
     return out
 
 
@@ -220,7 +221,8 @@ def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: 
             note["skipped"].append({**source, "reason": f"file changed since (now {fingerprint})"})
             continue
         prepared = prepare(load_validated(path), config.task, config.split,
-                           scaler=new_prepared.scaler, nominal_s=new_prepared.nominal_s)
+                           scaler=new_prepared.scaler, nominal_s=new_prepared.nominal_s,
+                           context=new_prepared.context)
         usable.append((source, prepared))
     for skipped in note["skipped"]:
         if "path" in skipped:
@@ -229,7 +231,7 @@ def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: 
     n = replay_size(len(series.train_ends), sum(len(e) for e in ends), retrain.replay_ratio,
                     retrain.replay_max_windows)
     drawn = sample_replay(ends, n, config.train.seed) if usable else []
-    series = with_replay(series, [(p.features, p.target, d) for (_, p), d in zip(usable, drawn)])
+    series = with_replay(series, [(p.features, p.fit_target, d) for (_, p), d in zip(usable, drawn)])
     note["windows"] = series.replay_windows
     note["sources"] = [{**s, "train_windows": int(len(p.splits["train"])), "windows_drawn": int(len(d))}
                        for (s, p), d in zip(usable, drawn)]
@@ -253,6 +255,7 @@ def prepare_retrain(
     run, the new data and its windows, the replay sample, the models (same parameter counts as
     the parent's). `models`: fine-tune only these (the parent's others land unchanged; only with
     the kept scaler). `started_unix`: when the budget started (default: now)."""
+    from fabray.data.context import ContextSpec
     from fabray.data.scaler import Scaler
     from fabray.data.validate import load_validated
     from fabray.data.windows import prepare
@@ -273,12 +276,13 @@ def prepare_retrain(
         )
     data = Path(data)
     df = load_validated(data)
+    context = ContextSpec.stored(parent.preprocessing)  # the parent's inputs: its weights expect them
     if refit:
-        prepared = prepare(df, config.task, config.split)
+        prepared = prepare(df, config.task, config.split, context=context)
     else:
         prepared = prepare(df, config.task, config.split,
                            scaler=Scaler.from_dict(parent.preprocessing["scaler"]),
-                           nominal_s=parent.preprocessing["nominal_s"])
+                           nominal_s=parent.preprocessing["nominal_s"], context=context)
     _check_windows(prepared)
     info = _data_info(data, df, prepared)
     series, replay_note = _replay(parent, prepared, info["fingerprint"], config)
