@@ -6,6 +6,7 @@ No Ray here: tests/integration/test_serve.py runs the same API on Ray Serve with
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -258,3 +259,61 @@ def test_openapi_docs_list_the_endpoints(servers):
     for path in ("/v1/predict", "/v1/feedback", "/v1/batch", "/v1/retrain", "/v1/rollback", "/v1/models", "/healthz"):
         assert path in paths
     assert requests.get(servers["url"] + "/docs", timeout=10).status_code == 200
+
+
+# ------------------------------------------------------------------------------- context inputs
+
+
+class ContextService(FakeService):
+    """A served version trained with calendar, plan and neighbour inputs (ring of Z01, Z02)."""
+
+    async def meta(self):
+        from fabray.data.context import ContextSpec
+
+        spec = ContextSpec(horizon=3, calendar=True, shift_changes_min=(360, 840, 1320),
+                           plan_columns=("lots_planned",), topology="ring",
+                           neighbour_features=("queue_len", "transport_time_s"))
+        return {"version": "v1", "zones": ["Z01", "Z02"], "lookback": L, "task": "event",
+                "context": spec.to_dict(), "nominal_s": {"Z01": 100.0, "Z02": 120.0}}
+
+
+@pytest.fixture(scope="module")
+def context_server():
+    service = ContextService(TOKEN)
+    url, server, thread = _serve(service)
+    yield url, service
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_context_inputs_are_built_per_window_like_training(context_server):
+    from fabray.data.context import ContextSpec, window_context
+
+    url, service = context_server
+    body = {**window("Z01"), "timestamp": "2025-01-06T05:59",
+            "neighbours": {"Z02": window("Z02", 1)["window"]}, "plan": {"lots_planned": [2.0] * (L + 3)}}
+    r = post(url, "/v1/predict", json=body)
+    assert r.status_code == 200, r.text
+    _, _, windows, _ = service.calls[-1]
+    spec = ContextSpec.from_dict(asyncio.run(service.meta())["context"])
+    assert windows.shape == (1, L, F + len(spec.column_names()))
+    expected = window_context(spec, ("Z01", "Z02"), "Z01", np.datetime64("2025-01-06T05:59"), L,
+                              {"Z01": 100.0, "Z02": 120.0}, {"Z02": np.asarray(body["neighbours"]["Z02"])},
+                              body["plan"])
+    np.testing.assert_allclose(windows[0, :, F:], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(windows[0, :, :F], np.asarray(body["window"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda b: b.pop("timestamp"), "timestamp: required"),
+    (lambda b: b.update(timestamp="yesterday"), "timestamp: not an ISO-8601"),
+    (lambda b: b.update(neighbours={"Z09": b["window"]}), "unknown zone 'Z09'"),
+    (lambda b: b.update(neighbours={"Z02": b["window"][:-1]}), "neighbours.Z02"),
+    (lambda b: b.update(plan={"lots_planned": [1.0]}), "plan.lots_planned"),
+    (lambda b: b.update(plan={"pm_planned": [1.0] * (L + 3)}), "unknown columns"),
+])
+def test_bad_context_is_422_naming_it(context_server, change, fragment):
+    url, _ = context_server
+    body = {**window("Z01"), "timestamp": "2025-01-06T05:59"}
+    change(body)
+    assert_error(post(url, "/v1/predict", json=body), 422, "invalid_input", fragment)
