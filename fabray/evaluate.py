@@ -3,21 +3,26 @@ data the run never trained on; JSON as DESIGN §8, a leaderboard, ROI, and a rep
 
 What is compared, all on the same test windows (each row a window end with a defined target):
 
-- every model of the run, each at its own F1-best **validation** threshold (stored by
-  `fabray ensemble`; 0.5 before it ran). Thresholds are never chosen on test;
+- every model of the run, each at its own **validation** threshold (stored by `fabray ensemble`:
+  the lead-score-best one, `fabray.metrics.best_lead_threshold`; 0.5 before it ran). Thresholds
+  are never chosen on test;
 - `"ensemble"`: the dynamic weighted ensemble fabray serves (`ensemble.json`), replayed over the
   test rows in time order with feedback arriving `horizon` minutes late, starting from the base
   weights in every zone (it does not assume the validation period's trackers carry over);
 - `"static_ensemble"`: fixed weights, fitted alongside it on validation;
 - baselines (`fabray.baselines`): persistence, the rules alone (untrained `rule` model), and
   gradient-boosted trees on lag features (trained here on the run's training split, early-stopped
-  and thresholded on its validation split).
+  on its validation split). The rules' and the trees' thresholds are the lead-score-best ones on
+  the validation split, as the models'.
 
 Test data: a separate file (e.g. a fab simulated with another seed) is scored in full. The run's
 own training file (same fingerprint) is scored on its **test split** only.
 
-Every metrics dict holds `fabray.metrics.EVENT_METRICS`, the `threshold` used and a `lead_time`
-summary (minutes of warning before each delay episode; DESIGN §1). NaN is written as null.
+Every metrics dict holds `fabray.metrics.EVENT_METRICS`, the `threshold` used, the `lead` object
+(DESIGN §8: episodes warned at their start, before the delay is observed, ≥ 5 min before it,
+median lead, false-alarm runs per zone-day, lead scores; `fabray.metrics.lead_metrics`) and the
+headline `lead_score` beside it; with a `cause` column in the test data also `lead_by_cause`.
+The leaderboard ranks by the headline (`HEADLINE`), then F1, then PR-AUC. NaN is written as null.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from fabray.errors import BadInputError
 logger = logging.getLogger(__name__)
 
 KINDS = ("model", "static_ensemble", "ensemble", "baseline")
+#: The metric the leaderboard ranks by (DESIGN §1: lead time is the headline).
+HEADLINE = "lead_score"
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Candidate:
     threshold: float
     metrics: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    lead_records: Any = None  # fabray.metrics.LeadEpisodes of its alarms on the test windows
 
     @property
     def alarm(self) -> np.ndarray:
@@ -77,15 +85,18 @@ class EvaluationResult:
     ensemble_info: dict[str, Any]
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cause: np.ndarray | None = None  # [W] the data's diagnostic cause ("" none); None without the column
+    episode_causes: np.ndarray | None = None  # [E] cause of each delay episode (None without the column)
 
     def by_kind(self, kind: str) -> dict[str, Candidate]:
         return {n: c for n, c in self.candidates.items() if c.kind == kind}
 
     def leaderboard(self) -> list[Candidate]:
-        """Every candidate, best F1 first (PR-AUC breaks ties)."""
+        """Every candidate, best headline (`lead_score`) first; F1, then PR-AUC break ties."""
         return sorted(
             self.candidates.values(),
-            key=lambda c: (_finite(c.metrics.get("f1")), _finite(c.metrics.get("pr_auc"))),
+            key=lambda c: (_finite(c.metrics.get(HEADLINE)), _finite(c.metrics.get("f1")),
+                           _finite(c.metrics.get("pr_auc"))),
             reverse=True,
         )
 
@@ -106,13 +117,25 @@ class EvaluationResult:
             "roi": self.roi,
             "roi_by_candidate": self.roi_by_candidate,
             "ensemble_info": self.ensemble_info,
-            "leaderboard": [
-                {"name": c.name, "kind": c.kind, "f1": c.metrics.get("f1"), "pr_auc": c.metrics.get("pr_auc")}
-                for c in self.leaderboard()
-            ],
+            "headline": HEADLINE,
+            "leaderboard": [_board_entry(c) for c in self.leaderboard()],
             "notes": self.notes,
         }
         return _json_safe(out)
+
+
+def _board_entry(c: Candidate) -> dict[str, Any]:
+    lead = c.metrics.get("lead") or {}
+    return {
+        "name": c.name, "kind": c.kind, HEADLINE: c.metrics.get(HEADLINE),
+        "episodes": lead.get("episodes"), "warned_at_start": lead.get("warned_at_start"),
+        "warned_at_start_fraction": lead.get("warned_at_start_fraction"),
+        "warned_before_onset": lead.get("warned_before_onset"),
+        "warned_5min_before_onset": lead.get("warned_5min_before_onset"),
+        "median_lead_min": lead.get("median_lead_min"),
+        "false_alarm_runs_per_zone_day": lead.get("false_alarm_runs_per_zone_day"),
+        "f1": c.metrics.get("f1"), "pr_auc": c.metrics.get("pr_auc"),
+    }
 
 
 def _finite(value: Any, default: float = -math.inf) -> float:
@@ -142,17 +165,70 @@ def _json_safe(obj: Any) -> Any:
 # ---------------------------------------------------------------------------- scoring
 
 
-def score_candidate(cand: Candidate, target: np.ndarray, segments: np.ndarray) -> Candidate:
-    """Fill `cand.metrics`: event metrics at its threshold, the threshold, lead-time summary."""
-    from fabray.metrics import event_metrics, lead_time_summary, lead_times
+def score_candidate(
+    cand: Candidate,
+    target: np.ndarray,
+    segments: np.ndarray,
+    minute_delay_s: np.ndarray | None = None,
+    sla_delay_s: float = 60.0,
+    horizon: int = 10,
+    *,
+    episode_causes: np.ndarray | None = None,
+) -> Candidate:
+    """Fill `cand.metrics`: event metrics at its threshold, the threshold, the `lead` object and
+    the headline `lead_score` (and `lead_by_cause` when `episode_causes` [E] is given); keep the
+    per-episode records in `cand.lead_records`.
 
+    `minute_delay_s` [W] is each window end's own delay (None: no onset is observed before the
+    fallback s + horizon)."""
+    from fabray.metrics import HEADLINE_METRIC, event_metrics, lead_by_cause, lead_episodes, lead_summary
+
+    target = np.asarray(target, dtype=np.float64)
+    if minute_delay_s is None:
+        minute_delay_s = np.zeros(target.size)
     metrics: dict[str, Any] = event_metrics(target, cand.prob, cand.threshold)
     metrics["threshold"] = float(cand.threshold)
-    metrics["lead_time"] = lead_time_summary(lead_times(target, cand.alarm, segments))
+    records = lead_episodes(target, cand.alarm, segments, minute_delay_s, sla_delay_s, horizon)
+    metrics["lead"] = lead_summary(records)
+    metrics[HEADLINE_METRIC] = metrics["lead"][HEADLINE_METRIC]
+    if episode_causes is not None:
+        metrics["lead_by_cause"] = lead_by_cause(records, episode_causes)
     if cand.note:
         metrics["note"] = cand.note
     cand.metrics = metrics
+    cand.lead_records = records
     return cand
+
+
+def minute_delays(prepared: Any, ends: np.ndarray, scaler: Any = None) -> np.ndarray:
+    """[W] float64 each window end's own transport delay, seconds: `prepared.minute_delay_s` when
+    the prepared data carries it, else the transport-time feature (carried over empty minutes),
+    un-scaled, minus the zone's nominal."""
+    from fabray import schema
+
+    ends = np.asarray(ends, dtype=np.int64)
+    carried = getattr(prepared, "minute_delay_s", None)
+    if carried is not None:
+        return np.asarray(carried, dtype=np.float64)[ends]
+    scaler = scaler if scaler is not None else prepared.scaler
+    tt = schema.FEATURES.index(schema.TRANSPORT_TIME)
+    raw_tt = prepared.features[ends, tt].astype(np.float64) * scaler.scale[tt] + scaler.mean[tt]
+    nominal = np.asarray([prepared.nominal_s[z] for z in prepared.zones])[prepared.zone_codes[ends]]
+    return raw_tt - nominal
+
+
+def lead_threshold(
+    target: np.ndarray, prob: np.ndarray, segments: np.ndarray, minute_delay_s: np.ndarray,
+    sla_delay_s: float, horizon: int,
+) -> float:
+    """The validation threshold of a scorer: lead-score-best (`best_lead_threshold`); F1-best
+    when validation holds no delay episode (the lead score is undefined there)."""
+    from fabray.metrics import best_lead_threshold
+
+    thr, score = best_lead_threshold(target, prob, segments, minute_delay_s, sla_delay_s, horizon)
+    if not math.isfinite(score):
+        return _f1_threshold(target, prob)
+    return float(min(max(thr, 0.0), 1.0))
 
 
 def block_bootstrap_f1(
@@ -264,6 +340,9 @@ def evaluate_run(
     from fabray.ensemble import EnsembleParams, replay
     from fabray.predictor import RunPredictor
     from fabray.roi import roi
+    from fabray.metrics import episode_causes as causes_of
+    from fabray.metrics import episodes as find_episodes
+    from fabray.metrics import observed_onsets
     from fabray.run_data import load_run_data, run_config, segment_codes
 
     predictor = RunPredictor.load(run_dir)
@@ -282,6 +361,8 @@ def evaluate_run(
     target = prepared.target[ends].astype(np.float64)  # [W]
     zone_codes = prepared.zone_codes[ends].astype(np.int64)
     segments = segment_codes(prepared, ends)
+    minute_delay_s = minute_delays(prepared, ends, predictor.scaler)  # [W]
+    sla, horizon = float(task.sla_delay_s), int(task.horizon)
     if np.nansum(target) == 0:
         notes.append("the test windows hold no delay event: recall, F1 and the AUCs are 0 or undefined")
 
@@ -339,9 +420,11 @@ def evaluate_run(
     rule_test = bl.rules_scores(prepared.features, ends, predictor.lookback, overrides)
     rule_thr = default_thr
     if run_data is not None:
-        val = run_data.prepared.splits["val"]
-        rule_thr = _f1_threshold(run_data.prepared.target[val], bl.rules_scores(
-            run_data.prepared.features, val, predictor.lookback, overrides))
+        vp = run_data.prepared
+        val = vp.splits["val"]
+        val_lead = (segment_codes(vp, val), minute_delays(vp, val, predictor.scaler), sla, horizon)
+        rule_thr = lead_threshold(vp.target[val].astype(np.float64), bl.rules_scores(
+            vp.features, val, predictor.lookback, overrides), *val_lead)
     cands["rules"] = Candidate("rules", "baseline", rule_test, rule_thr, note="untrained rule model: rule score only")
 
     if not bl.gbt_available():
@@ -361,32 +444,35 @@ def evaluate_run(
         except ValueError as err:
             skipped["gbt"] = f"could not be fitted: {err}"
         else:
-            thr = _f1_threshold(rp.target[va], bl.gbt_scores(model, bl.lag_features(rp.features, va, lookback)))
+            thr = lead_threshold(rp.target[va].astype(np.float64),
+                                 bl.gbt_scores(model, bl.lag_features(rp.features, va, lookback)), *val_lead)
             cands["gbt"] = Candidate("gbt", "baseline", bl.gbt_scores(model, bl.lag_features(prepared.features, ends, lookback)),
                                      thr, note=f"LightGBM on {len(bl.LagSpec().names(['x']))} lag features per input")
+    cause_w = getattr(prepared, "cause", None)
+    cause_w = None if cause_w is None else np.asarray(cause_w, dtype=object)[ends]  # [W]
+    ep_causes = None
+    if cause_w is not None:
+        starts, stops = find_episodes(target, segments)
+        ep_causes = causes_of(cause_w, starts, observed_onsets(starts, stops, segments, minute_delay_s, sla, horizon))
     for cand in cands.values():
-        score_candidate(cand, target, segments)
+        score_candidate(cand, target, segments, minute_delay_s, sla, horizon, episode_causes=ep_causes)
     boot = block_bootstrap_f1(target, {n: c.alarm for n, c in cands.items()}, segments)
     for name, cand in cands.items():
         lo, hi = np.nanpercentile(boot[name], [2.5, 97.5])
         cand.metrics["f1_ci95"] = [float(lo), float(hi)]
 
     # Arrays for the report: this minute's delay (carried over empty minutes) and the target's value.
-    from fabray import schema
-
-    tt = schema.FEATURES.index(schema.TRANSPORT_TIME)
-    raw_tt = prepared.features[ends, tt].astype(np.float64) * predictor.scaler.scale[tt] + predictor.scaler.mean[tt]
     nominal = np.asarray([prepared.nominal_s[z] for z in prepared.zones])[zone_codes]
-    notes += _nominal_drift_notes(raw_tt, zone_codes, prepared.zones, prepared.nominal_s)
+    notes += _nominal_drift_notes(minute_delay_s + nominal, zone_codes, prepared.zones, prepared.nominal_s)
     ens_metrics = cands["ensemble"].metrics
     result = EvaluationResult(
         run=predictor.version, data=data_info, task=task.model_dump(), model_names=tuple(names),
         candidates=cands, target=target, future_delay_s=prepared.delay_s[ends].astype(np.float64),
-        minute_delay_s=raw_tt - nominal, zone_codes=zone_codes, zones=tuple(prepared.zones),
+        minute_delay_s=minute_delay_s, zone_codes=zone_codes, zones=tuple(prepared.zones),
         segments=segments, timestamps=prepared.timestamps[ends], weights=weights,
         roi=roi(ens_metrics, roi_config),
         roi_by_candidate={n: _roi_brief(roi(c.metrics, roi_config)) for n, c in cands.items()},
-        ensemble_info=ens_info, skipped=skipped, notes=notes,
+        ensemble_info=ens_info, skipped=skipped, notes=notes, cause=cause_w, episode_causes=ep_causes,
     )
     _compare_note(result, boot)
     return result
@@ -401,6 +487,7 @@ def _nominal_drift_notes(
     far = []
     for code, zone in enumerate(zones):
         values = transport_s[zone_codes == code]
+        values = values[np.isfinite(values)]
         if values.size == 0:
             continue
         median = float(np.median(values))
@@ -416,30 +503,37 @@ def _nominal_drift_notes(
 
 
 def _roi_brief(full: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("delays_caught_per_day", "false_alarms_per_day", "value_per_month_krw", "net_value_per_month_krw",
-            "roi_multiple", "delays_warned_in_advance_per_day", "net_value_per_month_warned_krw")
+    keys = ("basis", "delays_caught_per_day", "false_alarms_per_day", "value_per_month_krw", "net_value_per_month_krw",
+            "roi_multiple", "delays_warned_5min_per_day", "net_value_per_month_5min_krw",
+            "delays_caught_minute_recall_per_day", "net_value_per_month_minute_krw")
     return {k: full[k] for k in keys}
 
 
 def _compare_note(result: EvaluationResult, boot: Mapping[str, np.ndarray]) -> None:
-    """State plainly whether the served ensemble beats its best member and every baseline, with
-    the paired block-bootstrap 95% interval of each F1 difference."""
+    """State plainly whether the served ensemble beats its best member and every baseline: on the
+    headline lead score, and on F1 with the paired block-bootstrap 95% interval of each F1
+    difference."""
     ens = result.candidates["ensemble"].metrics
-    f1 = _finite(ens.get("f1"))
-    best = max(result.by_kind("model").values(), key=lambda c: _finite(c.metrics.get("f1")))
+    score, f1 = _finite(ens.get(HEADLINE)), _finite(ens.get("f1"))
+    models = result.by_kind("model").values()
+    best = max(models, key=lambda c: (_finite(c.metrics.get(HEADLINE)), _finite(c.metrics.get("f1"))))
 
     def diff(other: str) -> str:
         lo, hi = np.nanpercentile(boot["ensemble"] - boot[other], [2.5, 97.5])
-        return f"difference 95% CI [{lo:+.4f}, {hi:+.4f}]"
+        return f"F1 difference 95% CI [{lo:+.4f}, {hi:+.4f}]"
 
-    best_f1 = _finite(best.metrics.get("f1"))
+    def versus(cand: Candidate) -> str:
+        return (f"{HEADLINE} {_fmt(cand.metrics.get(HEADLINE), 1)}, F1 {_fmt(cand.metrics.get('f1'))} "
+                f"({diff(cand.name)})")
+
+    best_score = _finite(best.metrics.get(HEADLINE))
     parts = [
-        f"dynamic ensemble F1 {f1:.4f} vs best model {best.name} {best_f1:.4f}: "
-        + ("at least as good" if f1 >= best_f1 else "WORSE") + f" ({diff(best.name)})"
+        f"dynamic ensemble {HEADLINE} {_fmt(score, 1)}, F1 {_fmt(f1)} vs best model {best.name} "
+        f"{versus(best)}: " + ("at least as good" if score >= best_score else "WORSE") + f" on {HEADLINE}"
     ]
     for name, cand in result.by_kind("baseline").items():
-        other = _finite(cand.metrics.get("f1"))
-        parts.append(f"{'above' if f1 > other else 'NOT above'} baseline {name} {other:.4f} ({diff(name)})")
+        other = _finite(cand.metrics.get(HEADLINE))
+        parts.append(f"{'above' if score > other else 'NOT above'} baseline {name} {versus(cand)}")
     verdict = "; ".join(parts)
     result.notes.append(verdict)
     logger.info("%s", verdict)
@@ -449,28 +543,36 @@ def _compare_note(result: EvaluationResult, boot: Mapping[str, np.ndarray]) -> N
 
 
 def leaderboard_text(result: EvaluationResult) -> str:
-    """A fixed-width leaderboard, best F1 first."""
-    head = ["rank", "name", "kind", "f1", "f1_ci95", "pr_auc", "precision", "recall", "accuracy", "threshold",
-            "caught", "median_lead_min"]
+    """A fixed-width leaderboard, best headline (`lead_score`) first, F1 and PR-AUC beside it."""
+    head = ["rank", "name", "kind", HEADLINE, "at_start", "before_onset", "5min_before", "median_lead_min",
+            "fa_runs/zone_day", "f1", "f1_ci95", "pr_auc", "precision", "recall", "threshold"]
     rows = [head]
     for i, c in enumerate(result.leaderboard(), 1):
-        m, lead = c.metrics, c.metrics.get("lead_time", {})
+        m, lead = c.metrics, c.metrics.get("lead") or {}
         ci = m.get("f1_ci95") or [None, None]
+        episodes = lead.get("episodes", 0)
         rows.append([
-            str(i), c.name, c.kind, _fmt(m.get("f1")), f"{_fmt(ci[0], 3)}–{_fmt(ci[1], 3)}",
-            *(_fmt(m.get(k)) for k in ("pr_auc", "precision", "recall", "accuracy")),
-            _fmt(m.get("threshold"), 3), f"{lead.get('caught', 0)}/{lead.get('episodes', 0)}",
-            _fmt(lead.get("median_lead_min"), 1),
+            str(i), c.name, c.kind, _fmt(m.get(HEADLINE), 1),
+            *(f"{lead.get(k, 0)}/{episodes}" for k in ("warned_at_start", "warned_before_onset",
+                                                          "warned_5min_before_onset")),
+            _fmt(lead.get("median_lead_min"), 1), _fmt(lead.get("false_alarm_runs_per_zone_day"), 2),
+            _fmt(m.get("f1")), f"{_fmt(ci[0], 3)}–{_fmt(ci[1], 3)}",
+            *(_fmt(m.get(k)) for k in ("pr_auc", "precision", "recall")), _fmt(m.get("threshold"), 3),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append(
+        f"headline: {HEADLINE} (NAB-style, standard profile: 100 = every episode warned at or before its "
+        "start and no false alarm, 0 = never alarming); lead = minutes before the delay is first observed"
+    )
     lines += [f"skipped {n}: {why}" for n, why in result.skipped.items()]
     r = result.roi
     lines.append(
         f"ROI (dynamic ensemble): {_fmt(r['delays_caught_per_day'], 1)} of {r['delays_per_day']:.0f} delays/day "
-        f"caught, {_fmt(r['false_alarms_per_day'], 1)} false alarms/day, net "
+        f"warned at or before their start, {_fmt(r['false_alarms_per_day'], 1)} false alarms/day, net "
         f"{_krw(r['net_value_per_month_krw'])}/month ({_fmt(r['roi_multiple'], 1)}× the GPU cost; "
-        f"seed claimed {r['seed_claim_roi_multiple']:.0f}×)"
+        f"seed claimed {r['seed_claim_roi_multiple']:.0f}×); stricter (≥ 5 min before the delay is "
+        f"observed): net {_krw(r['net_value_per_month_5min_krw'])}/month"
     )
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)

@@ -1,13 +1,18 @@
 """`fabray evaluate --report DIR`: report.md and its PNG plots (matplotlib, Agg backend).
 
 Plots, each saying in its title what it shows:
-- `leaderboard.png`: F1 and PR-AUC of every model, both ensembles and the baselines;
+- `leaderboard.png`: the headline lead score, F1 and PR-AUC of every model, both ensembles and
+  the baselines;
 - `pr_curves.png`: precision–recall curves on the test windows, each with its operating point;
 - `timeline.png`: one zone (the one with the most delay episodes in the test span), the 24 hours
   with the most delay: transport delay and the SLA, delay events, ensemble probability, alarms;
 - `weights.png`: the dynamic ensemble's weights over that zone's whole test span;
-- `lead_times.png`: when the alarm came for each delay episode, relative to its start (lead
-  time when early, lateness when not; ensemble vs best model).
+- `lead_times.png`: minutes of warning before each delay episode's observed onset (the first
+  minute whose own delay exceeds the SLA), ensemble vs best model; missed episodes counted.
+
+Tables in report.md: the leaderboard (ranked by the headline `lead_score`), a lead-time table
+per candidate, and, when the test data has a `cause` column, the warned fractions per episode
+cause for the ensemble, the best model and the tree baseline.
 """
 
 from __future__ import annotations
@@ -65,23 +70,41 @@ def _f(value: Any, digits: int = 3) -> str:
 # ---------------------------------------------------------------------------- plots
 
 
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def plot_leaderboard(result: Any, path: Path) -> Path:
     plt = _plt()
     board = result.leaderboard()[::-1]  # best at the top
-    f1 = [np.nan_to_num(float(c.metrics.get("f1", np.nan))) for c in board]
-    pr = [np.nan_to_num(float(c.metrics.get("pr_auc", np.nan))) for c in board]
+    f1 = [np.nan_to_num(_num(c.metrics.get("f1"))) for c in board]
+    pr = [np.nan_to_num(_num(c.metrics.get("pr_auc"))) for c in board]
+    score = [_num(c.metrics.get("lead_score")) for c in board]
     y = np.arange(len(board))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(board) + 1.6))
+    fig, (a0, ax) = plt.subplots(1, 2, figsize=(12, 0.45 * len(board) + 1.6), sharey=True,
+                                 gridspec_kw={"width_ratios": [1, 1.4]})
+    a0.barh(y, np.nan_to_num(score), height=0.6, color=[KIND_COLORS[c.kind] for c in board])
+    for yi, v in zip(y, score):
+        a0.text(max(np.nan_to_num(v), 0) + 1, yi, _f(v, 1), va="center", fontsize=8)
+    a0.axvline(0, color="black", lw=0.8)
+    a0.set_xlim(min(0.0, np.nanmin([*score, 0.0]) * 1.1), 110)
+    a0.set_yticks(y, [_label(c) for c in board], fontsize=9)
+    a0.set_xlabel("lead score (0: never alarming, 100: every episode warned at its start, no false alarm)")
+    a0.set_title("Headline: lead score (ranks the board)", fontsize=10)
+    a0.grid(axis="x", alpha=0.3)
     ax.barh(y + 0.2, f1, height=0.4, color=[KIND_COLORS[c.kind] for c in board], label="F1")
     ax.barh(y - 0.2, pr, height=0.4, color=[KIND_COLORS[c.kind] for c in board], alpha=0.45, hatch="//",
             label="PR-AUC")
     for yi, a, b in zip(y, f1, pr):
         ax.text(a + 0.005, yi + 0.2, f"{a:.3f}", va="center", fontsize=8)
         ax.text(b + 0.005, yi - 0.2, f"{b:.3f}", va="center", fontsize=8, color="#555555")
-    ax.set_yticks(y, [_label(c) for c in board], fontsize=9)
     ax.set_xlim(0, min(1.0, max([*f1, *pr, 0.1]) * 1.18))
     ax.set_xlabel("test score")
-    ax.set_title(f"Leaderboard on {result.data['windows']:,} test windows (solid: F1, hatched: PR-AUC)")
+    ax.set_title("Minute-level F1 (solid) and PR-AUC (hatched)", fontsize=10)
+    fig.suptitle(f"Leaderboard on {result.data['windows']:,} test windows")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLORS.values()]
     ax.legend(handles, [k.replace("_", " ") for k in KIND_COLORS], loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
@@ -228,26 +251,9 @@ def plot_weights(result: Any, path: Path) -> Path:
     return path
 
 
-def alarm_offsets(target: np.ndarray, alarm: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """Per delay episode, when the alarm came relative to the episode's start, in minutes:
-    the lead time (>= 0, `fabray.metrics.lead_times`) when the alarm was up at the start, else
-    minus the minutes until the first alarm inside the episode (late), NaN if none came."""
-    from fabray.metrics import episode_starts, lead_times
-
-    leads = lead_times(target, alarm, segments)  # [E]
-    starts = episode_starts(target, segments)  # [E]
-    event = np.nan_to_num(np.asarray(target, dtype=np.float64)) == 1
-    alarm = np.asarray(alarm, dtype=bool)
-    out = leads.copy()
-    for i in np.flatnonzero(np.isnan(leads)):
-        s = int(starts[i])
-        e = s
-        while e + 1 < len(event) and event[e + 1] and segments[e + 1] == segments[s]:
-            e += 1
-        hits = np.flatnonzero(alarm[s:e + 1])
-        if hits.size:
-            out[i] = -float(hits[0])
-    return out
+def _best_model(result: Any) -> Any:
+    """The model ranked highest on the leaderboard (headline first)."""
+    return next(c for c in result.leaderboard() if c.kind == "model")
 
 
 def plot_lead_times(result: Any, path: Path) -> Path:
@@ -255,30 +261,28 @@ def plot_lead_times(result: Any, path: Path) -> Path:
 
     plt = _plt()
     ens = result.candidates["ensemble"]
-    models = {n: c for n, c in result.candidates.items() if c.kind == "model"}
-    best = max(models.values(), key=lambda c: np.nan_to_num(float(c.metrics.get("f1", 0.0))))
-    series = []
-    for cand, color, filled in ((ens, KIND_COLORS["ensemble"], True), (best, KIND_COLORS["model"], False)):
-        series.append((cand, alarm_offsets(result.target, cand.alarm, result.segments), color, filled))
-    finite = np.concatenate([o[~np.isnan(o)] for _, o, _, _ in series])
-    low = int(finite.min()) if finite.size else -10
+    best = _best_model(result)
+    series = [(ens, KIND_COLORS["ensemble"], True), (best, KIND_COLORS["model"], False)]
+    leads = [c.lead_records.lead_min for c, _, _ in series]
+    finite = np.concatenate([x[~np.isnan(x)] for x in leads])
     high = int(finite.max()) if finite.size else 10
-    width = max(1, math.ceil((high - low + 1) / 60))  # at most ~60 bars
-    bins = np.arange(min(low, -10), max(high, 10) + 2 * width, width) - 0.5
+    width = max(1, math.ceil((high + 1) / 60))  # at most ~60 bars
+    bins = np.arange(0, max(high, 10) + 2 * width, width) - 0.5
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    for cand, offsets, color, filled in series:
-        hit = offsets[~np.isnan(offsets)]
-        early = int(np.sum(hit >= 0))
-        label = (f"{_label(cand)}: {early}/{offsets.size} warned at or before the start, "
-                 f"{int(np.sum(hit < 0))} late, {int(np.isnan(offsets).sum())} never alarmed")
+    for (cand, color, filled), lead in zip(series, leads):
+        rec = cand.lead_records
+        hit = lead[~np.isnan(lead)]
+        label = (f"{_label(cand)}: {int(rec.warned_at_start.sum())}/{rec.n_episodes} warned at or before the "
+                 f"start, {hit.size} before the onset, {int(rec.warned_5min_before_onset.sum())} ≥ 5 min before, "
+                 f"{rec.n_episodes - hit.size} missed")
         ax.hist(hit, bins=bins, color=color, alpha=0.6 if filled else 1.0,
                 histtype="stepfilled" if filled else "step", lw=1.8, label=label)
-    ax.axvline(0, color="black", lw=1, ls="--")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
-    ax.set_xlabel("alarm time relative to the episode's start, minutes (≥ 0: lead time; < 0: late)")
+    ax.axvline(5, color="black", lw=1, ls="--", label="5 minutes: time to act")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # room for the legend above the bars
+    ax.set_xlabel("warning before the delay is first observed, minutes (observed onset − alarm)")
     ax.set_ylabel("delay episodes")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("When the alarm came for each delay episode")
+    ax.set_title("How long before each delay episode's observed onset the alarm came")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -305,6 +309,77 @@ def _krw(value: Any) -> str:
     return f"{v:,.0f}" if math.isfinite(v) else "—"
 
 
+LEAD_DEFINITIONS = (
+    "An *episode* is a maximal run of one zone's delay-event minutes (the next horizon minutes late on "
+    "average); its *start* s is its first minute, its *observed onset* o the first minute from s "
+    "(up to the episode's end + horizon) whose own transport delay exceeds the SLA, unsmoothed "
+    "(s + horizon if none). An alarm warns an episode if it is up somewhere in [s − horizon, o − 1]; "
+    "the warning time a is the first such minute. *At start*: a ≤ s; *before onset*: any warning; "
+    "*≥ 5 min*: o − a ≥ 5. *Lead* = o − a, minutes before the delay is observed (median over warned "
+    "episodes). *False-alarm runs*: runs of alarm minutes left after removing every minute within "
+    "[s − horizon, e + horizon] of an episode, per zone-day of test windows. *Lead score* (NAB-style, "
+    "Lavin & Ahmad 2015, adapted to forecasting): +1 per episode warned at or before s, linearly "
+    "less to 0 at o when warned later, −1 per missed episode, −0.25 per false-alarm unit (a "
+    "false-alarm run of m minutes is ⌈m / horizon⌉ units: a standing alarm counts again every "
+    "horizon) (standard profile; low-FP: −0.5 per unit; low-FN: −2 per miss), normalised so never "
+    "alarming scores 0 and a perfect forecaster 100."
+)
+CAUSE_NOTE = (
+    "Episode cause = the most common non-empty `cause` value over the episode's minutes from s to "
+    "its observed onset (`unknown` if none). The `cause` column is diagnostic only, never a model "
+    "input. Each cell: warned at start / before onset / ≥ 5 min before onset, as fractions of the "
+    "cause's episodes."
+)
+
+
+def lead_table(result: Any) -> list[list[str]]:
+    """One row per candidate (leaderboard order): the `lead` object."""
+    rows = [["name", "episodes", "warned at start", "before onset", "≥ 5 min before onset",
+             "median lead (min)", "median lead vs start (min)", "false-alarm runs", "per zone-day",
+             "false-alarm units", "lead score", "low FP", "low FN"]]
+
+    def count(lead: dict, key: str) -> str:
+        return f"{lead.get(key, 0)} ({_f(lead.get(key + '_fraction'), 2)})"
+
+    for c in result.leaderboard():
+        lead = c.metrics.get("lead") or {}
+        rows.append([c.name, str(lead.get("episodes", 0)), count(lead, "warned_at_start"),
+                     count(lead, "warned_before_onset"), count(lead, "warned_5min_before_onset"),
+                     _f(lead.get("median_lead_min"), 1), _f(lead.get("median_lead_vs_start_min"), 1),
+                     str(lead.get("false_alarm_runs", 0)), _f(lead.get("false_alarm_runs_per_zone_day"), 2),
+                     str(lead.get("false_alarm_units", "—")), _f(lead.get("lead_score"), 1),
+                     _f(lead.get("lead_score_low_fp"), 1), _f(lead.get("lead_score_low_fn"), 1)])
+    return rows
+
+
+def cause_candidates(result: Any) -> list[Any]:
+    """The candidates the per-cause table shows: the served ensemble, the best model, gbt."""
+    out = [result.candidates["ensemble"], _best_model(result)]
+    if "gbt" in result.candidates:
+        out.append(result.candidates["gbt"])
+    return out
+
+
+def cause_table(result: Any) -> list[list[str]]:
+    """Episodes and warned fractions per episode cause ([] when the data has no `cause`)."""
+    if getattr(result, "episode_causes", None) is None:
+        return []
+    cands = [c for c in cause_candidates(result) if c.metrics.get("lead_by_cause")]
+    if not cands:
+        return []
+    causes = sorted({k for c in cands for k in c.metrics["lead_by_cause"]})
+    rows = [["cause", "episodes", *[_label(c) for c in cands]]]
+    for cause in causes:
+        cells = []
+        for c in cands:
+            t = c.metrics["lead_by_cause"].get(cause) or {}
+            cells.append(" / ".join(_f(t.get(k), 2) for k in (
+                "warned_at_start_fraction", "warned_before_onset_fraction", "warned_5min_before_onset_fraction")))
+        episodes = (cands[0].metrics["lead_by_cause"].get(cause) or {}).get("episodes", 0)
+        rows.append([cause, str(episodes), *cells])
+    return rows
+
+
 def write_report(result: Any, out_dir: Path) -> Path:
     """Write report.md and the five PNGs into `out_dir`; returns report.md's path."""
     from fabray.train.run_dir import atomic_write_text, utc_now
@@ -317,16 +392,21 @@ def write_report(result: Any, out_dir: Path) -> Path:
         "weights": plot_weights(result, out_dir / "weights.png"),
         "lead_times": plot_lead_times(result, out_dir / "lead_times.png"),
     }
-    board = [["#", "name", "kind", "F1", "F1 95% CI", "PR-AUC", "precision", "recall", "accuracy",
-              "balanced acc.", "ROC-AUC", "threshold", "episodes caught", "median lead (min)"]]
+    board = [["#", "name", "kind", "**lead score**", "warned at start", "median lead (min)",
+              "false-alarm runs / zone-day", "F1", "F1 95% CI", "PR-AUC", "precision", "recall", "accuracy",
+              "balanced acc.", "ROC-AUC", "threshold"]]
     for i, c in enumerate(result.leaderboard(), 1):
-        m, lead = c.metrics, c.metrics.get("lead_time", {})
+        m, lead = c.metrics, c.metrics.get("lead") or {}
         ci = m.get("f1_ci95") or [None, None]
         board.append([str(i), f"**{c.name}**" if c.kind == "ensemble" else c.name, c.kind.replace("_", " "),
+                      f"**{_f(m.get('lead_score'), 1)}**",
+                      f"{lead.get('warned_at_start', 0)}/{lead.get('episodes', 0)}",
+                      _f(lead.get("median_lead_min"), 1), _f(lead.get("false_alarm_runs_per_zone_day"), 2),
                       _f(m.get("f1")), f"{_f(ci[0])}–{_f(ci[1])}",
                       *(_f(m.get(k)) for k in ("pr_auc", "precision", "recall", "accuracy",
-                                                "balanced_accuracy", "roc_auc", "threshold")),
-                      f"{lead.get('caught', 0)}/{lead.get('episodes', 0)}", _f(lead.get("median_lead_min"), 1)])
+                                                "balanced_accuracy", "roc_auc", "threshold"))])
+    lead_rows = lead_table(result)
+    cause_rows = cause_table(result)
     r = result.roi
     p = r["parameters"]
     roi_rows = [
@@ -334,28 +414,34 @@ def write_report(result: Any, out_dir: Path) -> Path:
         ["recall (test, dynamic ensemble)", _f(r["recall"]), "measured"],
         ["precision (test, dynamic ensemble)", _f(r["precision"]), "measured"],
         ["delays per day", f"{r['delays_per_day']:g}", "config `roi.delays_per_day` (seed: 37)"],
-        ["delays caught per day", _f(r["delays_caught_per_day"], 1), "recall × delays/day"],
-        ["false alarms per day", _f(r["false_alarms_per_day"], 1), "delays/day × FP / (TP + FN)"],
+        ["delays warned at or before their start, per day", _f(r["delays_caught_per_day"], 1),
+         "delays/day × episodes warned at or before their start / episodes"],
+        ["false alarms per day", _f(r["false_alarms_per_day"], 1),
+         "delays/day × false-alarm units / episodes"],
         ["value per month (KRW)", _krw(r["value_per_month_krw"]),
-         f"caught × {p['avoidable_fraction']:g} avoided × {p['cost_per_delay_krw']:,.0f} − false alarms × "
+         f"warned × {p['avoidable_fraction']:g} avoided × {p['cost_per_delay_krw']:,.0f} − false alarms × "
          f"{p['false_alarm_cost_krw']:,.0f}, × {p['days_per_month']:g} days"],
         ["GPU cost per month (KRW)", _krw(r["gpu_cost_per_month_krw"]),
          f"{p['gpus']:g} × {p['gpu_cost_per_month_krw']:,.0f}"],
         ["**net value per month (KRW)**", f"**{_krw(r['net_value_per_month_krw'])}**", "value − GPU cost"],
         ["value ÷ GPU cost", _f(r["roi_multiple"], 1) + "×",
          f"seed claimed {r['seed_claim_roi_multiple']:.0f}× (every delay avoided)"],
-        ["stricter: delays warned before they start, per day", _f(r["delays_warned_in_advance_per_day"], 1),
-         "episodes with the alarm up at their start × delays/day"],
-        ["stricter: net value per month (KRW)", _krw(r["net_value_per_month_warned_krw"]),
-         "as above, counting only delays warned in advance"],
+        ["stricter: delays warned ≥ 5 min before they are observed, per day",
+         _f(r["delays_warned_5min_per_day"], 1), "delays/day × episodes warned ≥ 5 min before the onset / episodes"],
+        ["stricter: net value per month (KRW)", _krw(r["net_value_per_month_5min_krw"]),
+         "as above, counting only those"],
+        ["lenient (per minute): delays caught per day", _f(r["delays_caught_minute_recall_per_day"], 1),
+         "minute recall × delays/day (counts alarms after the delay started)"],
+        ["lenient (per minute): net value per month (KRW)", _krw(r["net_value_per_month_minute_krw"]),
+         "minute recall, false alarms = delays/day × FP / (TP + FN)"],
     ]
-    per_cand = [["name", "caught/day", "false alarms/day", "net value/month (KRW)", "warned in advance/day",
-                 "net value/month, warned only (KRW)"]]
+    per_cand = [["name", "warned at start/day", "false alarms/day", "net value/month (KRW)",
+                 "warned ≥ 5 min/day", "net value/month, ≥ 5 min (KRW)", "net value/month, per minute (KRW)"]]
     for c in result.leaderboard():
         b = result.roi_by_candidate[c.name]
         per_cand.append([c.name, _f(b["delays_caught_per_day"], 1), _f(b["false_alarms_per_day"], 1),
-                         _krw(b["net_value_per_month_krw"]), _f(b["delays_warned_in_advance_per_day"], 1),
-                         _krw(b["net_value_per_month_warned_krw"])])
+                         _krw(b["net_value_per_month_krw"]), _f(b["delays_warned_5min_per_day"], 1),
+                         _krw(b["net_value_per_month_5min_krw"]), _krw(b["net_value_per_month_minute_krw"])])
     info = result.ensemble_info
     params = info.get("params", {})
     d = result.data
@@ -372,10 +458,11 @@ def write_report(result: Any, out_dir: Path) -> Path:
         "",
         "## Leaderboard",
         "",
-        "Every threshold was chosen on the run's validation split (F1-best), never on test. "
-        "`ensemble` is the dynamic weighted ensemble fabray serves. The F1 interval is a block "
-        "bootstrap (60-minute blocks of one zone, 1,000 resamples): entries whose intervals overlap "
-        "widely are not told apart by this test set.",
+        "Ranked by the headline **lead score** (below), then F1, then PR-AUC. Every threshold was "
+        "chosen on the run's validation split by that lead score (`fabray.metrics.best_lead_threshold`), "
+        "never on test. `ensemble` is the dynamic weighted ensemble fabray serves. The F1 interval "
+        "is a block bootstrap (60-minute blocks of one zone, 1,000 resamples): entries whose "
+        "intervals overlap widely are not told apart by this test set.",
         "",
         _table(board),
         "",
@@ -391,21 +478,24 @@ def write_report(result: Any, out_dir: Path) -> Path:
         "",
         "## Lead time",
         "",
-        "An episode is a run of consecutive delay-event minutes of one zone; its lead time is how many "
-        "minutes the alarm had been up, without a break, when the episode started (0: raised exactly "
-        "then); the leaderboard counts those episodes as caught. The histogram also shows how late "
-        "the alarm came for the others (negative minutes).",
+        LEAD_DEFINITIONS,
+        "",
+        _table(lead_rows),
         "",
         "![lead times](lead_times.png)",
+        "",
+        *(["### By cause", "", CAUSE_NOTE, "", _table(cause_rows), ""] if cause_rows else
+          ["The test data has no `cause` column: no per-cause table.", ""]),
         "",
         "## ROI (seed §6), from the measured metrics",
         "",
         _table(roi_rows),
         "",
-        "Recall and precision are counted per window (minute); the ratio of alarms to delays is "
-        "carried over to the seed's count of delays, and a window counts as caught even when the "
-        "alarm came after its delay episode had started. The stricter rows count only episodes "
-        "whose alarm was up at their start. Catching a delay is not avoiding it: "
+        "Only delays warned at or before their start count as caught; false alarms are false-alarm "
+        "units (a run counts once per started horizon it stays up). The measured ratios (warned "
+        "episodes and false alarms per episode) are carried over to the seed's count of delays. The stricter rows count only episodes warned at least 5 "
+        "minutes before the delay is observed; the lenient rows are the older per-minute reading, "
+        "which counts an alarm raised after the delay started. Catching a delay is not avoiding it: "
         "`roi.avoidable_fraction` states how many caught delays dispatchers prevent, and "
         "`roi.false_alarm_cost_krw` (default 0) what a needless intervention costs.",
         "",

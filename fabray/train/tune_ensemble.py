@@ -9,17 +9,21 @@ Order of work:
 2. Ray Tune searches the ensemble's hyper-parameters (`fabray.ensemble.search_space`: one base
    weight per model, half-life, floor, step cap, temperature, loss). Each trial replays the
    ensemble over the validation scores in time order (`fabray.ensemble.replay`, feedback arriving
-   `horizon` minutes late, as in serving) and reports F1 and PR-AUC;
-3. the winner (F1 first, PR-AUC breaking ties; or the reverse with `ensemble.tune_metric:
-   pr_auc`) is written with its fitted state to `RUN/ensemble.json`, every trial to
-   `RUN/ensemble_trials.csv`, both atomically, and the manifest records them with checksums.
+   `horizon` minutes late, as in serving) and reports the headline `lead_score` (DESIGN §1: NAB-
+   style, episodes warned before their start minus false-alarm runs), F1 and PR-AUC;
+3. the winner (by `ensemble.tune_metric`: `lead_score` by default with F1 breaking ties; `f1`
+   with PR-AUC, or `pr_auc` with F1) is written with its fitted state to `RUN/ensemble.json`,
+   every trial to `RUN/ensemble_trials.csv`, both atomically, and the manifest records them with
+   checksums. Each model's own threshold (`model_thresholds`) is chosen the same way.
 
 **The decision threshold is not sampled; it is solved.** Given the other parameters the
-ensemble's validation probabilities are fixed, and the F1-best threshold over them is a 1-D
-problem `fabray.metrics.best_threshold` solves exactly. Sampling it would spend trials on a
-dimension with a known answer, and a sampled threshold slightly off the best makes a good
-weighting look bad (F1 is a step function of the threshold), which misleads a model-based
-search. Every trial therefore reports its F1 at its own best threshold.
+ensemble's validation probabilities are fixed, and the best threshold over them is a 1-D
+problem: `fabray.metrics.best_lead_threshold` (a scan of ~100 quantiles for the lead score; an
+exact solve by `fabray.metrics.best_threshold` when the tune metric is F1 or PR-AUC). Sampling
+it would spend trials on a dimension with a known answer, and a sampled threshold slightly off
+the best makes a good weighting look bad (both scores are step functions of the threshold),
+which misleads a model-based search. Every trial therefore reports its metrics at its own best
+threshold.
 
 **Why Optuna's TPE (Tree-structured Parzen Estimator) through `ray.tune.search.optuna`.** The
 space has M + 5 dimensions (11 for the six models), mixes log-scaled ranges (half-life 5…5000
@@ -45,7 +49,7 @@ weights, `ensemble` config section) is always evaluated first.
 **Served vs static.** The served ensemble is the best trial: always a dynamic one (the space
 reaches near-static behaviour through long half-lives and high temperatures). The static
 ensemble (`half_life = inf`) is fitted beside it, as the better of uniform weights and the
-winner's base weights, each at its F1-best threshold, and stored as `static_params`, so
+winner's base weights, each at its threshold solved the same way, and stored as `static_params`, so
 `fabray evaluate` can say on test whether moving the weights pays. When the static one wins on
 validation, `ensemble.json` says so in `notes`.
 
@@ -77,6 +81,14 @@ OBJECTIVE = "objective"
 #: Weight of the tie-breaking metric in the single number the searcher maximizes; small enough
 #: that it only reorders trials whose primary metric differs by less than a thousandth.
 TIE_BREAK_WEIGHT = 1e-3
+#: The tie-breaking metric of each tune metric.
+SECONDARY = {"lead_score": "f1", "f1": "pr_auc", "pr_auc": "f1"}
+#: Lead-time keys (of `fabray.metrics.lead_metrics`) every trial reports beside the event metrics.
+LEAD_KEYS = (
+    "lead_score", "lead_score_low_fp", "lead_score_low_fn", "episodes", "warned_at_start_fraction",
+    "warned_before_onset_fraction", "warned_5min_before_onset_fraction", "median_lead_min",
+    "false_alarm_runs_per_zone_day",
+)
 MAX_CONCURRENT_TPE = 4
 
 
@@ -93,34 +105,64 @@ class ValidationScores:
     zone_codes: np.ndarray  # [N] zone index per row (the ensemble's trackers are per zone)
     zone_names: tuple[str, ...]  # zone index → name
     feedback_lag: int  # rows (minutes) between a prediction and its known outcome
+    segments: np.ndarray | None = None  # [N] id changing at a zone change or gap; None: zone_codes
+    minute_delay_s: np.ndarray | None = None  # [N] each row's own delay, s; None: onsets fall back to s + H
+    sla_delay_s: float = 60.0
+    horizon: int = 10
+
+    def lead_inputs(self) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """(segments, minute_delay_s, sla_delay_s, horizon) for `fabray.metrics` lead functions."""
+        segments = self.zone_codes if self.segments is None else self.segments
+        delay = np.zeros(self.outcomes.size) if self.minute_delay_s is None else self.minute_delay_s
+        return segments, delay, float(self.sla_delay_s), int(self.horizon)
 
 
-def candidate_metrics(params: Any, data: ValidationScores) -> tuple[dict[str, float], Any]:
-    """Replay `params` over the validation scores; metrics at the F1-best threshold.
+def solve_threshold(data: ValidationScores, prob: np.ndarray, primary: str = "lead_score") -> float:
+    """The validation threshold of a probability series [N]: lead-score-best when `primary` is
+    "lead_score" (F1-best when validation holds no episode), else F1-best."""
+    from fabray.metrics import best_lead_threshold, best_threshold
 
-    Returns (metrics incl. "threshold", log_loss, brier; params with that threshold)."""
-    from fabray.ensemble import replay
-    from fabray.metrics import best_threshold, event_metrics, probability_losses
+    if primary == "lead_score":
+        thr, score = best_lead_threshold(data.outcomes, prob, *data.lead_inputs())
+        if math.isfinite(score):
+            return float(min(max(thr, 0.0), 1.0))
+    thr, _ = best_threshold(data.outcomes, prob)
+    return float(min(max(thr, 0.0), 1.0))
 
-    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, None, params, data.feedback_lag)  # [N]
-    threshold, _ = best_threshold(data.outcomes, prob)
-    threshold = min(max(threshold, 0.0), 1.0)
+
+def scored_metrics(data: ValidationScores, prob: np.ndarray, threshold: float) -> dict[str, float]:
+    """Event metrics, probability losses and the lead keys (`LEAD_KEYS`) of `prob` at `threshold`."""
+    from fabray.metrics import event_metrics, lead_metrics, probability_losses
+
     metrics = event_metrics(data.outcomes, prob, threshold)
     metrics.update(probability_losses(data.outcomes, prob))
+    lead = lead_metrics(data.outcomes, prob >= threshold, *data.lead_inputs())
+    metrics.update({k: lead[k] for k in LEAD_KEYS})
     metrics["threshold"] = threshold
-    return metrics, replace(params, threshold=threshold)
+    return metrics
+
+
+def candidate_metrics(params: Any, data: ValidationScores, primary: str = "lead_score") -> tuple[dict[str, float], Any]:
+    """Replay `params` over the validation scores; metrics at the threshold `solve_threshold`
+    picks for `primary`.
+
+    Returns (metrics incl. "threshold", log_loss, brier, lead keys; params with that threshold)."""
+    from fabray.ensemble import replay
+
+    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, None, params, data.feedback_lag)  # [N]
+    threshold = solve_threshold(data, prob, primary)
+    return scored_metrics(data, prob, threshold), replace(params, threshold=threshold)
 
 
 def objective(metrics: Mapping[str, float], primary: str) -> float:
-    """The one number the searcher maximizes: primary + 1e-3 × the other of (f1, pr_auc)."""
-    secondary = "pr_auc" if primary == "f1" else "f1"
-    value = _finite(metrics.get(primary)) + TIE_BREAK_WEIGHT * _finite(metrics.get(secondary))
+    """The one number the searcher maximizes: primary + 1e-3 × its tie-breaker (`SECONDARY`)."""
+    value = _finite(metrics.get(primary)) + TIE_BREAK_WEIGHT * _finite(metrics.get(SECONDARY[primary]))
     return float(value)
 
 
 def rank_key(metrics: Mapping[str, float], primary: str) -> tuple[float, float]:
     """Sort key of a candidate (higher is better): (primary, tie-breaker), NaN as -inf."""
-    secondary = "pr_auc" if primary == "f1" else "f1"
+    secondary = SECONDARY[primary]
     return (_finite(metrics.get(primary), -math.inf), _finite(metrics.get(secondary), -math.inf))
 
 
@@ -155,15 +197,16 @@ def fitted_state(params: Any, data: ValidationScores) -> dict[str, Any]:
     return ensemble.to_state()
 
 
-def model_thresholds(data: ValidationScores) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Each model's F1-best validation threshold, and its validation metrics there."""
-    from fabray.metrics import best_threshold, event_metrics
-
+def model_thresholds(
+    data: ValidationScores, primary: str = "lead_score"
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Each model's validation threshold (`solve_threshold`: lead-score-best by default), and its
+    validation metrics there (event metrics, losses, lead keys)."""
     thresholds, metrics = {}, {}
     for j, name in enumerate(data.model_names):
-        thr, _ = best_threshold(data.outcomes, data.scores[:, j])
-        thresholds[name] = float(thr)
-        metrics[name] = event_metrics(data.outcomes, data.scores[:, j], thr)
+        thr = solve_threshold(data, data.scores[:, j], primary)
+        thresholds[name] = thr
+        metrics[name] = scored_metrics(data, data.scores[:, j], thr)
     return thresholds, metrics
 
 
@@ -220,14 +263,14 @@ def configured_point(ens_config: Any, model_names: Sequence[str]) -> dict[str, A
 # ---------------------------------------------------------------------------- the Tune trial
 
 
-def ensemble_trial(config: dict[str, Any], data: ValidationScores | None = None, primary: str = "f1") -> None:
+def ensemble_trial(config: dict[str, Any], data: ValidationScores | None = None, primary: str = "lead_score") -> None:
     """One Tune trial: the sampled point → EnsembleParams → replay → metrics (reported)."""
     from ray import tune
 
     from fabray.ensemble import params_from_sample
 
     params = params_from_sample(config, data.model_names)
-    metrics, _ = candidate_metrics(params, data)
+    metrics, _ = candidate_metrics(params, data, primary)
     result = {k: _json_float(v) for k, v in metrics.items()}
     result[OBJECTIVE] = objective(metrics, primary)
     tune.report(result)  # one report per trial (a returned dict would be a second one)
@@ -315,7 +358,7 @@ def run_tune(
 
 _REPORTED = (
     "f1", "pr_auc", "roc_auc", "precision", "recall", "accuracy", "balanced_accuracy", "threshold",
-    "log_loss", "brier", OBJECTIVE,
+    "log_loss", "brier", *LEAD_KEYS, OBJECTIVE,
 )
 
 
@@ -336,10 +379,16 @@ class EnsembleFit:
     primary: str
 
     def table(self) -> str:
-        lines = [f"{'candidate':<22} {'val_f1':>7} {'val_pr_auc':>10} {'threshold':>9}"]
+        lines = [f"{'candidate':<22} {'val_lead_score':>14} {'at_start':>8} {'val_f1':>7} {'val_pr_auc':>10} "
+                 f"{'threshold':>9}"]
 
-        def line(name: str, m: Mapping[str, float]) -> str:
-            return f"{name:<22} {m['f1']:>7.4f} {m['pr_auc']:>10.4f} {m.get('threshold', math.nan):>9.3f}"
+        def num(m: Mapping[str, Any], key: str) -> float:
+            value = m.get(key)
+            return math.nan if value is None else float(value)
+
+        def line(name: str, m: Mapping[str, Any]) -> str:
+            return (f"{name:<22} {num(m, 'lead_score'):>14.1f} {num(m, 'warned_at_start_fraction'):>8.3f} "
+                    f"{num(m, 'f1'):>7.4f} {num(m, 'pr_auc'):>10.4f} {num(m, 'threshold'):>9.3f}")
 
         for name, m in self.model_val_metrics.items():
             lines.append(line(name, m))
@@ -349,7 +398,11 @@ class EnsembleFit:
 
 
 def validation_scores(predictor: Any, prepared: Any, feedback_lag: int) -> ValidationScores:
-    """Score the validation windows with every model of the run."""
+    """Score the validation windows with every model of the run; carry what the lead metrics
+    need (segments, each row's own delay, the run's SLA and horizon)."""
+    from fabray.evaluate import minute_delays
+    from fabray.run_data import segment_codes
+
     ends = prepared.splits["val"]
     logger.info("scoring %d validation windows with %s", len(ends), list(predictor.model_names))
     scores = predictor.score_prepared(prepared, ends)
@@ -360,6 +413,10 @@ def validation_scores(predictor: Any, prepared: Any, feedback_lag: int) -> Valid
         zone_codes=prepared.zone_codes[ends].astype(np.int64),
         zone_names=tuple(prepared.zones),
         feedback_lag=int(feedback_lag),
+        segments=segment_codes(prepared, ends),
+        minute_delay_s=minute_delays(prepared, ends, predictor.scaler),
+        sla_delay_s=float(predictor.task.sla_delay_s),
+        horizon=int(predictor.task.horizon),
     )
 
 
@@ -407,7 +464,7 @@ def fit_ensemble(
             f"the validation split of {run_data.path} has no delay event: nothing to fit an "
             "ensemble's F1 on (more data, or a lower sla_delay_s)"
         )
-    thresholds, model_val = model_thresholds(data)
+    thresholds, model_val = model_thresholds(data, primary)
     names = data.model_names
 
     # Candidates outside the search: the static ensembles (never lose to them).
@@ -429,7 +486,7 @@ def fit_ensemble(
     best_trial = max(candidates, key=lambda k: rank_key(candidates[k][0], primary))
     statics = {}
     for name, params in static_candidates(data, candidates[best_trial][1].base_weights).items():
-        metrics, fitted = candidate_metrics(params, data)
+        metrics, fitted = candidate_metrics(params, data, primary)
         metrics[OBJECTIVE] = objective(metrics, primary)
         statics[name] = (metrics, fitted)
     static_name = max(statics, key=lambda k: rank_key(statics[k][0], primary))
@@ -463,8 +520,12 @@ def fit_ensemble(
         "search": {
             "algorithm": "optuna-tpe (multivariate)" if search == "tpe" else "random (BasicVariantGenerator)",
             "trials": trials, "trials_ok": len(ok_rows), "seed": seed,
-            "metric": primary, "tie_breaker": "pr_auc" if primary == "f1" else "f1",
-            "threshold": "solved per trial: F1-best on validation (fabray.metrics.best_threshold)",
+            "metric": primary, "tie_breaker": SECONDARY[primary],
+            "threshold": (
+                "solved per trial: lead-score-best on validation (fabray.metrics.best_lead_threshold)"
+                if primary == "lead_score"
+                else "solved per trial: F1-best on validation (fabray.metrics.best_threshold)"
+            ),
         },
         "validation": {
             "data": str(run_data.path), "fingerprint": run_data.fingerprint, "windows": int(len(data.outcomes)),
@@ -483,12 +544,13 @@ def fit_ensemble(
         "fitted_at": ensemble_doc["fitted_at"],
         "winner": winner,
         "search": ensemble_doc["search"]["algorithm"],
-        "val_metrics": _clean({k: win_metrics[k] for k in ("f1", "pr_auc", "precision", "recall", "threshold")}),
+        "val_metrics": _clean({k: win_metrics.get(k) for k in ("lead_score", "warned_at_start_fraction", "f1",
+                                                               "pr_auc", "precision", "recall", "threshold")}),
         "checksums": {ENSEMBLE_FILE: sha256_file(run / ENSEMBLE_FILE), TRIALS_FILE: sha256_file(run / TRIALS_FILE)},
     }
     rd.write_manifest(run, manifest)
-    logger.info("ensemble of run %s: %s, val F1 %.4f, PR-AUC %.4f", predictor.version, winner,
-                win_metrics["f1"], win_metrics["pr_auc"])
+    logger.info("ensemble of run %s: %s, val lead_score %s, F1 %.4f, PR-AUC %.4f", predictor.version, winner,
+                win_metrics.get("lead_score"), win_metrics["f1"], win_metrics["pr_auc"])
     return EnsembleFit(
         run_dir=run, winner=winner, params=win_params, val_metrics=win_metrics,
         static_metrics=static_metrics, model_val_metrics={n: {**m, "threshold": thresholds[n]} for n, m in model_val.items()},
@@ -521,7 +583,8 @@ def _trials_frame(
         record.update({k: metrics[k] for k in _REPORTED if k in metrics})
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    first = ["trial", "status", "f1", "pr_auc", "threshold", "precision", "recall", "roc_auc",
+    first = ["trial", "status", "lead_score", "warned_at_start_fraction", "false_alarm_runs_per_zone_day",
+             "f1", "pr_auc", "threshold", "precision", "recall", "roc_auc",
              "log_loss", "brier", OBJECTIVE, "half_life", "floor_share", "step_cap", "temperature", "loss"]
     columns = [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
     frame = frame[columns]

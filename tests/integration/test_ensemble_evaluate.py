@@ -67,13 +67,17 @@ def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
     assert set(doc["model_thresholds"]) == set(MODELS)
     val = doc["validation"]
     assert 0 < val["dynamic"]["f1"] <= 1 and val["dynamic"]["threshold"] == doc["params"]["threshold"]
+    # Ranked and thresholded by the headline lead score (the default ensemble.tune_metric).
+    assert doc["search"]["metric"] == "lead_score" and doc["search"]["tie_breaker"] == "f1"
+    assert "best_lead_threshold" in doc["search"]["threshold"]
+    assert val["dynamic"]["lead_score"] is not None and val["dynamic"]["lead_score"] <= 100
 
     trials = pd.read_csv(fitted_run / "ensemble_trials.csv")
     tune_rows = trials[~trials["trial"].str.startswith("static")]
     assert len(tune_rows) == 4 and (tune_rows["status"] == "ok").all()
     assert doc["winner"] in set(tune_rows["trial"])
-    best = tune_rows.sort_values(["f1", "pr_auc"], ascending=False).iloc[0]
-    assert best["trial"] == doc["winner"] and best["f1"] == pytest.approx(val["dynamic"]["f1"])
+    best = tune_rows.sort_values(["lead_score", "f1"], ascending=False).iloc[0]
+    assert best["trial"] == doc["winner"] and best["lead_score"] == pytest.approx(val["dynamic"]["lead_score"])
 
     manifest = json.loads((fitted_run / "manifest.json").read_text())
     entry = manifest["ensemble"]
@@ -91,6 +95,11 @@ def test_evaluate_writes_the_design_json_and_a_report_with_every_plot(fitted_run
     assert code == 0
     result = json.loads(out.read_text())
     assert {"models", "ensemble", "baselines", "static_ensemble", "roi"} <= set(result)
+    assert result["headline"] == "lead_score"
+    board = result["leaderboard"]
+    keys = [(e["lead_score"] if e["lead_score"] is not None else -1e9, e["f1"] or 0) for e in board]
+    assert keys == sorted(keys, reverse=True)
+    assert {"warned_at_start", "median_lead_min", "false_alarm_runs_per_zone_day", "f1", "pr_auc"} <= set(board[0])
     assert set(result["models"]) == set(MODELS)
     assert set(result["baselines"]) == {"persistence", "rules", "gbt"}
     assert result["data"]["windows_used"].startswith("all windows")
@@ -98,17 +107,33 @@ def test_evaluate_writes_the_design_json_and_a_report_with_every_plot(fitted_run
                     result["baselines"]["persistence"], result["baselines"]["rules"]]:
         for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "pr_auc", "roc_auc"):
             assert 0.0 <= metrics[key] <= 1.0, key
-        assert metrics["lead_time"]["episodes"] > 0
+        lead = metrics["lead"]
+        assert lead["episodes"] > 0
+        for key in ("warned_at_start", "warned_before_onset", "warned_5min_before_onset", "median_lead_min",
+                    "false_alarm_runs_per_zone_day", "lead_score", "lead_score_low_fp", "lead_score_low_fn"):
+            assert key in lead, key
+        assert lead["warned_at_start"] <= lead["warned_before_onset"] <= lead["episodes"]
+        assert metrics["lead_score"] == lead["lead_score"]
     gbt = result["baselines"]["gbt"]
     assert "f1" in gbt or "skipped" in gbt
+    assert "lead" in gbt or "skipped" in gbt
     roi = result["roi"]
-    assert roi["delays_caught_per_day"] == pytest.approx(result["ensemble"]["recall"] * 37)
+    lead = result["ensemble"]["lead"]
+    assert roi["delays_caught_per_day"] == pytest.approx(lead["warned_at_start"] / lead["episodes"] * 37)
+    assert roi["delays_caught_minute_recall_per_day"] == pytest.approx(result["ensemble"]["recall"] * 37)
     text = (report / "report.md").read_text()
     for name in PLOTS:
         png = report / name
         assert png.stat().st_size > 10_000, name  # a drawn figure, not an empty canvas
         assert f"({name})" in text
     assert "net value per month" in text
+    assert "lead score" in text and "false-alarm runs" in text
+    import pandas as pd
+
+    if "cause" in pd.read_parquet(files["test"]).columns:  # the simulator's diagnostic column
+        by_cause = result["ensemble"]["lead_by_cause"]
+        assert sum(t["episodes"] for t in by_cause.values()) == result["ensemble"]["lead"]["episodes"]
+        assert "### By cause" in text
 
 
 def test_evaluate_on_the_training_file_scores_its_test_split_only(fitted_run, files, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from fabray.config import EnsembleConfig
 from fabray.ensemble import EnsembleParams, replay
-from fabray.metrics import best_threshold, event_metrics
+from fabray.metrics import best_lead_threshold, best_threshold, event_metrics, lead_metrics
 from fabray.train import tune_ensemble as te
 
 
@@ -25,10 +25,63 @@ def _validation(n_per_zone: int = 300, seed: int = 0) -> te.ValidationScores:
     )
 
 
+def _episodes_validation(n_per_zone: int = 400, seed: int = 1) -> te.ValidationScores:
+    """Two zones with 8-minute delay episodes; 'early' rises 4 minutes before each episode,
+    'echo' rises only once it is under way (a detector); each row's own delay is late from s + 2."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_per_zone
+    y = np.zeros(n)
+    starts = [s for s in range(30, n - 30, 60) if s % n_per_zone < n_per_zone - 30]
+    for s in starts:
+        y[s:s + 8] = 1
+    early = 0.1 + 0.05 * rng.random(n)
+    echo = early.copy()
+    delay = np.zeros(n)
+    for s in starts:
+        early[s - 4:s + 8] = 0.6
+        echo[s + 1:s + 9] = 0.9
+        delay[s + 2:s + 9] = 120.0
+    return te.ValidationScores(
+        model_names=("early", "echo"), scores=np.stack([early, echo], axis=1), outcomes=y,
+        zone_codes=np.repeat([0, 1], n_per_zone), zone_names=("Z01", "Z02"), feedback_lag=10,
+        segments=np.repeat([0, 1], n_per_zone), minute_delay_s=delay, sla_delay_s=60.0, horizon=10,
+    )
+
+
+def test_candidate_metrics_solve_the_threshold_for_the_lead_score_by_default():
+    data = _episodes_validation()
+    params = EnsembleParams.static([1.0, 1.0])
+    metrics, fitted = te.candidate_metrics(params, data)
+    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, None, params, data.feedback_lag)
+    thr, score = best_lead_threshold(data.outcomes, prob, data.segments, data.minute_delay_s, 60.0, 10)
+    assert fitted.threshold == pytest.approx(thr) == pytest.approx(metrics["threshold"])
+    assert metrics["lead_score"] == pytest.approx(score)
+    for key in te.LEAD_KEYS:
+        assert key in metrics, key
+    assert metrics["lead_score"] >= lead_metrics(data.outcomes, prob >= 0.5, *data.lead_inputs())["lead_score"]
+
+
+def test_model_thresholds_prefer_early_warnings_over_echoes():
+    data = _episodes_validation()
+    thresholds, metrics = te.model_thresholds(data)
+    assert metrics["early"]["warned_at_start_fraction"] == 1.0
+    assert metrics["echo"]["warned_at_start_fraction"] == 0.0
+    assert metrics["early"]["lead_score"] > metrics["echo"]["lead_score"]
+    f1_thresholds, _ = te.model_thresholds(data, "f1")
+    assert f1_thresholds["echo"] == pytest.approx(best_threshold(data.outcomes, data.scores[:, 1])[0])
+
+
+def test_lead_inputs_fall_back_to_zones_without_segments():
+    data = _validation()
+    segments, delay, sla, horizon = data.lead_inputs()
+    np.testing.assert_array_equal(segments, data.zone_codes)
+    assert not delay.any() and (sla, horizon) == (60.0, 10)
+
+
 def test_candidate_metrics_solve_the_threshold_for_f1():
     data = _validation()
     params = EnsembleParams(base_weights=(1.0, 1.0), half_life=20.0, temperature=0.05, step_cap=0.1)
-    metrics, fitted = te.candidate_metrics(params, data)
+    metrics, fitted = te.candidate_metrics(params, data, "f1")
     prob, _ = replay(data.scores, data.outcomes, data.zone_codes, None, params, data.feedback_lag)
     thr, f1 = best_threshold(data.outcomes, prob)
     assert fitted.threshold == pytest.approx(thr) == pytest.approx(metrics["threshold"])
@@ -40,8 +93,8 @@ def test_candidate_metrics_solve_the_threshold_for_f1():
 def test_dynamic_weights_beat_uniform_static_when_one_model_is_noise():
     data = _validation()
     dynamic, _ = te.candidate_metrics(EnsembleParams(base_weights=(1.0, 1.0), half_life=20.0,
-                                                     temperature=0.02, floor=0.0, step_cap=1.0), data)
-    static, _ = te.candidate_metrics(EnsembleParams.static([1.0, 1.0]), data)
+                                                     temperature=0.02, floor=0.0, step_cap=1.0), data, "f1")
+    static, _ = te.candidate_metrics(EnsembleParams.static([1.0, 1.0]), data, "f1")
     assert dynamic["f1"] > static["f1"]
 
 
@@ -53,6 +106,13 @@ def test_rank_and_objective_put_the_primary_metric_first():
     assert sorted([a, b, c], key=lambda m: te.rank_key(m, "pr_auc"), reverse=True)[0] is b
     assert te.objective(c, "f1") == pytest.approx(0.60 + 1e-3 * 0.20)
     assert te.rank_key({"f1": math.nan, "pr_auc": 0.5}, "f1")[0] == -math.inf
+    # The headline: lead_score first, F1 breaks ties.
+    d = {"lead_score": 40.0, "f1": 0.2}
+    e = {"lead_score": 40.0, "f1": 0.3}
+    f = {"lead_score": 39.0, "f1": 0.9}
+    assert sorted([d, e, f], key=lambda m: te.rank_key(m, "lead_score"), reverse=True) == [e, d, f]
+    assert te.objective(e, "lead_score") == pytest.approx(40.0 + 1e-3 * 0.3)
+    assert EnsembleConfig().tune_metric == "lead_score"
 
 
 def test_configured_point_lies_in_the_space_and_keeps_weight_ratios():
