@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from fabray import schema
 from fabray.cli import main
 
 pytestmark = pytest.mark.ray
@@ -79,7 +80,11 @@ def test_train_writes_every_model_and_a_manifest_whose_paths_exist(trained_run, 
         assert entry["val_metrics"]["pr_auc"] == pytest.approx(best["val_pr_auc"])
         assert entry["precision"] == "float32"  # no GPU here
         prep = json.loads((run / entry["preprocessing"]).read_text())
-        assert prep["lookback"] == 100 and len(prep["scaler"]["mean"]) == 12
+        # the 12 observed features, then the context inputs on by default (calendar, plan, ring)
+        assert prep["lookback"] == 100 and prep["input_columns"][:12] == list(schema.FEATURES)
+        assert len(prep["scaler"]["mean"]) == len(prep["input_columns"]) > 12
+        assert prep["context"]["calendar"] and prep["context"]["topology"] == "ring"
+        assert prep["context"]["plan_columns"] == ["lots_planned", "pm_planned"]
 
 
 def test_saved_best_model_reloads_and_reproduces_its_validation_score(trained_run, tiny_data):
@@ -87,6 +92,7 @@ def test_saved_best_model_reloads_and_reproduces_its_validation_score(trained_ru
 
     import fabray.models  # noqa: F401 - registers the custom layers
     from fabray.config import SplitConfig, TaskConfig
+    from fabray.data.context import ContextSpec
     from fabray.data.scaler import Scaler
     from fabray.data.validate import load_validated
     from fabray.data.windows import gather_windows, prepare
@@ -99,13 +105,15 @@ def test_saved_best_model_reloads_and_reproduces_its_validation_score(trained_ru
     prepared = prepare(
         load_validated(tiny_data), TaskConfig(**prep["task"]), SplitConfig(),
         scaler=Scaler.from_dict(prep["scaler"]), nominal_s=prep["nominal_s"],
+        context=ContextSpec.stored(prep),
     )
     model = keras.saving.load_model(run / entry["model"])
     ends = prepared.splits["val"]
     logits = model.predict(gather_windows(prepared.features, ends, prepared.lookback), verbose=0)
     prob = 1.0 / (1.0 + np.exp(-logits.reshape(-1).astype(np.float64)))
     assert logits.shape == (len(ends), 1) and np.isfinite(logits).all()
-    score = event_metrics(prepared.target[ends], prob)["pr_auc"]
+    # validation scores during training are measured on the training label (early warning)
+    score = event_metrics(prepared.fit_target[ends], prob)["pr_auc"]
     assert score == pytest.approx(entry["val_metrics"]["pr_auc"], abs=1e-3)
 
 
