@@ -24,6 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -226,7 +227,7 @@ def _window_context(item: WindowIn, meta: dict[str, Any], settings: HttpSettings
             raise ApiError(422, f"{prefix}neighbours: unknown zone {zone!r}")
         neighbours[zone] = check_window(rows, lookback=lookback, rules=settings.degraded,
                                         features=schema.FEATURES, where=f"{prefix}neighbours.{zone}").values
-    end_time = None
+    end_time = np.datetime64(datetime.now().replace(second=0, microsecond=0), "m")  # real time: now
     if item.timestamp is not None:
         try:
             end_time = np.datetime64(item.timestamp.replace("Z", ""), "m")

@@ -36,8 +36,9 @@ class WindowIn(_Body):
     )
     timestamp: str | None = Field(
         None, max_length=40,
-        description="The window's last minute, ISO-8601 in site time (e.g. '2025-01-06T08:00'). "
-        "Required when the served model uses calendar inputs (time of day, shift changes).",
+        description="The window's last minute, ISO-8601 in site time (e.g. '2025-01-06T08:00'), "
+        "for the calendar inputs (time of day, shift changes). Default: the server's current "
+        "minute (a real-time window ends now); send it when scoring a past window.",
     )
     neighbours: dict[str, list[list[Number | None]]] | None = Field(
         None, max_length=16,

@@ -305,7 +305,6 @@ def test_context_inputs_are_built_per_window_like_training(context_server):
 
 
 @pytest.mark.parametrize("change, fragment", [
-    (lambda b: b.pop("timestamp"), "timestamp: required"),
     (lambda b: b.update(timestamp="yesterday"), "timestamp: not an ISO-8601"),
     (lambda b: b.update(neighbours={"Z09": b["window"]}), "unknown zone 'Z09'"),
     (lambda b: b.update(neighbours={"Z02": b["window"][:-1]}), "neighbours.Z02"),
@@ -317,3 +316,18 @@ def test_bad_context_is_422_naming_it(context_server, change, fragment):
     body = {**window("Z01"), "timestamp": "2025-01-06T05:59"}
     change(body)
     assert_error(post(url, "/v1/predict", json=body), 422, "invalid_input", fragment)
+
+
+def test_a_window_without_timestamp_takes_the_current_minute(context_server):
+    import datetime as dt
+
+    from fabray.data.context import CALENDAR_COLUMNS
+
+    url, service = context_server
+    before = dt.datetime.now()
+    r = post(url, "/v1/predict", json=window("Z01"))
+    assert r.status_code == 200, r.text
+    _, _, windows, _ = service.calls[-1]
+    got = windows[0, -1, F + CALENDAR_COLUMNS.index("cal_day_sin")]
+    day_min = before.hour * 60 + before.minute  # the server's clock (same process here)
+    assert got == pytest.approx(np.sin(2 * np.pi * day_min / 1440), abs=0.01)
