@@ -183,6 +183,29 @@ def test_predict_one_window_and_a_list(service, windows):
     assert r.json()[0]["scores"] == pytest.approx(answer["scores"])
 
 
+def test_predict_with_context_equals_offline_scoring(service, trained_run, data_file):
+    """A body with timestamp, neighbours and plan (fabray.serve.client.predict_body) is scored
+    over HTTP exactly as the run scores that window offline (the same context inputs)."""
+    from fabray.data.context import neighbours_of
+    from fabray.data.validate import load_validated
+    from fabray.data.windows import ALL
+    from fabray.predictor import RunPredictor
+    from fabray.serve.client import predict_body
+
+    frame = load_validated(data_file)
+    predictor = RunPredictor.load(trained_run)
+    prepared = predictor.prepare(frame)
+    ends = prepared.splits[ALL]
+    end = int(ends[(prepared.zone_codes[ends] == 1)][-40])  # Z02, 40 minutes before its last
+    zone, t_end = prepared.zones[1], prepared.timestamps[end]
+    body = predict_body(frame, zone, end_time=t_end, neighbours=neighbours_of(predictor.context, predictor.zones, zone))
+    assert set(body) == {"zone", "window", "timestamp", "neighbours", "plan"}
+    r = predict(service["url"], body)
+    assert r.status_code == 200, r.text
+    offline = predictor.score_prepared(prepared, np.array([end]))
+    assert r.json()["scores"] == pytest.approx({m: float(v[0]) for m, v in offline.items()}, abs=2e-4)
+
+
 def test_concurrent_requests_are_batched_and_all_answered(service, windows):
     from concurrent.futures import ThreadPoolExecutor
 
