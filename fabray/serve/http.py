@@ -12,17 +12,29 @@ never a 500:
 | missing bearer token / wrong token              | 401    |
 | mutating endpoint with no token configured      | 403    |
 | unknown version or job                          | 404    |
-| corrupted / incompatible model version          | 409    |
-| body over serve.max_body_bytes, too many windows| 413    |
-| wrong shape or type, NaN/inf, unknown zone, ... | 422    |
-| no model loaded yet, backend unavailable        | 503    |
+| body not received within the read deadline      | 408    |
+| corrupted / incompatible model version, nothing | 409    |
+| to roll back to                                 |        |
+| body over the route's limit, too many windows   | 413    |
+| wrong shape or type, NaN/inf, absurd values, ...| 422    |
+| too many jobs of a kind running                 | 429    |
+| no model loaded yet, backend unavailable, a     | 503    |
+| window the models could not score               |        |
+
+Before a route reads any body, the `Guard` middleware checks the bearer token of token routes
+(401/403 without reading a byte), the route's body limit (413), and gives the body a read
+deadline (408): a client that sends headers and stalls never holds a request slot for long.
+Error answers carry a message for people: never a traceback, a pid or a server path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from dataclasses import dataclass
@@ -51,15 +63,17 @@ from fabray.serve.schemas import (
     RollbackIn,
     WindowIn,
 )
-from fabray.serve.store import CorruptArtifactError, UnknownVersionError
-from fabray.serve.validation import check_window
+from fabray.serve.store import ConflictError, CorruptArtifactError, UnknownVersionError
+from fabray.serve.validation import DEFAULT_UPPER_BOUND, check_window
 
 logger = logging.getLogger(__name__)
 
 MAX_FEEDBACK_ITEMS = 10_000
 MAX_BATCH_WINDOWS = 100_000
+SMALL_BODY_BYTES = 64 * 1024  # routes whose bodies are a few fields (import, promote, rollback, retrain)
 _KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "bad_request",
-          409: "conflict", 413: "too_large", 422: "invalid_input", 503: "unavailable"}
+          408: "timeout", 409: "conflict", 413: "too_large", 422: "invalid_input", 429: "busy",
+          503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -86,6 +100,8 @@ class HttpSettings:
     degraded: DegradedRules
     api_token: str | None
     api_token_env: str = "FABRAY_API_TOKEN"
+    body_read_timeout_s: float = 10.0  # the whole body must arrive within this (408 otherwise)
+    small_body_bytes: int = SMALL_BODY_BYTES  # limit of the routes whose bodies are a few fields
 
 
 class Service(Protocol):
@@ -107,61 +123,135 @@ class Service(Protocol):
     def observe(self, route: str, status: int, seconds: float) -> None: ...
 
 
-def error_response(status: int, message: str, details: list[Any] | None = None) -> JSONResponse:
+def error_response(status: int, message: str, details: list[Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorOut(error=_KINDS.get(status, "internal" if status >= 500 else "bad_request"),
                     message=message, details=details)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
-# ---------------------------------------------------------------------------- body size
+def auth_response(err: AuthError) -> JSONResponse:
+    response = error_response(err.status, err.message)
+    if err.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
-class BodyLimit:
-    """ASGI middleware: a body over `max_bytes` is answered 413, whether announced by
-    Content-Length or found while reading (chunked). The app's own answer is then dropped."""
+# ---------------------------------------------------------------------------- the guard
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+
+#: Routes behind the bearer token (method, path pattern), with their body limit: "body" means
+#: `max_body_bytes` (bodies of windows or outcomes), "small" `small_body_bytes`.
+TOKEN_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"/v1/feedback/?"), "body"),
+    ("POST", re.compile(r"/v1/batch/?"), "body"),
+    ("POST", re.compile(r"/v1/models/?"), "small"),
+    ("POST", re.compile(r"/v1/models/[^/]*/promote/?"), "small"),
+    ("POST", re.compile(r"/v1/rollback/?"), "small"),
+    ("POST", re.compile(r"/v1/retrain/?"), "small"),
+    ("GET", re.compile(r"/v1/(jobs|batch)/[^/]*/?"), "small"),  # job status: server files, errors
+)
+OPEN_BODY_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (("POST", re.compile(r"/v1/predict/?")),)
+
+
+class _Refused(Exception):
+    """Raised inside `receive` when the guard has refused the request (too large, too slow)."""
+
+
+def route_rule(settings: HttpSettings, method: str, path: str) -> tuple[bool, int]:
+    """(token required, body limit in bytes) of a request."""
+    for verb, pattern, size in TOKEN_ROUTES:
+        if method == verb and pattern.fullmatch(path):
+            return True, settings.max_body_bytes if size == "body" else settings.small_body_bytes
+    for verb, pattern in OPEN_BODY_ROUTES:
+        if method == verb and pattern.fullmatch(path):
+            return False, settings.max_body_bytes
+    return False, settings.small_body_bytes
+
+
+class Guard:
+    """ASGI middleware, outermost: auth, body limit and read deadline, before any route work.
+
+    - a token route without the right bearer token is answered 401/403 before a byte of the
+      body is read (nothing is parsed or validated for an anonymous client);
+    - a body over the route's limit is answered 413, whether announced by Content-Length or
+      found while reading (chunked);
+    - the whole body must arrive within `body_read_timeout_s` of the request's start, else 408:
+      a stalled client frees its slot instead of holding it for ever.
+
+    Once the guard refuses, the app's own answer is dropped and the refusal is sent instead.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], settings: HttpSettings) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-
-    def _message(self) -> str:
-        return f"request body larger than {self.max_bytes} bytes (serve.max_body_bytes)"
+        self.settings = settings
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await error_response(413, f"{self._message()}. Received: Content-Length {int(length)}")(scope, receive, send)
+        settings = self.settings
+        needs_token, limit = route_rule(settings, scope.get("method", "GET"), scope.get("path", ""))
+        headers = dict(scope.get("headers") or [])
+        if needs_token:
+            try:
+                authorization = headers.get(b"authorization")
+                check_bearer(None if authorization is None else authorization.decode("latin-1"),
+                             settings.api_token, settings.api_token_env)
+            except AuthError as err:
+                await auth_response(err)(scope, receive, send)
+                return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await error_response(413, f"request body larger than {limit} bytes (the limit of this route). "
+                                      f"Received: Content-Length {int(length)}")(scope, receive, send)
             return
-        state = {"seen": 0, "over": False, "answered": False}
+        deadline = time.monotonic() + settings.body_read_timeout_s
+        state: dict[str, Any] = {"seen": 0, "done": False, "refusal": None, "answered": False}
 
-        async def limited_receive() -> dict:
-            message = await receive()
+        def refuse(status: int, message: str) -> _Refused:
+            state["refusal"] = (status, message)
+            return _Refused(message)
+
+        async def guarded_receive() -> dict:
+            if state["refusal"] is not None:
+                raise _Refused(state["refusal"][1])
+            if state["done"]:  # after the body: only a disconnect can come, no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise refuse(408, f"request body not received within {settings.body_read_timeout_s:g} s "
+                                  "(read deadline); send the whole body at once") from None
             if message["type"] == "http.request":
                 state["seen"] += len(message.get("body", b""))
-                if state["seen"] > self.max_bytes:
-                    state["over"] = True
-                    raise ValueError(self._message())
+                if state["seen"] > limit:
+                    raise refuse(413, f"request body larger than {limit} bytes (the limit of this route)")
+                if not message.get("more_body", False):
+                    state["done"] = True
+            else:
+                state["done"] = True  # a disconnect
             return message
 
+        async def answer_refusal() -> None:
+            if not state["answered"]:
+                state["answered"] = True
+                status, message = state["refusal"]
+                await error_response(status, message, headers={"Connection": "close"})(scope, receive, send)
+
         async def guarded_send(message: dict) -> None:
-            if state["over"]:
-                if not state["answered"]:
-                    state["answered"] = True
-                    await error_response(413, self._message())(scope, receive, send)
+            if state["refusal"] is not None:
+                await answer_refusal()
                 return
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, guarded_send)
+            await self.app(scope, guarded_receive, guarded_send)
         except Exception:
-            if not state["over"]:
+            if state["refusal"] is None:
                 raise
-            if not state["answered"]:
-                state["answered"] = True
-                await error_response(413, self._message())(scope, receive, send)
+        if state["refusal"] is not None:
+            await answer_refusal()
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -255,7 +345,7 @@ def build_http_app(service: Service) -> FastAPI:
         "of a semiconductor fab (a Keras model zoo and a dynamic weighted ensemble on Ray Serve).",
         version="1",
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Guard, settings=settings)
 
     @app.middleware("http")
     async def _observe(request: Request, call_next):
@@ -290,10 +380,7 @@ def build_http_app(service: Service) -> FastAPI:
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        response = error_response(exc.status, exc.message)
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return auth_response(exc)
 
     @app.exception_handler(BadInputError)
     async def _bad_input(request: Request, exc: BadInputError) -> JSONResponse:
@@ -301,6 +388,8 @@ def build_http_app(service: Service) -> FastAPI:
             return error_response(404, str(exc))
         if isinstance(exc, CorruptArtifactError):
             return error_response(409, f"refused: {exc}")
+        if isinstance(exc, ConflictError):
+            return error_response(409, str(exc))
         return error_response(422, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
@@ -309,8 +398,9 @@ def build_http_app(service: Service) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("internal error on %s", request.url.path)
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        incident = uuid.uuid4().hex[:12]
+        logger.exception("internal error %s on %s", incident, request.url.path)
+        return error_response(500, f"internal error (incident {incident} in the server log)")
 
     def require_token(authorization: str | None) -> None:
         check_bearer(authorization, settings.api_token, settings.api_token_env)
@@ -353,6 +443,10 @@ def build_http_app(service: Service) -> FastAPI:
         meta = await service.meta()
         zones, windows, reasons = _check_windows(items, meta, settings, single)
         results = await service.predict(zones, windows, reasons)
+        failed = [i for i, answer in enumerate(results) if answer.get("error")]
+        if failed:  # this request's windows only: the others in its batch were answered
+            where = "window" if single else f"[{failed[0]}]"
+            raise ApiError(503, f"{where}: {results[failed[0]]['error']}")
         return results[0] if single else results
 
     # ------------------------------------------------------------ mutating (token)

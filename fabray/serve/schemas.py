@@ -10,12 +10,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from fabray import schema
 
 #: A finite JSON number (an integer is accepted as a float; strings, booleans, NaN, inf are not).
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+#: A JSON true/false only ("yes", 1, "true" are refused).
+Flag = Annotated[bool, Field(strict=True)]
+MAX_PATH_CHARS = 1024
+
+
+def _server_path(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a path must not contain a NUL character")
+    if any(len(part) > 255 for part in value.split("/")):
+        raise ValueError("a path component is longer than 255 characters")
+    return value
+
+
+#: A file or directory on the server, as a client names it (checked against the allowed folders
+#: by the service, `fabray.serve.paths`).
+ServerPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(_server_path)]
 
 _FEATURES = ", ".join(schema.FEATURES)
 
@@ -59,9 +75,10 @@ class PredictionOut(BaseModel):
     zone: str = Field(description="The window's zone.")
     model_version: str = Field(description="Store version of the models that scored it (v1, v2, ...).")
     run_id: str = Field(description="Training run those models came from.")
-    scores: dict[str, float] = Field(
+    scores: dict[str, float | None] = Field(
         description="Each model's score: the probability of a delay event (task 'event'), or the "
-        "predicted mean delay in seconds (task 'delay')."
+        "predicted mean delay in seconds (task 'delay'); null when the model gave no finite score "
+        "(the window is then `degraded` and answered by the rules model)."
     )
     probability: float = Field(
         description="The ensemble's score (a probability for task 'event'; seconds for 'delay')."
@@ -103,7 +120,7 @@ class FeedbackOut(BaseModel):
 class PromoteIn(_Body):
     """Promote a stored version to live."""
 
-    force: bool = Field(
+    force: Flag = Field(
         False, description="Promote even if its window shape or task differs from the live "
         "version's (clients must send the new shape)."
     )
@@ -113,9 +130,10 @@ class PromoteIn(_Body):
 class ImportIn(_Body):
     """Add a finished run directory on the server to the model store."""
 
-    run: str = Field(min_length=1, max_length=4096, description="Path of the run directory on the server.")
-    promote: bool = Field(False, description="Also promote it (same checks as /v1/models/{version}/promote).")
-    force: bool = Field(False, description="With promote: accept a different window shape or task.")
+    run: ServerPath = Field(description="Path of the run directory on the server, under one of the "
+                            "service's data folders (`data_dirs`).")
+    promote: Flag = Field(False, description="Also promote it (same checks as /v1/models/{version}/promote).")
+    force: Flag = Field(False, description="With promote: accept a different window shape or task.")
     note: str = Field("", max_length=500, description="Free text kept with the version.")
 
 
@@ -128,13 +146,14 @@ class RollbackIn(_Body):
 class BatchIn(_Body):
     """A batch scoring job: a data file on the server, or windows in the body (exactly one)."""
 
-    path: str | None = Field(
-        None, max_length=4096,
-        description="Zone-minute data file (.parquet or .csv) on the server, in the data contract.",
+    path: ServerPath | None = Field(
+        None, description="Zone-minute data file (.parquet or .csv) on the server, in the data contract, "
+        "under one of the service's data folders (`data_dirs`).",
     )
     windows: list[WindowIn] | None = Field(None, description="Windows to score (as in /v1/predict).")
-    all_windows: bool = Field(
-        False, description="With `path`: score every complete window, not only the latest per zone."
+    all_windows: Flag = Field(
+        False, description="With `path`: score every complete window, not only the latest per zone "
+        "(refused with `windows`)."
     )
 
     @model_validator(mode="after")
@@ -143,15 +162,19 @@ class BatchIn(_Body):
             raise ValueError("give exactly one of 'path' or 'windows'")
         if self.windows is not None and not self.windows:
             raise ValueError("'windows' is empty")
+        if self.windows is not None and self.all_windows:
+            raise ValueError("'all_windows' applies to a data file ('path'), not to 'windows'")
         return self
 
 
 class RetrainIn(_Body):
     """Incremental retraining of the live version on newer data."""
 
-    data: str = Field(min_length=1, max_length=4096, description="Zone-minute data file on the server.")
-    epochs: int | None = Field(None, ge=1, le=1000, description="Epochs (default: the live run's config).")
-    promote: bool = Field(True, description="Promote the challenger when it is not worse than the champion.")
+    data: ServerPath = Field(description="Zone-minute data file on the server, under one of the "
+                             "service's data folders (`data_dirs`).")
+    epochs: int | None = Field(None, ge=1, le=1000, strict=True,
+                               description="Epochs (default: the live run's config).")
+    promote: Flag = Field(True, description="Promote the challenger when it is not worse than the champion.")
 
 
 class JobOut(BaseModel):

@@ -56,6 +56,11 @@ class UnknownVersionError(BadInputError):
     """No such version in the store."""
 
 
+class ConflictError(BadInputError):
+    """The request is well formed but the store's state refuses it (HTTP 409), e.g. nothing to
+    roll back to."""
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -127,7 +132,7 @@ class ModelStore:
             raise UnknownVersionError(f"not a version name (v1, v2, ...). Received: {version!r}")
         path = self.versions_dir / version
         if not (path / VERSION_FILE).is_file():
-            raise UnknownVersionError(f"no version {version!r} in the store {self.root}")
+            raise UnknownVersionError(f"no version {version!r} in the model store")
         return path
 
     def run_dir(self, version: str) -> Path:
@@ -297,7 +302,7 @@ class ModelStore:
                 self._write_pointer(pointer, "rollback", candidate, reason or f"from {current}")
                 logger.info("rolled back from %s to %s", current, candidate)
                 return pointer
-        raise BadInputError(f"nothing to roll back to: no earlier intact version than {current!r}")
+        raise ConflictError(f"nothing to roll back to: no earlier intact version than {current!r}")
 
     def fallbacks(self) -> list[str]:
         """Live version first, then the history newest first: what a replica tries to load."""

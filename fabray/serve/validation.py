@@ -4,7 +4,8 @@ A window is `lookback` rows (oldest minute first) × the features of `fabray.sch
 raw units. What happens to each kind of trouble:
 
 - wrong number of rows or values per row, an infinite value, a negative count, a fraction
-  outside [0, 1], a feature missing in every minute → `BadInputError` (HTTP 422), naming the
+  outside [0, 1], a value beyond its physical bound (`UPPER_BOUNDS`: 1e308 is finite JSON but
+  no fab's queue), a feature missing in every minute → `BadInputError` (HTTP 422), naming the
   row and feature;
 - `transport_time_s` missing (null) in a minute: that minute had no completions, which the data
   contract allows; the last value is carried forward (backward for leading minutes). Not degraded;
@@ -27,6 +28,24 @@ import numpy as np
 from fabray import schema
 from fabray.config import DegradedRules
 from fabray.errors import BadInputError
+
+
+#: The largest value each feature can physically take in one zone-minute (raw units), far above
+#: any real fab (the simulated ones stay below 300 lots, 2 m/s-ish vehicles, 20-minute
+#: transports) yet small enough that float32 and the models' arithmetic stay finite.
+#: Every feature is also >= 0. Features not named here are bounded by DEFAULT_UPPER_BOUND.
+UPPER_BOUNDS: dict[str, float] = {
+    "vehicle_util": 1.0,
+    "stocker_fill": 1.0,
+    "mean_speed": 100.0,  # m/s
+    "transport_time_s": 86_400.0,  # one day
+}
+DEFAULT_UPPER_BOUND = 100_000.0  # counts per zone-minute (requests, lots, vehicles, ...)
+
+
+def upper_bound(name: str) -> float:
+    """The largest value `name` may take (see UPPER_BOUNDS)."""
+    return UPPER_BOUNDS.get(name, DEFAULT_UPPER_BOUND)
 
 
 @dataclass(frozen=True)
@@ -135,10 +154,12 @@ def check_window(
 
 
 def _check_ranges(arr: np.ndarray, features: tuple[str, ...], where: str) -> None:
-    """Counts >= 0 and fractions in [0, 1], as the data contract says (NaN is ignored here)."""
+    """Counts >= 0 and fractions in [0, 1], as the data contract says; every value within its
+    physical bound (`upper_bound`). NaN is ignored here."""
     with np.errstate(invalid="ignore"):
         for j, name in enumerate(features):
             column = arr[:, j]
+            high = upper_bound(name)
             if name in schema.COUNT_FEATURES:
                 bad = np.flatnonzero(column < 0)
                 if bad.size:
@@ -149,6 +170,22 @@ def _check_ranges(arr: np.ndarray, features: tuple[str, ...], where: str) -> Non
                 if bad.size:
                     raise BadInputError(f"{where}: {name!r} is a fraction and must lie in [0, 1]. "
                                         f"Received: {column[bad[0]]} at row {bad[0]}")
+            bad = np.flatnonzero((column < 0) | (column > high))
+            if bad.size:
+                raise BadInputError(f"{where}: {name!r} must lie in [0, {high:g}] (physical bound). "
+                                    f"Received: {column[bad[0]]:g} at row {bad[0]}")
+
+
+def check_values(values: np.ndarray, features: tuple[str, ...] | None = None, where: str = "data") -> None:
+    """The same bounds for a whole table of rows [N, F] (batch data files): BadInputError naming
+    the first row and feature out of bounds. NaN (a missing value) passes."""
+    features = tuple(schema.FEATURES if features is None else features)
+    arr = np.asarray(values, dtype=np.float64)
+    if np.isinf(arr).any():
+        row, col = np.argwhere(np.isinf(arr))[0]
+        raise BadInputError(f"{where}: values must be finite. Received: {arr[row, col]} at row {row}, "
+                            f"feature {features[col]!r}")
+    _check_ranges(arr, features, where)
 
 
 def _stuck_features(arr: np.ndarray, features: tuple[str, ...], rules: DegradedRules) -> list[str]:

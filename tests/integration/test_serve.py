@@ -367,7 +367,7 @@ def test_rollback_returns_to_the_previous_version(service, windows):
     assert r.status_code == 200 and r.json()["live"] == "v1", r.text
     wait_until(lambda: predict(url, {"zone": "Z01", "window": windows["Z01"]}).json()["model_version"] == "v1", 30)
     r = requests.post(url + "/v1/rollback", headers=AUTH, json={}, timeout=30)
-    assert r.status_code == 422 and "nothing to roll back to" in r.json()["message"], r.text
+    assert r.status_code == 409 and "nothing to roll back to" in r.json()["message"], r.text
 
 
 def test_a_killed_predictor_replica_is_replaced(service, windows):
@@ -384,7 +384,7 @@ def test_a_killed_predictor_replica_is_replaced(service, windows):
 
 
 def _wait_job(url: str, job_id: str) -> dict:
-    return wait_until(lambda: (s := requests.get(f"{url}/v1/batch/{job_id}", timeout=10).json())["status"]
+    return wait_until(lambda: (s := requests.get(f"{url}/v1/batch/{job_id}", headers=AUTH, timeout=10).json())["status"]
                       in ("succeeded", "failed") and s, 300, 1.0)
 
 
@@ -432,7 +432,7 @@ def test_retrain_runs_as_a_job_and_promotes_only_if_not_worse(service, data_file
     champion = store.live()
     r = requests.post(url + "/v1/retrain", headers=AUTH, json={"data": str(data_file), "epochs": 1}, timeout=30)
     assert r.status_code == 200 and r.json()["kind"] == "retrain", r.text
-    status = wait_until(lambda: (s := requests.get(f"{url}/v1/jobs/{r.json()['job_id']}", timeout=10).json())
+    status = wait_until(lambda: (s := requests.get(f"{url}/v1/jobs/{r.json()['job_id']}", headers=AUTH, timeout=10).json())
                         ["status"] in ("succeeded", "failed") and s, 900, 2.0)
     assert status["status"] == "succeeded", status
     result = status["result"]

@@ -31,7 +31,8 @@ class FakeService:
     def __init__(self, token: str | None) -> None:
         self.settings = HttpSettings(max_body_bytes=MAX_BODY, max_windows_per_request=4,
                                      degraded=DegradedRules(max_gap_minutes=2, stuck_minutes=10),
-                                     api_token=token)
+                                     api_token=token, body_read_timeout_s=1.0,
+                                     small_body_bytes=16 * 1024)
         self.calls: list[tuple] = []
         self.observed: list[tuple] = []
 
@@ -40,6 +41,10 @@ class FakeService:
 
     async def predict(self, zones, windows, reasons):
         self.calls.append(("predict", zones, windows, reasons))
+        if zones and zones[0] == "Z02" and windows[0, 0, 0] == 7.0:  # models that answer NaN for it
+            return [{"error": "the models gave no finite score for this window; retry"}]
+        if zones and zones[0] == "Z02" and windows[0, 0, 0] == 8.0:  # a bug in the service
+            raise RuntimeError("boom at /srv/secret/path pid 4242")
         return [
             {"prediction_id": f"p{i}", "zone": z, "model_version": "v1", "run_id": "r1",
              "scores": {"lstm": 0.2}, "probability": 0.2, "decision": False, "threshold": 0.5,
@@ -250,8 +255,11 @@ def test_batch_needs_exactly_one_source_and_checks_windows(servers):
     assert r.status_code == 200 and r.json()["job_id"] == "batch-1"
 
 
-def test_unknown_job_is_404(servers):
-    assert_error(requests.get(servers["url"] + "/v1/batch/nope", timeout=10), 404, "not_found", "no job 'nope'")
+def test_unknown_job_is_404_and_job_status_needs_the_token(servers):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = requests.get(servers["url"] + "/v1/batch/nope", headers=auth, timeout=10)
+    assert_error(r, 404, "not_found", "no job 'nope'")
+    assert_error(requests.get(servers["url"] + "/v1/jobs/nope", timeout=10), 401, "unauthorized")
 
 
 def test_openapi_docs_list_the_endpoints(servers):
@@ -331,3 +339,98 @@ def test_a_window_without_timestamp_takes_the_current_minute(context_server):
     got = windows[0, -1, F + CALENDAR_COLUMNS.index("cal_day_sin")]
     day_min = before.hour * 60 + before.minute  # the server's clock (same process here)
     assert got == pytest.approx(np.sin(2 * np.pi * day_min / 1440), abs=0.01)
+
+
+# ------------------------------------------------------------------------------- issue 15
+
+
+def _raw(url: str, data: bytes) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(data)
+    return sock
+
+
+def _read_all(sock: socket.socket) -> str:
+    chunks = []
+    while chunk := sock.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def _stalled(url: str, path: str = "/v1/predict", headers: str = "") -> socket.socket:
+    return _raw(url, (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"{headers}Content-Length: 5000\r\n\r\n{{\"zone\": ").encode())
+
+
+def test_a_stalled_body_is_answered_408_and_healthz_stays_up(servers):
+    stalled = [_stalled(servers["url"]) for _ in range(20)]
+    try:
+        assert requests.get(servers["url"] + "/healthz", timeout=5).status_code == 200
+        start = time.monotonic()
+        answer = _read_all(stalled[0])
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert '"timeout"' in answer and "read deadline" in answer
+        assert time.monotonic() - start < 5
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_mutating_routes_check_the_token_before_reading_the_body(servers):
+    # an anonymous client is refused at once, though it never sends the body it announced
+    for path in ("/v1/retrain", "/v1/batch", "/v1/feedback", "/v1/models", "/v1/rollback", "/v1/models/v1/promote"):
+        sock = _stalled(servers["url"], path)
+        try:
+            answer = _read_all(sock)
+        finally:
+            sock.close()
+        assert answer.startswith("HTTP/1.1 401"), (path, answer)
+    assert_error(post(servers["url"], "/v1/retrain", json={}), 401, "unauthorized")
+    assert_error(post(servers["url_no_token"], "/v1/retrain", json={}), 403, "forbidden")
+
+
+def test_body_limits_are_per_route(servers):
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    body = b'{"zone": "' + b"x" * (30 * 1024) + b'"}'  # under max_body_bytes, over the small limit
+    small = b'{"reason": "' + b"x" * (20 * 1024) + b'"}'
+    assert_error(post(servers["url"], "/v1/rollback", data=small, headers=auth), 413, "too_large")
+    assert_error(post(servers["url"], "/v1/predict", data=body, headers=auth), 422, "invalid_input")
+
+
+@pytest.mark.parametrize("feature, value", [
+    ("queue_len", 1e308), ("requests", 1e7), ("mean_speed", 1e5), ("transport_time_s", 1e9),
+    ("mean_speed", -1.0), ("transport_time_s", -5.0),
+])
+def test_absurd_finite_values_are_422(servers, feature, value):
+    body = window()
+    body["window"][3][schema.FEATURES.index(feature)] = value
+    assert_error(post(servers["url"], "/v1/predict", json=body), 422, "invalid_input", feature, "row 3")
+
+
+def test_a_window_the_models_cannot_score_fails_alone_with_503(servers):
+    bad = window("Z02")
+    bad["window"][0][0] = 7.0
+    assert_error(post(servers["url"], "/v1/predict", json=bad), 503, "unavailable", "no finite score")
+    assert post(servers["url"], "/v1/predict", json=window()).status_code == 200
+
+
+def test_an_internal_error_tells_no_internals(servers):
+    bad = window("Z02")
+    bad["window"][0][0] = 8.0
+    r = post(servers["url"], "/v1/predict", json=bad)
+    assert_error(r, 500, "internal", "incident")
+    for leak in ("boom", "/srv", "4242", "RuntimeError", "Traceback"):
+        assert leak not in r.text
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"path": ""}, "path"),
+    ({"path": "x" * 5000}, "path"),
+    ({"path": "a\u0000b.csv"}, "path"),
+    ({"windows": [window()], "all_windows": True}, "all_windows"),
+    ({"path": "x.csv", "all_windows": "yes"}, "all_windows"),
+])
+def test_batch_client_mistakes_are_422(servers, body, fragment):
+    r = post(servers["url"], "/v1/batch", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert_error(r, 422, "invalid_input", fragment)
