@@ -219,6 +219,8 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
     import time
 
     from fabray.serve.runner import serving
@@ -226,15 +228,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.num_cpus is not None and args.num_cpus < 1:
         raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-    with serving(args.run, store=args.store, config=args.config, overrides=overrides,
-                 address=args.address, num_cpus=args.num_cpus) as url:
-        print(f"fabray serving {args.run} on {url} (API docs: {url}/docs); Ctrl-C stops", flush=True)
-        deadline = None if args.duration is None else time.monotonic() + args.duration
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("stopping", flush=True)
+    stop = threading.Event()  # SIGTERM (Kubernetes, systemd) stops as gracefully as Ctrl-C
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with serving(args.run, store=args.store, config=args.config, overrides=overrides,
+                     address=args.address, num_cpus=args.num_cpus) as url:
+            print(f"fabray serving {args.run} on {url} (API docs: {url}/docs); Ctrl-C or SIGTERM stops",
+                  flush=True)
+            deadline = None if args.duration is None else time.monotonic() + args.duration
+            try:
+                while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                    stop.wait(0.5)
+            except KeyboardInterrupt:
+                pass
+            print("stopping: answering requests in flight, saving the ensemble state", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

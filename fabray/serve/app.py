@@ -41,8 +41,11 @@ from fabray.config import EnsembleConfig, ServeConfig, load_config
 from fabray.errors import BadInputError
 from fabray.serve.auth import load_token
 from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
+from fabray.serve.jobs import count_active, public_error, recover_interrupted, root_cause
 from fabray.serve.keeper import EnsembleKeeper
+from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
+from fabray.serve.settings import ServeLimits
 from fabray.serve.store import ModelStore, UnknownVersionError, utc_now
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,10 @@ class ServeArgs(BaseModel):
     )
     serve: dict[str, Any] = Field(
         default_factory=dict, description="Values overriding the config's `serve` section.",
+    )
+    limits: ServeLimits = Field(
+        default_factory=ServeLimits, description="Client limits: data folders, read deadline, "
+        "request timeout, job limits (fabray.serve.settings).",
     )
 
 
@@ -286,38 +293,74 @@ class PredictorDeployment:
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_count_windows)
     async def _score(self, items: list) -> list:
+        """One model call for the windows of every waiting request. Nothing here fails the
+        group: a request whose windows do not fit, or a window no model scored finitely (even
+        the rules), gets {"error": ...} in its place; the ingress answers that request alone 503."""
         bundle = self.bundle
+        expected = (bundle.predictor.lookback, bundle.predictor.n_features)
+        fits = [tuple(item["windows"].shape[1:]) == expected for item in items]
+        good = [item for item, ok in zip(items, fits) if ok]
+        answers: list = []
+        if good:
+            try:
+                answers = await self._answer(bundle, good)
+            except Exception:  # noqa: BLE001 - answered per request, never a failed batch
+                logger.exception("scoring a batch of %d requests failed", len(good))
+                answers = [{"error": "the models could not score this window; retry"}
+                           for item in good for _ in item["zones"]]
+        out, start = [], 0
+        for item, ok in zip(items, fits):
+            n = len(item["zones"])
+            if ok:
+                out.append(answers[start:start + n])
+                start += n
+            else:
+                message = (f"windows must be {expected[0]} minutes × {expected[1]} features for model "
+                           f"version {bundle.version} (it was just swapped in); retry")
+                out.append([{"error": message}] * n)
+        return out
+
+    async def _answer(self, bundle: Any, items: list) -> list:
         zones = [zone for item in items for zone in item["zones"]]
         reasons = [tuple(r) for item in items for r in item["reasons"]]
         windows = np.concatenate([item["windows"] for item in items])  # [B, L, F]
-        expected = (bundle.predictor.lookback, bundle.predictor.n_features)
-        if windows.shape[1:] != expected:
-            raise BadInputError(f"windows must be {expected[0]} minutes × {expected[1]} features for model "
-                                f"version {bundle.version}. Received: {list(windows.shape[1:])}")
         scores, rules = await asyncio.to_thread(bundle.score, windows)  # [B, M], [B]
+        scores = np.asarray(scores, dtype=np.float64)
+        rules = np.asarray(rules, dtype=np.float64)
+        names = bundle.model_names
+        finite = np.isfinite(scores)  # [B, M]
+        for i in np.flatnonzero(~finite.all(axis=1)):  # a model answered NaN/inf: the rules decide
+            bad = [names[m] for m in np.flatnonzero(~finite[i])]
+            reasons[i] = (*reasons[i], f"model output: no finite score from {', '.join(bad)}")
         degraded = [bool(r) for r in reasons]
-        combined = await self.keeper.combine.remote(bundle.version, zones, scores, rules, degraded)
+        unscorable = [d and not np.isfinite(r) for d, r in zip(degraded, rules)]
+        safe_scores = np.where(finite, scores, 0.0)
+        safe_rules = np.where(np.isfinite(rules), rules, 0.0)
+        combined = await self.keeper.combine.remote(bundle.version, zones, safe_scores, safe_rules, degraded)
         if combined is None:
             await self.keeper.ensure.remote(bundle.version, bundle.fitted_state, bundle.ensemble_params,
                                             list(bundle.model_names))
-            combined = await self.keeper.combine.remote(bundle.version, zones, scores, rules, degraded)
-        names = bundle.model_names
-        answers = [
-            {
+            combined = await self.keeper.combine.remote(bundle.version, zones, safe_scores, safe_rules, degraded)
+        answers = []
+        for zone, row, ok, c, why, lost in zip(zones, scores, finite, combined, reasons, unscorable):
+            probability = float(c["probability"])
+            if lost or not np.isfinite(probability):
+                answers.append({"error": "the models gave no finite score for this window; retry or check "
+                                         "its values"})
+                continue
+            answers.append({
                 "prediction_id": c["prediction_id"],
                 "zone": zone,
                 "model_version": bundle.version,
                 "run_id": bundle.run_id,
-                "scores": dict(zip(names, row.tolist())),
-                "probability": c["probability"],
-                "decision": c["probability"] >= bundle.threshold,
+                "scores": {name: (float(v) if good else None) for name, v, good in zip(names, row, ok)},
+                "probability": probability,
+                "decision": probability >= bundle.threshold,
                 "threshold": bundle.threshold,
                 "weights": c["weights"],
                 "degraded": bool(why),
                 "degraded_reasons": list(why),
-            }
-            for zone, row, c, why in zip(zones, scores, combined, reasons)
-        ]
+            })
         self.stats["batches"] += 1
         self.stats["windows"] += len(answers)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(answers))
@@ -325,11 +368,7 @@ class PredictorDeployment:
         _record(self._scored, "inc", len(answers) - n_degraded, {"degraded": "false"})
         _record(self._scored, "inc", n_degraded, {"degraded": "true"})
         _record(self._batch_windows, "observe", len(answers))
-        out, start = [], 0
-        for item in items:
-            out.append(answers[start:start + len(item["zones"])])
-            start += len(item["zones"])
-        return out
+        return answers
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -340,10 +379,13 @@ class JobManagerDeployment:
     """Starts batch and retraining jobs as Ray tasks, tracks them, runs the batch scheduler."""
 
     async def __init__(self, store_dir: str, serve_cfg: dict, ensemble_cfg: dict, keeper: Any, predictor: Any,
-                       scorer: Any) -> None:
+                       scorer: Any, limits: Optional[dict] = None) -> None:
         self.cfg = ServeConfig.model_validate(serve_cfg)
+        self.limits = ServeLimits.model_validate(limits or {})
+        self.data_dirs = data_dirs(self.limits, self.cfg, store_dir)
         self.ensemble_cfg = ensemble_cfg
         self.store = ModelStore(store_dir)
+        recover_interrupted(self.store)  # jobs of an earlier instance died with it
         self.keeper = keeper
         self.predictor = predictor
         self.scorer = scorer  # the warm BatchScorer deployment the batch jobs' Ray Data tasks call
@@ -358,21 +400,26 @@ class JobManagerDeployment:
         self.store.write_json(self.store.job_dir(job_id) / "status.json", status)
         return status
 
+    def _check_capacity(self, kind: str, limit: int) -> None:
+        active = count_active(self.store, kind)
+        if active >= limit:
+            raise ApiError(429, f"{active} {kind} job(s) already pending or running (at most {limit}); "
+                                "retry when one has ended")
+
     async def submit_batch(self, spec: dict) -> dict:
         import ray
 
         from fabray.serve.batch import run_batch_job
 
+        if spec.get("path") is not None:  # a client mistake is 422 before anything else
+            path = resolve_under(spec["path"], self.data_dirs, kind="file", what="batch path")
+            spec = {**spec, "path": str(path)}
+        self._check_capacity("batch", self.limits.max_active_batch_jobs)
         info = await self.predictor.info.remote()  # the version the real-time path serves now
         version = info["version"]
         weights = await self.keeper.weights.remote(version, [*info["zones"], "*"])
-        source = spec.get("path") or f"{len(spec['zones'])} windows from the request"
-        if spec.get("path"):
-            path = Path(spec["path"]).expanduser()
-            if not path.is_file():
-                raise BadInputError(f"batch data file not found on the server: {spec['path']}")
-            spec = {**spec, "path": str(path.resolve())}
-        else:
+        source = spec["path"] if spec.get("path") is not None else f"{len(spec['zones'])} windows from the request"
+        if spec.get("path") is None:
             spec = {**spec, "windows": [ray.put(spec["windows"])]}
         status = self._new_job("batch", model_version=version, source=source,
                                scheduled=bool(spec.get("scheduled")))
@@ -388,14 +435,14 @@ class JobManagerDeployment:
 
         from fabray.serve.retrain import run_retrain_job
 
-        data = Path(body["data"]).expanduser()
-        if not data.is_file():
-            raise BadInputError(f"retraining data file not found on the server: {body['data']}")
+        data = resolve_under(body["data"], self.data_dirs, kind="file", what="retrain data")
+        self._check_capacity("retrain", self.limits.max_active_retrains)
         champion = self.store.live()
-        status = self._new_job("retrain", model_version=champion, source=str(data.resolve()))
+        status = self._new_job("retrain", model_version=champion, source=str(data),
+                               epochs=body.get("epochs"))
         job = ray.remote(run_retrain_job).options(num_cpus=0, name=f"fabray-{status['job_id']}")
         self.refs[status["job_id"]] = job.remote(
-            str(self.store.root), status["job_id"], champion, str(data.resolve()), body.get("epochs"),
+            str(self.store.root), status["job_id"], champion, str(data), body.get("epochs"),
             bool(body.get("promote", True)), self.cfg.model_dump(mode="json"), self.ensemble_cfg,
         )
         return status
@@ -414,13 +461,15 @@ class JobManagerDeployment:
                 try:
                     ray.get(done[0])
                 except Exception as err:  # noqa: BLE001 - the task died before writing its status
+                    logger.warning("job %s ended with %s", job_id, type(root_cause(err)).__name__)
                     status = self.store.read_json(path) or status
                     if status.get("status") in ("pending", "running"):
-                        status.update(status="failed", finished_at=utc_now(), error=f"{type(err).__name__}: {err}")
+                        status.update(status="failed", finished_at=utc_now(),
+                                      error=public_error(err, self.store.root))
                         self.store.write_json(path, status)
                 self.refs.pop(job_id, None)
                 status = self.store.read_json(path) or status
-        return status
+        return public_status(status, self.store.root)
 
     async def _schedule_loop(self) -> None:
         """Score the latest window of every zone of `batch_source` now and every interval."""
@@ -430,6 +479,8 @@ class JobManagerDeployment:
                 busy = last is not None and (await self.status(last)).get("status") in ("pending", "running")
                 if busy:
                     logger.warning("scheduled batch %s still running: skipping this period", last)
+                elif count_active(self.store, "batch") >= self.limits.max_active_batch_jobs:
+                    logger.warning("%d batch jobs active: skipping this period", self.limits.max_active_batch_jobs)
                 else:
                     status = await self.submit_batch({"path": self.cfg.batch_source, "scheduled": True})
                     self._last_scheduled = status["job_id"]
@@ -438,16 +489,38 @@ class JobManagerDeployment:
             await asyncio.sleep(self.cfg.batch_interval_s)
 
 
+def public_status(status: dict, store_root: Path) -> dict:
+    """A job status as clients see it: the output relative to the store, no traceback."""
+    out = {k: v for k, v in status.items() if k not in ("traceback", "source")}
+    output = out.get("output")
+    if isinstance(output, str) and output.startswith(str(store_root) + "/"):
+        out["output"] = output[len(str(store_root)) + 1:]
+    return out
+
+
+def data_dirs(limits: ServeLimits, cfg: ServeConfig, store_dir: str) -> list[str]:
+    """The folders clients may name files in (see ServeLimits.data_dirs)."""
+    if limits.data_dirs is not None:
+        return [str(Path(d).expanduser().resolve()) for d in limits.data_dirs]
+    dirs = [str(Path(store_dir).expanduser().resolve().parent)]
+    if cfg.batch_source:
+        dirs.append(str(Path(cfg.batch_source).expanduser().resolve().parent))
+    return dirs
+
+
 # ---------------------------------------------------------------------------- ingress
 
 
-@serve.deployment(name=INGRESS, max_ongoing_requests=256)
+@serve.deployment(name=INGRESS, max_ongoing_requests=2048)
 @serve.ingress()
 class Ingress:
     """The FastAPI front: request checks and auth (http.py), then the deployments behind it."""
 
-    def __init__(self, store_dir: str, serve_cfg: dict, predictor: Any, keeper: Any, jobs: Any) -> None:
+    def __init__(self, store_dir: str, serve_cfg: dict, predictor: Any, keeper: Any, jobs: Any,
+                 limits: Optional[dict] = None) -> None:
         self.cfg = ServeConfig.model_validate(serve_cfg)
+        self.limits = ServeLimits.model_validate(limits or {})
+        self.data_dirs = data_dirs(self.limits, self.cfg, store_dir)
         self.store = ModelStore(store_dir)
         self.predictor, self.keeper, self.jobs = predictor, keeper, jobs
         token = load_token(self.cfg.api_token_env, self.cfg.api_token_file)
@@ -457,6 +530,8 @@ class Ingress:
             degraded=self.cfg.degraded,
             api_token=token,
             api_token_env=self.cfg.api_token_env,
+            body_read_timeout_s=self.limits.body_read_timeout_s,
+            small_body_bytes=self.limits.small_body_bytes,
         )
         self._meta: Optional[dict] = None
         self._meta_at = 0.0
@@ -476,11 +551,12 @@ class Ingress:
         """Await a handle call: bad input stays bad input; a dead or overloaded backend is 503."""
         try:
             return await response
-        except (BadInputError, ApiError):
-            raise
-        except Exception as err:  # noqa: BLE001 - RayActorError, BackPressureError, ...
+        except Exception as err:  # noqa: BLE001 - RayTaskError(cause), RayActorError, BackPressureError, ...
+            cause = root_cause(err)  # Ray wraps a remote error with its traceback, pid and node
+            if isinstance(cause, (BadInputError, ApiError)):
+                raise cause from None
             logger.warning("backend call failed: %s: %s", type(err).__name__, err)
-            raise Unavailable(f"backend unavailable, retry: {type(err).__name__}") from err
+            raise Unavailable(f"backend unavailable, retry ({type(cause).__name__})") from None
 
     async def meta(self) -> dict:
         now = time.monotonic()
@@ -492,7 +568,7 @@ class Ingress:
     async def predict(self, zones: list, windows: np.ndarray, reasons: list) -> list:
         answers = await self._call(self.predictor.predict.remote(
             {"zones": zones, "windows": windows, "reasons": reasons}))
-        if answers and self._meta is not None and answers[-1]["model_version"] != self._meta["version"]:
+        if answers and self._meta is not None and answers[-1].get("model_version") != self._meta["version"]:
             self._meta = None  # a swap happened: refresh the zones and shape on the next call
         return answers
 
@@ -504,14 +580,19 @@ class Ingress:
         serving = await self._call(self.predictor.info.remote())
         versions = []
         for version in self.store.versions():
-            info = self.store.info(version)
+            try:
+                info = self.store.info(version)
+            except BadInputError as err:  # one damaged VERSION.json hides nothing else
+                versions.append({"version": version, "state": "damaged", "error": public_error(err, self.store.root)})
+                continue
             notes = info.get("notes", {})
             state = ("live" if version == pointer.get("live") else
                      "refused" if version in serving.get("refused", {}) or notes.get("refused") else
                      "previous" if version in pointer.get("history", []) else "available")
             versions.append({
                 "version": version, "state": state, "created_at": info.get("created_at"),
-                "run_id": info.get("run_id"), "source_run": info.get("source_run"), "note": info.get("note"),
+                "run_id": info.get("run_id"), "source_run": Path(info.get("source_run") or "").name or None,
+                "note": info.get("note"),
                 "models": info.get("models"), "notes": notes,
             })
         return {
@@ -525,7 +606,12 @@ class Ingress:
         }
 
     async def import_run(self, body: ImportIn) -> dict:
-        version = await asyncio.to_thread(self.store.import_run, body.run, body.note or None)
+        run = resolve_under(body.run, self.data_dirs, kind="dir", what="run")
+        try:
+            version = await asyncio.to_thread(self.store.import_run, run, body.note or None)
+        except OSError as err:  # unreadable files, a full disk: the client cannot fix it, nor is it a bug
+            logger.warning("import of %s failed: %s", run, err)
+            raise Unavailable(f"the run could not be copied into the store ({type(err).__name__}); retry") from None
         out = {"version": version, "promoted": False}
         if body.promote:
             out.update(await self.promote(version, PromoteIn(force=body.force, reason=body.note or "imported")))
@@ -575,7 +661,7 @@ class Ingress:
         try:
             info = await asyncio.wait_for(self.predictor.info.remote(), timeout=5.0)
         except Exception as err:  # noqa: BLE001 - unhealthy, not an error
-            return False, {"status": "unavailable", "error": f"{type(err).__name__}: {err}",
+            return False, {"status": "unavailable", "error": f"predictor not answering ({type(root_cause(err)).__name__})",
                            "live": self.store.live()}
         live = self.store.live()
         return True, {
@@ -605,11 +691,17 @@ def build_app(args: ServeArgs) -> Application:
     serve_cfg, ensemble_cfg = resolve_config(args)
     store = ModelStore(args.store)
     if args.run:
+        before = set(store.versions())
         version = store.import_run(args.run)
-        if store.live() != version and (args.promote_run == "always" or store.live() is None):
+        live = store.live()
+        if live is None or (live != version and args.promote_run == "always" and version not in before):
             store.promote(version, reason=f"serve --run {args.run}")
+        elif live != version:  # a restart with the same run: promotions made since stand
+            logger.warning("run %s is stored as %s; %s, promoted since, stays live (promote %s "
+                           "explicitly to serve it again)", args.run, version, live, version)
     if store.live() is None:
         raise BadInputError(f"the model store {store.root} has no live version: pass a run to serve")
+    store.ensure_intact_live()  # a damaged live version: the newest intact one, or a clear error
     cfg = serve_cfg.model_dump(mode="json")
     ens = ensemble_cfg.model_dump(mode="json")
     root = str(store.root)
@@ -635,10 +727,12 @@ def build_app(args: ServeArgs) -> Application:
         name=BATCH_SCORER, num_replicas=1, max_ongoing_requests=8,
         ray_actor_options={"num_cpus": serve_cfg.batch_num_cpus}, health_check_period_s=10.0, **logs,
     ).bind(root, ens, cfg, keeper)
+    limits = args.limits.model_dump(mode="json")
     jobs = JobManagerDeployment.options(ray_actor_options={"num_cpus": 0.05}, **logs).bind(
-        root, cfg, ens, keeper, predictor, scorer)
-    return Ingress.options(ray_actor_options={"num_cpus": serve_cfg.ingress_num_cpus}, **logs).bind(
-        root, cfg, predictor, keeper, jobs)
+        root, cfg, ens, keeper, predictor, scorer, limits)
+    return Ingress.options(ray_actor_options={"num_cpus": serve_cfg.ingress_num_cpus},
+                           max_ongoing_requests=args.limits.ingress_max_ongoing_requests, **logs).bind(
+        root, cfg, predictor, keeper, jobs, limits)
 
 
 def default_store(run: str | Path) -> Path:

@@ -11,7 +11,7 @@ weights of each zone at submission (a snapshot from the keeper), so a batch answ
 /v1/predict would have said at that moment. The result is one Parquet file:
 
     zone, end_time (data files only), window (index), score_<model>..., probability, decision,
-    degraded, model_version
+    degraded, scored (False: no finite answer, probability NaN, never an alarm), model_version
 
 Job status lives in the store (`STORE/jobs/<id>/status.json`), written atomically by the job.
 """
@@ -22,11 +22,13 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fabray.errors import BadInputError
+from fabray.serve.jobs import public_error
 from fabray.serve.store import ModelStore, utc_now
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,10 @@ def _lookback(store: ModelStore, version: str) -> int:
 def _series_source(store: ModelStore, version: str, path: str, all_windows: bool) -> tuple[Any, np.ndarray, dict[str, Any]]:
     """Read, validate and prepare a data file with the version's scaler: (features [N, F]
     scaled, window end rows [W], columns for the output)."""
+    from fabray import schema
     from fabray.config import TaskConfig
     from fabray.data.context import ContextSpec
+    from fabray.serve.validation import check_values
     from fabray.data.scaler import Scaler
     from fabray.data.validate import load_validated
     from fabray.data.windows import ALL, latest_window_ends, prepare
@@ -95,6 +99,7 @@ def _series_source(store: ModelStore, version: str, path: str, all_windows: bool
     prep = store.read_json(run / first["preprocessing"]) or {}
     task = TaskConfig.model_validate(prep.get("task") or manifest.get("task") or {})
     df = load_validated(path)
+    check_values(df[list(schema.FEATURES)].to_numpy(dtype=np.float64), schema.FEATURES, where=Path(path).name)
     prepared = prepare(df, task, None, scaler=Scaler.from_dict(prep["scaler"]), nominal_s=prep["nominal_s"],
                        context=ContextSpec.stored(prep))
     if all_windows:
@@ -108,6 +113,24 @@ def _series_source(store: ModelStore, version: str, path: str, all_windows: bool
         "end_time": prepared.timestamps[ends],
     }
     return prepared.features, ends, columns
+
+
+def combine_scores(scores: np.ndarray, rules: np.ndarray, weights: np.ndarray,
+                   degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ensemble probabilities as the real-time path makes them, window by window: scores [W, M],
+    rules [W], weights [W, M], degraded [W] → (probability [W], degraded [W], scored [W]).
+
+    A window with a non-finite member score is degraded (the rules answer it, as in real time);
+    one whose answer is still not finite is `scored` False with probability NaN (never an alarm)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rules = np.asarray(rules, dtype=np.float64)
+    finite = np.isfinite(scores).all(axis=1)  # [W]
+    degraded = np.asarray(degraded, dtype=bool) | ~finite
+    with np.errstate(invalid="ignore"):
+        ensembled = (weights * np.where(np.isfinite(scores), scores, 0.0)).sum(axis=1)  # [W]
+    prob = np.where(degraded, rules, ensembled)
+    scored = np.isfinite(prob)
+    return np.where(scored, prob, np.nan), degraded, scored
 
 
 def run_batch_job(
@@ -167,20 +190,21 @@ def run_batch_job(
         zone_w = np.array([[weights.get(z, {}).get(n, np.nan) for n in names] for z in out["zone"]])  # [W, M]
         default = np.asarray([weights.get("*", {}).get(n, 1.0 / len(names)) for n in names])
         zone_w = np.where(np.isnan(zone_w), default, zone_w)
-        prob = np.where(degraded, rules, (zone_w * scores).sum(axis=1))
+        prob, degraded, scored_ok = combine_scores(scores, rules, zone_w, degraded)
         out["window"] = np.arange(len(index))
         out["probability"] = prob
-        out["decision"] = prob >= threshold
+        out["decision"] = scored_ok & (prob >= threshold)
         out["degraded"] = degraded
+        out["scored"] = scored_ok
         out["model_version"] = version
         output = store.job_dir(job_id) / OUTPUT
         write_table(out, output)
         return write_status(
-            store, job_id, status="succeeded", finished_at=utc_now(), output=str(output),
+            store, job_id, status="succeeded", finished_at=utc_now(), output=str(output.relative_to(store.root)),
             n_windows=int(len(index)), seconds=round(time.time() - started, 3),
         )
     except Exception as err:  # noqa: BLE001 - the job's failure is its status
         logger.exception("batch job %s failed", job_id)
         write_status(store, job_id, status="failed", finished_at=utc_now(),
-                     error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=5))
+                     error=public_error(err, store.root), traceback=traceback.format_exc(limit=5))
         raise

@@ -27,6 +27,7 @@ import numpy as np
 
 from fabray.errors import BadInputError
 from fabray.serve.batch import write_status
+from fabray.serve.jobs import public_error
 from fabray.serve.store import ModelStore, utc_now
 
 logger = logging.getLogger(__name__)
@@ -84,8 +85,11 @@ def _merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_challenger(champion_run: Path, train_file: Path, out: Path, epochs: int | None,
-                      overrides: dict[str, Any]) -> None:
-    """Train through the CLI contract (exit code 0 or an error naming the step)."""
+                      overrides: dict[str, Any]) -> list[str]:
+    """Train through the CLI contract (exit code 0 or an error naming the step); the argv used.
+
+    The champion's own configuration with `overrides` (serve.retrain_overrides) merged in is
+    handed over as `--config`, and `epochs` as `--epochs`, whichever command trains."""
     import json
 
     import yaml
@@ -93,21 +97,24 @@ def _train_challenger(champion_run: Path, train_file: Path, out: Path, epochs: i
     from fabray.cli import build_parser, main
 
     commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - the sub-commands
-    if "retrain" in commands:
-        argv = ["retrain", "--run", str(champion_run), "--data", str(train_file), "--out", str(out)]
+    config = json.loads((champion_run / "config.json").read_text())
+    config.pop("serve", None)  # serving settings play no part in training
+    config = _merge(config, overrides or {})
+    config_file = out.parent / "config.yaml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(yaml.safe_dump(config))
+    if "retrain" in commands:  # warm start from the champion
+        argv = ["retrain", "--run", str(champion_run), "--data", str(train_file), "--out", str(out),
+                "--config", str(config_file)]
     else:  # no warm start available: the champion's configuration, trained afresh
-        config = json.loads((champion_run / "config.json").read_text())
-        config.pop("serve", None)  # serving settings play no part in training
-        config = _merge(config, overrides)
-        config_file = out.parent / "config.yaml"
-        config_file.write_text(yaml.safe_dump(config))
         argv = ["train", "--data", str(train_file), "--out", str(out), "--config", str(config_file)]
-        if epochs is not None:
-            argv += ["--epochs", str(epochs)]
+    if epochs is not None:
+        argv += ["--epochs", str(epochs)]
     logger.info("retraining: fabray %s", " ".join(argv))
     code = main(argv)
     if code != 0:
         raise RuntimeError(f"`fabray {argv[0]}` exited with {code}")
+    return argv
 
 
 def run_retrain_job(
@@ -165,10 +172,10 @@ def run_retrain_job(
             "same_contract": same_contract, "promoted": promoted,
         }
         return write_status(store, job_id, status="succeeded", finished_at=utc_now(), step="done",
-                            output=str(store.run_dir(version)), result=result,
+                            output=str(store.run_dir(version).relative_to(store.root)), result=result,
                             seconds=round(time.time() - started, 1))
     except Exception as err:  # noqa: BLE001 - the job's failure is its status
         logger.exception("retrain job %s failed", job_id)
         write_status(store, job_id, status="failed", finished_at=utc_now(),
-                     error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=5))
+                     error=public_error(err, store.root), traceback=traceback.format_exc(limit=5))
         raise

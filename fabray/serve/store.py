@@ -170,10 +170,17 @@ class ModelStore:
         files = _run_files(run)
         checksums = {rel: sha256_file(run / rel) for rel in files}
         with self._lock():
+            self._remove_leftovers()
             for existing in self.versions():
-                if self.info(existing).get("files") == checksums:
-                    logger.info("run %s is already stored as %s", run, existing)
-                    return existing
+                try:
+                    if self.info(existing).get("files") != checksums:
+                        continue
+                    self.verify(existing)  # the files themselves, not only what was recorded
+                except BadInputError as err:
+                    logger.warning("stored version %s is damaged (%s): storing the run %s again", existing, err, run)
+                    continue
+                logger.info("run %s is already stored as %s", run, existing)
+                return existing
             number = max((int(v[1:]) for v in self.versions()), default=0) + 1
             version = f"v{number}"
             tmp = Path(tempfile.mkdtemp(dir=self.versions_dir, prefix=f".{version}."))
@@ -209,6 +216,44 @@ class ModelStore:
                 raise
         logger.info("stored run %s as %s (%d files)", run, version, len(files))
         return version
+
+    def _remove_leftovers(self) -> None:
+        """Temp copies of imports and pointer writes that a killed process left (call under the lock)."""
+        for tmp in self.versions_dir.glob(".v*"):
+            logger.warning("removing %s, left by an interrupted import", tmp.name)
+            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in self.root.glob(f".{POINTER}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def ensure_intact_live(self) -> str:
+        """The live version if its files are intact; else promote the newest intact version
+        (earlier live versions first, newest first, then any other) and return it, saying
+        which file was damaged. CorruptArtifactError naming the damaged file(s) when no
+        version is intact."""
+        live = self.live()
+        if live is None:
+            raise UnknownVersionError("the model store has no live version")
+        try:
+            self.verify(live)
+            return live
+        except BadInputError as err:
+            damaged = {live: str(err)}
+        logger.error("live version %s is damaged: %s", live, damaged[live])
+        tried = self.fallbacks()
+        candidates = tried[1:] + [v for v in reversed(self.versions()) if v not in tried]
+        for version in candidates:
+            try:
+                self.verify(version)
+            except BadInputError as err:
+                damaged[version] = str(err)
+                continue
+            self.promote(version, reason=f"start-up: live {live} is damaged ({damaged[live]})")
+            logger.error("serving %s instead of the damaged %s", version, live)
+            return version
+        raise CorruptArtifactError(
+            f"the live version {live} is damaged and no stored version is intact: "
+            + "; ".join(damaged.values()) + f". Store: {self.root}"
+        )
 
     def verify(self, version: str) -> Path:
         """Check every file of `version` against its sha256; the run directory if intact.

@@ -395,7 +395,7 @@ def test_batch_of_windows_matches_real_time_scores(service, windows):
     assert r.status_code == 200, r.text
     status = _wait_job(url, r.json()["job_id"])
     assert status["status"] == "succeeded", status
-    out = pd.read_parquet(status["output"])
+    out = pd.read_parquet(service["store"].root / status["output"])  # relative to the store
     assert list(out["zone"]) == list(windows) and (out["model_version"] == "v1").all()
     live = predict(url, [{"zone": z, "window": w} for z, w in windows.items()]).json()
     np.testing.assert_allclose(out["score_lstm"], [a["scores"]["lstm"] for a in live], rtol=1e-5)
@@ -408,7 +408,7 @@ def test_batch_of_a_data_file_and_the_scheduler(service, data_file):
     assert r.status_code == 200, r.text
     status = _wait_job(url, r.json()["job_id"])
     assert status["status"] == "succeeded", status
-    out = pd.read_parquet(status["output"])
+    out = pd.read_parquet(store.root / status["output"])
     assert sorted(out["zone"]) == ["Z01", "Z02", "Z03", "Z04"]  # the latest window of every zone
     assert (pd.to_datetime(out["end_time"]) == pd.Timestamp("2025-01-08 23:59:00")).all()
 
@@ -419,6 +419,9 @@ def test_batch_of_a_data_file_and_the_scheduler(service, data_file):
     assert final["status"] == "succeeded" and final["n_windows"] == 4, final
 
     r = requests.post(url + "/v1/batch", headers=AUTH, json={"path": "/nope/missing.parquet"}, timeout=30)
+    assert r.status_code == 422 and "data folders" in r.json()["message"], r.text
+    r = requests.post(url + "/v1/batch", headers=AUTH, json={"path": str(data_file.parent / "missing.parquet")},
+                      timeout=30)
     assert r.status_code == 422 and "not found" in r.json()["message"], r.text
 
 
@@ -428,7 +431,7 @@ def test_batch_of_a_data_file_and_the_scheduler(service, data_file):
 def test_retrain_runs_as_a_job_and_promotes_only_if_not_worse(service, data_file, windows):
     url, store = service["url"], service["store"]
     r = requests.post(url + "/v1/retrain", headers=AUTH, json={"data": "/nope.parquet"}, timeout=30)
-    assert r.status_code == 422 and "not found" in r.json()["message"], r.text
+    assert r.status_code == 422 and "data folders" in r.json()["message"], r.text
     champion = store.live()
     r = requests.post(url + "/v1/retrain", headers=AUTH, json={"data": str(data_file), "epochs": 1}, timeout=30)
     assert r.status_code == 200 and r.json()["kind"] == "retrain", r.text
