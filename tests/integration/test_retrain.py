@@ -25,6 +25,9 @@ OVERRIDES = {"lstm": {"lstm_units": [8], "head_units": [8]}, "rule": {"lstm_unit
 def _config(nominal: dict[str, float], **retrain) -> dict:
     return {
         "task": {"nominal_transport_time_s": nominal},
+        # the 12 observed features only: this module measures warm starts, and the context inputs
+        # make one cold epoch learn much more (retraining with context runs in test_serve)
+        "site": {"calendar": False, "plan": False, "neighbours": False},
         "train": {
             "models": list(OVERRIDES), "epochs": PARENT_EPOCHS, "batch_size": 128,
             "early_stopping_patience": PARENT_EPOCHS, "resources": {"cpus": 0.5},
@@ -59,6 +62,7 @@ def _test_pr_auc(run: Path, data: Path, model: str) -> float:
 
     import fabray.models  # noqa: F401 - registers the custom layers
     from fabray.config import SplitConfig, TaskConfig
+    from fabray.data.context import ContextSpec
     from fabray.data.scaler import Scaler
     from fabray.data.validate import load_validated
     from fabray.data.windows import gather_windows, prepare
@@ -66,7 +70,8 @@ def _test_pr_auc(run: Path, data: Path, model: str) -> float:
 
     prep = json.loads((run / f"models/{model}/preprocessing.json").read_text())
     prepared = prepare(load_validated(data), TaskConfig(**prep["task"]), SplitConfig(),
-                       scaler=Scaler.from_dict(prep["scaler"]), nominal_s=prep["nominal_s"])
+                       scaler=Scaler.from_dict(prep["scaler"]), nominal_s=prep["nominal_s"],
+                       context=ContextSpec.stored(prep))
     ends = prepared.splits["test"]
     logits = keras.saving.load_model(run / f"models/{model}/model.keras", compile=False).predict(
         gather_windows(prepared.features, ends, prepared.lookback), batch_size=512, verbose=0)
