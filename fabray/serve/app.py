@@ -28,7 +28,6 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -41,7 +40,7 @@ from fabray.config import EnsembleConfig, ServeConfig, load_config
 from fabray.errors import BadInputError
 from fabray.serve.auth import load_token
 from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
-from fabray.serve.jobs import count_active, public_error, recover_interrupted, root_cause
+from fabray.serve.jobs import count_active, new_job, public_error, recover_interrupted, root_cause
 from fabray.serve.keeper import EnsembleKeeper
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
@@ -394,11 +393,7 @@ class JobManagerDeployment:
         self._scheduler = asyncio.create_task(self._schedule_loop()) if self.cfg.batch_source else None
 
     def _new_job(self, kind: str, **fields: Any) -> dict:
-        job_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-        status = {"job_id": job_id, "kind": kind, "status": "pending", "submitted_at": utc_now(),
-                  "scheduled": False, **fields}
-        self.store.write_json(self.store.job_dir(job_id) / "status.json", status)
-        return status
+        return new_job(self.store, kind, **fields)
 
     def _check_capacity(self, kind: str, limit: int) -> None:
         active = count_active(self.store, kind)

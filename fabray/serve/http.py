@@ -85,10 +85,16 @@ class ApiError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self) -> tuple:  # raised in one Ray actor, answered by another
+        return ApiError, (self.status, self.message, self.details)
+
 
 class Unavailable(ApiError):
     def __init__(self, message: str) -> None:
         super().__init__(503, message)
+
+    def __reduce__(self) -> tuple:
+        return Unavailable, (self.message,)
 
 
 @dataclass(frozen=True)

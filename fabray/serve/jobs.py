@@ -10,6 +10,8 @@ it: `recover_interrupted` marks them failed, so no job reports `running` for eve
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,15 @@ logger = logging.getLogger(__name__)
 
 ACTIVE = ("pending", "running")
 INTERRUPTED = "interrupted: the service stopped or crashed while the job ran; submit it again"
+
+
+def new_job(store: ModelStore, kind: str, **fields: Any) -> dict[str, Any]:
+    """Create a job's status (pending) in the store; the status, with its new `job_id`."""
+    job_id = f"{kind}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    status = {"job_id": job_id, "kind": kind, "status": "pending", "submitted_at": utc_now(),
+              "scheduled": False, **fields}
+    store.write_json(store.job_dir(job_id) / "status.json", status)
+    return status
 
 
 def job_statuses(store: ModelStore) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ The job (a Ray task started by the JobManager deployment, its status in the stor
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -179,3 +180,71 @@ def run_retrain_job(
         write_status(store, job_id, status="failed", finished_at=utc_now(),
                      error=public_error(err, store.root), traceback=traceback.format_exc(limit=5))
         raise
+
+
+# ---------------------------------------------------------------------------- the daily retrain
+
+
+def run_scheduled_retrain(
+    store_dir: str | Path,
+    data_path: str | Path,
+    *,
+    config: str | Path | None = None,
+    epochs: int | None = None,
+    promote: bool = True,
+) -> dict[str, Any]:
+    """The daily retrain (a Ray job: `python -m fabray.serve.retrain`, cluster/kuberay/
+    rayjob-retrain.yaml): the store's live version is the champion, and the challenger goes
+    through exactly the path of `POST /v1/retrain` (`run_retrain_job`: held-out evaluation of
+    both, stored as a new version, promoted only if not worse and the request contract holds;
+    the serving replicas then hot-swap, and refuse a version they cannot load). Its status is
+    a job of the store, so `GET /v1/jobs/<id>` shows it like any other."""
+    from fabray.config import load_config
+    from fabray.serve.jobs import count_active, new_job
+
+    cfg = load_config(config)
+    store = ModelStore(store_dir)
+    champion = store.live()
+    if champion is None:
+        raise BadInputError(f"the model store {store.root} has no live version to retrain")
+    data = Path(data_path).expanduser().resolve()
+    if not data.is_file():
+        raise BadInputError(f"retraining data file not found: {data_path}")
+    if count_active(store, "retrain"):
+        raise BadInputError("a retrain of this store is already pending or running; not starting another")
+    status = new_job(store, "retrain", model_version=champion, source=str(data), epochs=epochs, scheduled=True)
+    logger.info("scheduled retrain %s of %s on %s", status["job_id"], champion, data)
+    return run_retrain_job(str(store.root), status["job_id"], champion, str(data), epochs, promote,
+                           cfg.serve.model_dump(mode="json"), cfg.ensemble.model_dump(mode="json"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fabray.serve.retrain --store STORE --data FILE`: exit 0 when the job succeeded
+    (promoted or not: see its status), 2 for bad input, 1 when it failed."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m fabray.serve.retrain", description=run_scheduled_retrain.__doc__)
+    parser.add_argument("--store", required=True, help="the serving application's model store")
+    parser.add_argument("--data", required=True, help="newest zone-minute data file")
+    parser.add_argument("--config", default=None, help="fabray YAML config (serve.retrain_overrides, "
+                        "serve.promote_metric, ensemble)")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (unset: the champion's config)")
+    parser.add_argument("--no-promote", action="store_true", help="evaluate and store only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        status = run_scheduled_retrain(args.store, args.data, config=args.config, epochs=args.epochs,
+                                       promote=not args.no_promote)
+    except BadInputError as err:
+        print(f"retrain: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - the job's status says why
+        print(f"retrain: failed: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: status.get(k) for k in ("job_id", "status", "result")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

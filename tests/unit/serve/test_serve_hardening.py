@@ -260,3 +260,44 @@ def test_sigterm_stops_fabray_serve_gracefully(tmp_path):
             proc.kill()
     assert code == 0, proc.stderr.read()
     assert marker.read_text() == "saved"
+
+
+# ------------------------------------------------------------------------------- (9) the daily retrain
+
+
+def test_the_daily_retrain_evaluates_and_promotes_through_the_retrain_path(store, tmp_path, monkeypatch):
+    import fabray.serve.retrain as retrain
+    from fabray.data.io import write_table
+    from fabray.data.simulate import simulate_preset
+
+    store.promote(store.import_run(fake_run(tmp_path, "r1")))
+    data = write_table(simulate_preset("tiny", seed=1), tmp_path / "latest.parquet")
+    trained = []
+
+    def fake_train(champion, train_file, out, epochs, overrides):
+        trained.append((champion, epochs))
+        fake_run(out.parent, out.name, b"weights-2")
+
+    def fake_evaluate(run, df, cut, ensemble_cfg):
+        return {"windows": 7, "metrics": {"pr_auc": 0.4 if "versions" in str(run) else 0.5},
+                "contract": {"lookback": 100, "n_features": 12, "task": "event"}}
+
+    monkeypatch.setattr(retrain, "_train_challenger", fake_train)
+    monkeypatch.setattr(retrain, "evaluate_version", fake_evaluate)
+    assert retrain.main(["--store", str(store.root), "--data", str(data), "--epochs", "1"]) == 0
+    assert trained == [(store.run_dir("v1"), 1)]  # the live version is the champion
+    assert store.live() == "v2"
+    (status,) = [json.loads(p.read_text()) for p in store.jobs_dir.glob("*/status.json")]
+    assert status["kind"] == "retrain" and status["scheduled"] and status["status"] == "succeeded"
+    assert status["result"]["promoted"] is True and status["result"]["champion"] == "v1"
+    assert retrain.main(["--store", str(store.root), "--data", str(tmp_path / "none.parquet")]) == 2
+
+
+def test_errors_raised_in_one_actor_are_rebuilt_in_another():
+    import ray.cloudpickle as cloudpickle
+
+    from fabray.serve.http import ApiError, Unavailable
+
+    busy = cloudpickle.loads(cloudpickle.dumps(ApiError(429, "2 batch jobs running")))
+    assert (busy.status, busy.message) == (429, "2 batch jobs running")
+    assert cloudpickle.loads(cloudpickle.dumps(Unavailable("retry"))).status == 503
