@@ -40,7 +40,7 @@ from fabray.config import EnsembleConfig, ServeConfig, load_config
 from fabray.errors import BadInputError
 from fabray.serve.auth import load_token
 from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
-from fabray.serve.jobs import count_active, new_job, public_error, recover_interrupted, root_cause
+from fabray.serve.jobs import count_active, new_job, public_error, recover_interrupted, redact_paths, root_cause
 from fabray.serve.keeper import EnsembleKeeper
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
@@ -409,13 +409,16 @@ class JobManagerDeployment:
         if spec.get("path") is not None:  # a client mistake is 422 before anything else
             path = resolve_under(spec["path"], self.data_dirs, kind="file", what="batch path")
             spec = {**spec, "path": str(path)}
-        self._check_capacity("batch", self.limits.max_active_batch_jobs)
+        self._check_capacity("batch", self.limits.max_active_batch_jobs)  # early: no work when full
         info = await self.predictor.info.remote()  # the version the real-time path serves now
         version = info["version"]
         weights = await self.keeper.weights.remote(version, [*info["zones"], "*"])
         source = spec["path"] if spec.get("path") is not None else f"{len(spec['zones'])} windows from the request"
         if spec.get("path") is None:
             spec = {**spec, "windows": [ray.put(spec["windows"])]}
+        # again, with no await until the job's status exists: concurrent submissions each see
+        # the ones before them (one event loop), so the limit holds under a flood
+        self._check_capacity("batch", self.limits.max_active_batch_jobs)
         status = self._new_job("batch", model_version=version, source=source,
                                scheduled=bool(spec.get("scheduled")))
         job = ray.remote(run_batch_job).options(num_cpus=0, name=f"fabray-{status['job_id']}")
@@ -588,16 +591,18 @@ class Ingress:
                 "version": version, "state": state, "created_at": info.get("created_at"),
                 "run_id": info.get("run_id"), "source_run": Path(info.get("source_run") or "").name or None,
                 "note": info.get("note"),
-                "models": info.get("models"), "notes": notes,
+                "models": info.get("models"),
+                "notes": {k: redact_paths(v) if isinstance(v, str) else v for k, v in notes.items()},
             })
         return {
             "live": pointer.get("live"),
             "history": pointer.get("history", []),
-            "serving": {k: serving[k] for k in ("version", "run_id", "models", "zones", "lookback", "task",
-                                                "threshold", "replica", "refused")},
+            "serving": {**{k: serving[k] for k in ("version", "run_id", "models", "zones", "lookback", "task",
+                                                   "threshold", "replica")},
+                        "refused": {v: redact_paths(str(m)) for v, m in serving.get("refused", {}).items()}},
             "ensemble": await self._call(self.keeper.describe.remote()),
             "versions": versions,
-            "events": pointer.get("events", [])[-10:],
+            "events": [{**e, "reason": redact_paths(str(e.get("reason") or ""))} for e in pointer.get("events", [])[-10:]],
         }
 
     async def import_run(self, body: ImportIn) -> dict:
@@ -661,7 +666,8 @@ class Ingress:
         live = self.store.live()
         return True, {
             "status": "ok" if info["version"] == live else "degraded",
-            "live": live, "serving": info["version"], "refused": info.get("refused", {}),
+            "live": live, "serving": info["version"],
+            "refused": {v: redact_paths(str(m)) for v, m in info.get("refused", {}).items()},
             "mutations_enabled": self.settings.api_token is not None,
         }
 
@@ -690,7 +696,7 @@ def build_app(args: ServeArgs) -> Application:
         version = store.import_run(args.run)
         live = store.live()
         if live is None or (live != version and args.promote_run == "always" and version not in before):
-            store.promote(version, reason=f"serve --run {args.run}")
+            store.promote(version, reason=f"serve --run {Path(args.run).name}")
         elif live != version:  # a restart with the same run: promotions made since stand
             logger.warning("run %s is stored as %s; %s, promoted since, stays live (promote %s "
                            "explicitly to serve it again)", args.run, version, live, version)

@@ -50,6 +50,7 @@ from fabray import schema
 from fabray.config import DegradedRules
 from fabray.errors import BadInputError
 from fabray.serve.auth import AuthError, check_bearer
+from fabray.serve.jobs import redact_paths
 from fabray.serve.schemas import (
     BatchIn,
     ErrorOut,
@@ -132,7 +133,7 @@ class Service(Protocol):
 def error_response(status: int, message: str, details: list[Any] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorOut(error=_KINDS.get(status, "internal" if status >= 500 else "bad_request"),
-                    message=message, details=details)
+                    message=redact_paths(message), details=details)  # no server paths to clients
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 

@@ -10,6 +10,7 @@ it: `recover_interrupted` marks them failed, so no job reports `running` for eve
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from pathlib import Path
@@ -74,6 +75,15 @@ def root_cause(err: BaseException) -> BaseException:
     return err
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?!v1/|docs\b|healthz\b)(?:[^\s'\"/:,;()\[\]{}]+/)*([^\s'\"/:,;()\[\]{}]+)")
+
+
+def redact_paths(text: str) -> str:
+    """`text` with every absolute server path replaced by its last component (.../name); the
+    API's own routes (/v1/..., /docs, /healthz) are left alone."""
+    return _ABSOLUTE_PATH.sub(lambda m: f".../{m.group(1)}", text)
+
+
 def public_error(err: BaseException, store_root: str | Path | None = None) -> str:
     """A message for a job's status: a bad input's own message (store paths made relative), or
     only the kind of an internal failure (its traceback goes to the log, not to clients)."""
@@ -82,5 +92,5 @@ def public_error(err: BaseException, store_root: str | Path | None = None) -> st
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         if store_root is not None:
             message = message.replace(str(Path(store_root)) + "/", "").replace(str(Path(store_root)), "<store>")
-        return message[:1000]
+        return redact_paths(message)[:1000]
     return f"internal error ({type(err).__name__}); details in the server log"

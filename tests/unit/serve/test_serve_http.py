@@ -59,6 +59,8 @@ class FakeService:
     async def job(self, job_id):
         from fabray.serve.store import UnknownVersionError
 
+        if job_id == "leaky":
+            raise UnknownVersionError("no job 'leaky' in /srv/fabray/serve-store/jobs; see /v1/batch")
         raise UnknownVersionError(f"no job {job_id!r}")
 
     async def submit_batch(self, body, windows, reasons):
@@ -434,3 +436,9 @@ def test_an_internal_error_tells_no_internals(servers):
 def test_batch_client_mistakes_are_422(servers, body, fragment):
     r = post(servers["url"], "/v1/batch", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
     assert_error(r, 422, "invalid_input", fragment)
+
+
+def test_error_messages_carry_no_server_paths(servers):
+    r = requests.get(servers["url"] + "/v1/jobs/leaky", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert_error(r, 404, "not_found", ".../jobs", "/v1/batch")
+    assert "/srv" not in r.text
