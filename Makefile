@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH ?= bench-out
+ETT_DATA ?= ../shared/data/ETTh1.csv
 
 .PHONY: demo test test-unit bench clean
 
@@ -21,5 +23,20 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
+# Every benchmark under benchmarks/ in its quick (smoke) mode, JSON into $(BENCH)/; each prints its
+# baseline beside its figure. The full runs' commands are in the README, beside each section.
+bench: $(STAMP)
+	rm -rf $(BENCH) && mkdir -p $(BENCH)
+	$(BIN)/python benchmarks/windows.py --source synthetic --rows 100000 --windows 20000 --rounds 1 --json $(BENCH)/windows.json
+	$(BIN)/python benchmarks/train.py --quick --json $(BENCH)/train.json
+	$(BIN)/python benchmarks/lead_time.py --quick --no-progress --json $(BENCH)/lead_time.json
+	$(BIN)/python examples/quickstart.py --out $(BENCH)/quickstart
+	$(BIN)/python benchmarks/ensemble_search.py --run $(BENCH)/quickstart/r1 --trials 8 --seeds 2 --json $(BENCH)/ensemble_search.json
+	$(BIN)/python benchmarks/serve.py --run $(BENCH)/quickstart/r1 --zoo run --requests 100 --batches 100 --json $(BENCH)/serve.json
+	$(BIN)/python benchmarks/adversarial.py --work $(BENCH)/adversarial --stalled 50 --out $(BENCH)/adversarial.json
+	if [ -f benchmarks/other_fab.py ]; then $(BIN)/python benchmarks/other_fab.py --out $(BENCH)/other_fab --days 3 --run --trials 4; fi
+	if [ -f $(ETT_DATA) ]; then $(BIN)/python benchmarks/ett.py --data $(ETT_DATA) --horizon 96 --epochs 1 --patience 1 --quiet --json $(BENCH)/ett.json; \
+	else echo "ett.py skipped: no $(ETT_DATA) (ETT_DATA=path/to/ETTh1.csv)"; fi
+
 clean:
-	rm -rf $(VENV) demo-run .pytest_cache
+	rm -rf $(VENV) demo-run $(BENCH) .pytest_cache

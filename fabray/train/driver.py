@@ -188,6 +188,7 @@ def _spec(name: str, shared: _Shared) -> WorkerSpec:
         seed=train.seed,
         cpus=shared.plan[name].cpus,
         deadline_unix=shared.deadline_unix,
+        tensorboard_dir=str(rd.model_dir(shared.run, name) / "tensorboard"),
     )
 
 

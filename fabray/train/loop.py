@@ -66,6 +66,9 @@ class WorkerSpec:
     cpus: float
     #: Stop training by this time (seconds since the epoch, `time.time()`); None: no budget.
     deadline_unix: float | None = None
+    #: Keras' TensorBoard callback writes this model's event files here (rank 0 only; the
+    #: driver passes `RUN/models/<name>/tensorboard`); None: no TensorBoard files.
+    tensorboard_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -343,6 +346,9 @@ def _epoch_callback(spec, state, loss_fn, features, target, val_ends):
                 metrics["resumed_from_epoch"] = resumed_from
                 resumed_from = None
             state.history.append(metrics)
+            # Keras' later callbacks (TensorBoard) see the validation metrics too.
+            logs.update({k: v for k, v in metrics.items()
+                         if k.startswith("val_") and isinstance(v, float)})
             if state.stopped_early or state.stopped_by_budget:
                 self.model.stop_training = True
             _report_epoch(self.model, state, metrics, epoch)
@@ -395,12 +401,77 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         ray.train.get_dataset_shard("train"), features, target, spec.lookback, spec.batch_size,
         shuffle_buffer=spec.shuffle_buffer, seed=spec.seed + next_epoch,
     )  # (x [B, L, F], y [B, 1])
+    callbacks = [_epoch_callback(spec, state, loss_fn, features, target, val_ends)]
+    tensorboard = _tensorboard_callback(spec, ray.train.get_context().get_world_rank())
+    if tensorboard is not None:
+        callbacks.append(tensorboard)  # after EpochEnd, which adds the val_ metrics to the logs
     model.fit(
         train_ds,
         epochs=spec.epochs,
         initial_epoch=next_epoch,
         shuffle=False,  # the shard is shuffled by Ray Data's local buffer
-        callbacks=[_epoch_callback(spec, state, loss_fn, features, target, val_ends)],
+        callbacks=callbacks,
         verbose=0,
     )
     return state.to_dict()
+
+
+def _tensorboard_callback(spec: WorkerSpec, rank: int) -> Any:
+    """Per-epoch TensorBoard scalars in `spec.tensorboard_dir`, on rank 0 only; None without a
+    directory or on other ranks. Layout as Keras': `train/` (loss) and `validation/` (the
+    `val_` metrics `EpochEnd` adds to the epoch's logs), tags `epoch_<metric>`.
+
+    Keras' `TensorBoard` callback when the `tensorboard` package is installed (TensorFlow 2.21
+    no longer pulls it in); else `_EpochScalars`, the same scalars through TensorFlow's core
+    summary ops, so the files exist either way. The directory is a path on the worker's node:
+    on one machine (or a shared file system) it is inside the run directory and
+    `tensorboard --logdir RUN` shows every model. A restarted worker appends a new events file.
+    """
+    if spec.tensorboard_dir is None or rank != 0:
+        return None
+    os.makedirs(spec.tensorboard_dir, exist_ok=True)
+    try:
+        import tensorboard  # noqa: F401 - tf.summary.scalar needs it
+
+        import keras
+    except ImportError:
+        return _EpochScalars(spec.tensorboard_dir)
+    return keras.callbacks.TensorBoard(
+        log_dir=spec.tensorboard_dir, histogram_freq=0, write_graph=False, update_freq="epoch",
+        profile_batch=0,
+    )
+
+
+def _EpochScalars(log_dir: str) -> Any:  # noqa: N802 - a class factory (keras imported lazily)
+    """A Keras callback writing each epoch's numeric logs as TensorBoard scalars (core TF ops)."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"  # TensorBoard's scalar dashboard
+
+    class EpochScalars(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self._writers = {
+                part: tf.summary.create_file_writer(os.path.join(log_dir, part))
+                for part in ("train", "validation")
+            }
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
+                    continue
+                part, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                with self._writers[part].as_default():
+                    tf.summary.write(f"epoch_{tag}", tf.constant(float(value)), step=epoch,
+                                     metadata=metadata)
+            for writer in self._writers.values():
+                writer.flush()
+
+        def on_train_end(self, logs=None):
+            for writer in self._writers.values():
+                writer.close()
+
+    return EpochScalars()
