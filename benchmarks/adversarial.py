@@ -25,6 +25,22 @@ Counts (all must be 0): `5xx`, `hangs`, `bad_input_accepted` (2xx where a refusa
 `leaks` (tracebacks, pids, IPs or server paths in an answer), `clean_failed`, `over_limit`,
 `unclean_stops`, `lost` (feedback weights gone after a stop), `stuck_jobs`, `leftovers`.
 Prints the counts as JSON and a short table; `--out` writes the JSON.
+
+Measured 2026-11-29 on the shared 2-core machine (load 5-35), same tiny run for both:
+
+    count                 before (c428d1d)   after (issue 15)
+    probes                     458                456
+    5xx                          5                  0
+    hangs                      302                  0
+    bad_input_accepted          12                  0
+    wrong_status                 2                  0
+    leaks                        7                  0
+    clean_failed                 0                  0
+    over_limit                  12                  0
+    unclean_stops                1                  0
+    lost                         1                  0
+    stuck_jobs                   3                  0
+    leftovers                    0                  0
 """
 
 from __future__ import annotations

@@ -105,6 +105,7 @@ def service(ray_cluster, trained_run, data_file, tmp_path_factory):
             "batch_num_cpus": 0.1,
             "retrain_overrides": {"train": {"max_concurrent": 1}},  # room for Serve beside the trainer
         },
+        "limits": {"body_read_timeout_s": 3.0},
     })
     serve.run(app, name="fabray", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
@@ -257,6 +258,25 @@ def test_a_stuck_sensor_is_scored_by_the_rules_model_and_flagged(service, window
     assert answer["probability"] == pytest.approx(answer["scores"]["rule"])
 
 
+def test_stalled_bodies_are_408_and_healthz_keeps_answering(service):
+    """Issue 15: clients that send headers and stall hold no slot for long (Serve's proxy
+    streams the body to the ingress, whose read deadline answers 408)."""
+    host, port = service["url"].removeprefix("http://").split(":")
+    socks = []
+    for _ in range(40):
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 5000\r\n\r\n{\"zone\": ")
+        socks.append(sock)
+    try:
+        assert requests.get(service["url"] + "/healthz", timeout=10).status_code == 200
+        answer = socks[0].recv(65536).decode()
+        assert answer.startswith("HTTP/1.1 408"), answer
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 # ------------------------------------------------------------------------------- auth and feedback
 
 
@@ -390,14 +410,17 @@ def _wait_job(url: str, job_id: str) -> dict:
 
 def test_batch_of_windows_matches_real_time_scores(service, windows):
     url = service["url"]
-    body = {"windows": [{"zone": z, "window": w} for z, w in windows.items()]}
+    # an explicit end minute: without one the calendar inputs take the server's current minute,
+    # which may have moved on between the batch job and the real-time call
+    end = "2025-01-08T23:59"
+    body = {"windows": [{"zone": z, "window": w, "timestamp": end} for z, w in windows.items()]}
     r = requests.post(url + "/v1/batch", headers=AUTH, json=body, timeout=60)
     assert r.status_code == 200, r.text
     status = _wait_job(url, r.json()["job_id"])
     assert status["status"] == "succeeded", status
     out = pd.read_parquet(service["store"].root / status["output"])  # relative to the store
     assert list(out["zone"]) == list(windows) and (out["model_version"] == "v1").all()
-    live = predict(url, [{"zone": z, "window": w} for z, w in windows.items()]).json()
+    live = predict(url, [{"zone": z, "window": w, "timestamp": end} for z, w in windows.items()]).json()
     np.testing.assert_allclose(out["score_lstm"], [a["scores"]["lstm"] for a in live], rtol=1e-5)
     np.testing.assert_allclose(out["probability"], [a["probability"] for a in live], rtol=1e-5)
 
