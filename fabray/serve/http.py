@@ -423,12 +423,17 @@ def build_http_app(service: Service) -> FastAPI:
     async def models() -> dict[str, Any]:
         return await service.models()
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, summary="A batch or retraining job")
-    async def job(job_id: str) -> dict[str, Any]:
+    # job status names server files and data problems: for token holders (who start jobs)
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=_ERRORS,
+             summary="A batch or retraining job (token required)")
+    async def job(job_id: str, authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
         return await service.job(job_id)
 
-    @app.get("/v1/batch/{job_id}", response_model=JobOut, responses=_ERRORS, summary="A batch job's status and output")
-    async def batch_status(job_id: str) -> dict[str, Any]:
+    @app.get("/v1/batch/{job_id}", response_model=JobOut, responses=_ERRORS,
+             summary="A batch job's status and output (token required)")
+    async def batch_status(job_id: str, authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
         return await service.job(job_id)
 
     # ------------------------------------------------------------ predictions
