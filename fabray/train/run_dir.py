@@ -62,6 +62,11 @@ def check_run_dir_free(path: str | Path) -> Path:
             f"run directory {run} already exists and is not empty; choose a new --out "
             "(a run is never overwritten)"
         )
+    existing = next((p for p in run.parents if p.exists()), None)  # where the new directories start
+    if existing is not None and not existing.is_dir():
+        raise BadInputError(f"--out {run}: {existing} is a file, so no run directory can be made under it")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInputError(f"--out {run}: {existing} is not writable")
     return run
 
 

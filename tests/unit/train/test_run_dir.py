@@ -59,3 +59,14 @@ def test_code_version_names_the_package_version():
     info = rd.code_version()
     assert info["fabray"]
     assert info["git_commit"] is None or len(info["git_commit"]) == 40
+
+
+def test_out_under_a_file_is_refused_before_anything_starts(tmp_path):
+    from fabray.errors import BadInputError
+    from fabray.train.run_dir import check_run_dir_free
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(BadInputError, match="is a file"):
+        check_run_dir_free(blocker / "runs" / "r1")
+    assert check_run_dir_free(tmp_path / "new" / "r1") == (tmp_path / "new" / "r1").resolve()
