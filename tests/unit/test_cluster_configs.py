@@ -214,9 +214,17 @@ def test_rayjob_manifest_runs_the_retrain_within_the_seeds_two_hours():
     assert spec["activeDeadlineSeconds"] == 2 * 3600
     assert spec["shutdownAfterJobFinishes"] is True
     words = shlex.split(spec["entrypoint"])
-    assert words[:2] == ["fabray", "retrain"]
+    # the daily retrain lands: retrain the live version, evaluate, promote if not worse (issue 15)
+    assert words[:3] == ["python", "-m", "fabray.serve.retrain"]
     flags = {w for w in words if w.startswith("--")}
-    assert flags == {"--run", "--data", "--out"}  # DESIGN §8: fabray retrain --run --data --out
+    assert flags == {"--store", "--data", "--config"}
+    from fabray.serve.retrain import main
+
+    with pytest.raises(SystemExit) as help_exit:  # the entrypoint's flags are the module's own
+        main(["--help"])
+    assert help_exit.value.code == 0
+    rayservice = _load(KUBERAY / "rayservice.yaml")
+    assert words[words.index("--store") + 1] in yaml.safe_dump(rayservice)  # the serving app's store
 
 
 def test_cronjob_submits_a_dated_copy_of_the_rayjob(tmp_path):
