@@ -414,6 +414,39 @@ class ServeAutoscaling(_Section):
     )
 
 
+class ServeLimits(_Section):
+    """How long, how much and how many a client may ask of the service."""
+
+    data_dirs: list[str] | None = Field(
+        None, description="Folders whose files clients may name (batch `path`, retrain `data`, "
+        "model import `run`). None: the folder holding the model store (and the folder of "
+        "`serve.batch_source`). An empty list: no server files at all.",
+    )
+    body_read_timeout_s: float = Field(
+        10.0, gt=0, description="The whole request body must arrive within this many seconds "
+        "of the request's start, else 408 (slow or stalled clients free their slot).",
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="Ray Serve's end-to-end HTTP request timeout (http_options."
+        "request_timeout_s), set where `fabray serve` starts Serve and in cluster/serve.yaml.",
+    )
+    ingress_max_ongoing_requests: int = Field(
+        2048, ge=1, description="Requests in flight at the HTTP ingress replica; a request "
+        "waiting for its body costs a coroutine, so this is well above the predictor's.",
+    )
+    small_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Body limit of the routes that take a few fields "
+        "(import, promote, rollback, retrain).",
+    )
+    max_active_batch_jobs: int = Field(
+        2, ge=1, description="Batch jobs pending or running at once (scheduled ones included); "
+        "more are refused with 429 until one ends.",
+    )
+    max_active_retrains: int = Field(
+        1, ge=1, description="Retraining jobs pending or running at once; more are refused with 429.",
+    )
+
+
 class ServeConfig(_Section):
     """The Ray Serve application (`fabray serve`, `cluster/serve.yaml`; DESIGN §6)."""
 
@@ -492,6 +525,10 @@ class ServeConfig(_Section):
         None, description="File holding the token (read by the replica; wins over the variable).",
     )
     degraded: DegradedRules = Field(default_factory=DegradedRules, description="Degraded-window rules.")
+    limits: ServeLimits = Field(
+        default_factory=ServeLimits, description="What a client may ask of the service: data folders, "
+        "body read deadline, request timeout, body and job limits.",
+    )
 
 
 class ModelsConfig(_Section):

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
-from fabray.config import EnsembleConfig, ServeConfig, load_config
+from fabray.config import EnsembleConfig, ServeConfig, ServeLimits, load_config
 from fabray.errors import BadInputError
 from fabray.serve.auth import load_token
 from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
@@ -44,7 +44,6 @@ from fabray.serve.jobs import count_active, new_job, public_error, recover_inter
 from fabray.serve.keeper import EnsembleKeeper
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
-from fabray.serve.settings import ServeLimits
 from fabray.serve.store import ModelStore, UnknownVersionError, utc_now
 
 logger = logging.getLogger(__name__)
@@ -74,10 +73,6 @@ class ServeArgs(BaseModel):
     )
     serve: dict[str, Any] = Field(
         default_factory=dict, description="Values overriding the config's `serve` section.",
-    )
-    limits: ServeLimits = Field(
-        default_factory=ServeLimits, description="Client limits: data folders, read deadline, "
-        "request timeout, job limits (fabray.serve.settings).",
     )
 
 
@@ -378,9 +373,9 @@ class JobManagerDeployment:
     """Starts batch and retraining jobs as Ray tasks, tracks them, runs the batch scheduler."""
 
     async def __init__(self, store_dir: str, serve_cfg: dict, ensemble_cfg: dict, keeper: Any, predictor: Any,
-                       scorer: Any, limits: Optional[dict] = None) -> None:
+                       scorer: Any) -> None:
         self.cfg = ServeConfig.model_validate(serve_cfg)
-        self.limits = ServeLimits.model_validate(limits or {})
+        self.limits = self.cfg.limits
         self.data_dirs = data_dirs(self.limits, self.cfg, store_dir)
         self.ensemble_cfg = ensemble_cfg
         self.store = ModelStore(store_dir)
@@ -497,7 +492,7 @@ def public_status(status: dict, store_root: Path) -> dict:
 
 
 def data_dirs(limits: ServeLimits, cfg: ServeConfig, store_dir: str) -> list[str]:
-    """The folders clients may name files in (see ServeLimits.data_dirs)."""
+    """The folders clients may name files in (see `serve.limits.data_dirs`)."""
     if limits.data_dirs is not None:
         return [str(Path(d).expanduser().resolve()) for d in limits.data_dirs]
     dirs = [str(Path(store_dir).expanduser().resolve().parent)]
@@ -514,10 +509,9 @@ def data_dirs(limits: ServeLimits, cfg: ServeConfig, store_dir: str) -> list[str
 class Ingress:
     """The FastAPI front: request checks and auth (http.py), then the deployments behind it."""
 
-    def __init__(self, store_dir: str, serve_cfg: dict, predictor: Any, keeper: Any, jobs: Any,
-                 limits: Optional[dict] = None) -> None:
+    def __init__(self, store_dir: str, serve_cfg: dict, predictor: Any, keeper: Any, jobs: Any) -> None:
         self.cfg = ServeConfig.model_validate(serve_cfg)
-        self.limits = ServeLimits.model_validate(limits or {})
+        self.limits = self.cfg.limits
         self.data_dirs = data_dirs(self.limits, self.cfg, store_dir)
         self.store = ModelStore(store_dir)
         self.predictor, self.keeper, self.jobs = predictor, keeper, jobs
@@ -728,12 +722,11 @@ def build_app(args: ServeArgs) -> Application:
         name=BATCH_SCORER, num_replicas=1, max_ongoing_requests=8,
         ray_actor_options={"num_cpus": serve_cfg.batch_num_cpus}, health_check_period_s=10.0, **logs,
     ).bind(root, ens, cfg, keeper)
-    limits = args.limits.model_dump(mode="json")
     jobs = JobManagerDeployment.options(ray_actor_options={"num_cpus": 0.05}, **logs).bind(
-        root, cfg, ens, keeper, predictor, scorer, limits)
+        root, cfg, ens, keeper, predictor, scorer)
     return Ingress.options(ray_actor_options={"num_cpus": serve_cfg.ingress_num_cpus},
-                           max_ongoing_requests=args.limits.ingress_max_ongoing_requests, **logs).bind(
-        root, cfg, predictor, keeper, jobs, limits)
+                           max_ongoing_requests=serve_cfg.limits.ingress_max_ongoing_requests, **logs).bind(
+        root, cfg, predictor, keeper, jobs)
 
 
 def default_store(run: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """Server paths named by clients (batch data files, retraining data, run directories to import).
 
-A client may only name files under the service's data folders (`ServeLimits.data_dirs`): a path
+A client may only name files under the service's data folders (`serve.limits.data_dirs`, `fabray.config.ServeLimits`): a path
 is resolved (symlinks and `..` included) and must land inside one of them. Anything else, and
 every mistake a client can make with a path (empty, too long, a NUL byte, not there, the wrong
 kind), is a `BadInputError` (HTTP 422) that names the path as the client gave it, never the

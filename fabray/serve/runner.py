@@ -41,7 +41,8 @@ def serving(
         raise BadInputError(f"run directory not found: {run}")
     args = ServeArgs(
         store=str(store or default_store(run)), run=None if run is None else str(run),
-        config=None if config is None else str(config), serve=dict(overrides or {}), limits=dict(limits or {}),
+        config=None if config is None else str(config),
+        serve={**dict(overrides or {}), **({"limits": dict(limits)} if limits else {})},
     )
     serve_cfg, _ = resolve_config(args)
     app = build_app(args)  # imports and promotes the run: a bad run fails here, before Ray
@@ -52,7 +53,7 @@ def serving(
 
     with ray_session(address, num_cpus=num_cpus):
         serve.start(http_options={"host": serve_cfg.host, "port": serve_cfg.port,
-                                  "request_timeout_s": args.limits.request_timeout_s})
+                                  "request_timeout_s": serve_cfg.limits.request_timeout_s})
         try:
             serve.run(app, name=serve_cfg.app_name, route_prefix="/")
             url = f"http://{serve_cfg.host}:{serve_cfg.port}"

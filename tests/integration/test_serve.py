@@ -104,8 +104,8 @@ def service(ray_cluster, trained_run, data_file, tmp_path_factory):
             "predictor_num_cpus": 0.2,
             "batch_num_cpus": 0.1,
             "retrain_overrides": {"train": {"max_concurrent": 1}},  # room for Serve beside the trainer
+            "limits": {"body_read_timeout_s": 3.0},
         },
-        "limits": {"body_read_timeout_s": 3.0},
     })
     serve.run(app, name="fabray", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
