@@ -1,0 +1,113 @@
+"""Before/after of the lead-time work on one fresh simulated fab, through the real CLI chain.
+
+"before" is the configuration fabray had before issue 11: the 12 observed features only, the
+plain 10-minute event as training target, thresholds and Tune's objective by minute F1
+(`site.* false`, `task.early_warning_min: 0`, `ensemble.tune_metric: f1`); "after" is the
+default configuration (context inputs, early-warning target, lead-score thresholds). Both train
+the six models at small widths on the same file, fit the ensemble with Ray Tune and run
+`fabray evaluate` on its held-out test split; the table compares their `lead` objects.
+
+    python benchmarks/lead_before_after.py --seed 9101 --zones 6 --days 11 --out /tmp/ba
+        [--json benchmarks/results/lead_before_after.json]
+
+About 25 minutes for both on 2 CPU cores. Not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+SMALL_TRAIN = {
+    "epochs": 6, "batch_size": 256, "early_stopping_patience": 2, "resources": {"cpus": 0.5},
+    "shuffle_buffer": 4000,
+    "model_overrides": {
+        "lstm": {"lstm_units": [32, 16], "head_units": [16]},
+        "gru": {"gru_units": [32, 16], "head_units": [16]},
+        "cnn_lstm": {"conv_filters": 16, "lstm_units": [32], "head_units": [16]},
+        "spike": {"conv_filters": 16, "num_heads": 2, "key_dim": 8, "bilstm_units": 16, "head_units": [16]},
+        "rule": {"lstm_units": 8, "head_units": [8]},
+        "patchtst": {"d_model": 16, "num_heads": 2, "d_ff": 32, "num_layers": 1},
+    },
+}
+CONFIGS = {
+    "before": {"train": SMALL_TRAIN, "task": {"early_warning_min": 0},
+               "site": {"calendar": False, "plan": False, "neighbours": False},
+               "ensemble": {"tune_metric": "f1"}},
+    "after": {"train": SMALL_TRAIN},
+}
+KEYS = ("warned_at_start", "warned_before_onset", "warned_5min_before_onset", "median_lead_min",
+        "false_alarm_runs_per_zone_day")
+
+
+def _fabray(*args: str) -> None:
+    cmd = [str(Path(sys.executable).with_name("fabray")), *args]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def run(seed: int, zones: int, days: int, out: Path, trials: int) -> dict:
+    from fabray.config import SimulationConfig
+    from fabray.data.io import write_table
+    from fabray.data.simulate import SimulationSize, simulate
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / f"fab{seed}.parquet"
+    write_table(simulate(SimulationSize(zones, days * 1440, zones * days * 1440), SimulationConfig(), seed), data)
+    result = {"seed": seed, "zones": zones, "days": days, "cpus": os.cpu_count(),
+              "load_avg_start": os.getloadavg(), "variants": {}}
+    for name, config in CONFIGS.items():
+        cfg = out / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        started = time.perf_counter()
+        _fabray("train", "--data", str(data), "--out", str(out / name), "--config", str(cfg))
+        _fabray("ensemble", "--run", str(out / name), "--trials", str(trials))
+        _fabray("evaluate", "--run", str(out / name), "--data", str(data),
+                "--json", str(out / f"{name}.json"), "--report", str(out / f"{name}-report"))
+        metrics = json.loads((out / f"{name}.json").read_text())
+        result["variants"][name] = {"wall_s": round(time.perf_counter() - started, 1),
+                                    "leaderboard": metrics["leaderboard"]}
+    result["load_avg_end"] = os.getloadavg()
+    return result
+
+
+def table(result: dict) -> str:
+    lines = [f"{'variant':8s} {'name':16s} {'score':>6s} {'start':>7s} {'<onset':>7s} {'>=5min':>7s} "
+             f"{'med':>5s} {'FA/zd':>6s} {'F1':>6s} {'PR-AUC':>6s}"]
+    for variant, v in result["variants"].items():
+        for row in v["leaderboard"]:
+            def f(key, fmt="{:.1f}"):
+                return "—" if row.get(key) is None else fmt.format(row[key])
+            lines.append(
+                f"{variant:8s} {row['name']:16s} {f('lead_score'):>6s} "
+                f"{row['warned_at_start']:>3d}/{row['episodes']:<3d} {row['warned_before_onset']:>7d} "
+                f"{row['warned_5min_before_onset']:>7d} {f('median_lead_min'):>5s} "
+                f"{f('false_alarm_runs_per_zone_day', '{:.2f}'):>6s} {f('f1', '{:.3f}'):>6s} {f('pr_auc', '{:.3f}'):>6s}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=9101, help="simulator seed (a fresh one)")
+    parser.add_argument("--zones", type=int, default=6)
+    parser.add_argument("--days", type=int, default=11)
+    parser.add_argument("--trials", type=int, default=16, help="Ray Tune trials of each ensemble")
+    parser.add_argument("--out", type=Path, required=True, help="working folder (data, runs, reports)")
+    parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    args = parser.parse_args(argv)
+    result = run(args.seed, args.zones, args.days, args.out, args.trials)
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
