@@ -25,18 +25,9 @@ from pathlib import Path
 
 import yaml
 
-SMALL_TRAIN = {
-    "epochs": 6, "batch_size": 256, "early_stopping_patience": 2, "resources": {"cpus": 0.5},
-    "shuffle_buffer": 4000,
-    "model_overrides": {
-        "lstm": {"lstm_units": [32, 16], "head_units": [16]},
-        "gru": {"gru_units": [32, 16], "head_units": [16]},
-        "cnn_lstm": {"conv_filters": 16, "lstm_units": [32], "head_units": [16]},
-        "spike": {"conv_filters": 16, "num_heads": 2, "key_dim": 8, "bilstm_units": 16, "head_units": [16]},
-        "rule": {"lstm_units": 8, "head_units": [8]},
-        "patchtst": {"d_model": 16, "num_heads": 2, "d_ff": 32, "num_layers": 1},
-    },
-}
+from fabray.demo import DEMO_CONFIG  # noqa: E402 - the demo's small widths, 6 epochs here
+
+SMALL_TRAIN = {**DEMO_CONFIG["train"], "epochs": 6}
 CONFIGS = {
     "before": {"train": SMALL_TRAIN, "task": {"early_warning_min": 0},
                "site": {"calendar": False, "plan": False, "neighbours": False},
