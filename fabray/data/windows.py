@@ -301,10 +301,9 @@ def _plan_arrays(df: pd.DataFrame, context: ContextSpec, order: np.ndarray) -> n
 
 
 def _cause_array(df: pd.DataFrame, order: np.ndarray) -> np.ndarray | None:
-    cause_col = getattr(schema, "CAUSE", "cause")
-    if cause_col not in df.columns:
+    if schema.CAUSE not in df.columns:
         return None
-    values = df[cause_col].astype(object).to_numpy()[order]
+    values = df[schema.CAUSE].astype(object).to_numpy()[order]
     return np.asarray(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
                        for v in values], dtype=object)
 

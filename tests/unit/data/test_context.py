@@ -230,3 +230,14 @@ def test_early_warning_target():
     p = prepare(_frame(zones=("Z01",)), TaskConfig(lookback=L, horizon=H, early_warning_min=4), SPLIT)
     assert np.nansum(p.fit_target) >= np.nansum(p.target)
     assert p.fit_target is p.train_target
+
+
+def test_prepared_data_carries_the_minute_delay_and_the_diagnostic_cause():
+    df = _frame(zones=("Z01",))
+    df["cause"] = ""
+    df.loc[5, "cause"] = "breakdown"
+    df.loc[6, "cause"] = None
+    p = prepare(df, TASK, SPLIT, nominal_s={"Z01": 150.0})
+    assert p.cause[5] == "breakdown" and p.cause[6] == "" and p.cause.dtype == object
+    np.testing.assert_allclose(p.minute_delay_s[:10], df[schema.TRANSPORT_TIME][:10] - 150.0, rtol=1e-5)
+    assert prepare(df.drop(columns=["cause"]), TASK, SPLIT).cause is None
