@@ -17,7 +17,7 @@ It trains a tiny run once (reused from --work), starts `fabray serve` (embedded 
 4. job floods: 12 batch jobs and 3 retrains at once: no more may run than the limits allow;
 5. SIGTERM right after feedback: the stop must be clean (exit 0) and the feedback's weights
    must be there after a restart;
-6. kill -9 during an import-and-promote and during a retrain: after a restart LIVE.json and
+6. kill -9 while an import-and-promote, a rollback, a batch job and a retrain are in flight: after a restart LIVE.json and
    the live version must be intact, no job may stay `running`, no temp copies left.
 
 Counts (all must be 0): `5xx`, `hangs`, `bad_input_accepted` (2xx where a refusal was due),
@@ -41,6 +41,10 @@ Measured 2026-11-29 on the shared 2-core machine (load 5-35), same tiny run for 
     lost                         1                  0
     stuck_jobs                   3                  0
     leftovers                    0                  0
+
+Re-run after the kill -9 round also covered a rollback and a batch job in flight (and the flood's
+batch jobs are checked for `running` after the restart), quiet machine, 123 s: 458 probes, every
+count 0 (`benchmarks/results/adversarial.json`).
 """
 
 from __future__ import annotations
@@ -395,7 +399,7 @@ def job_floods(t: Tally, url: str, data: Path) -> list[str]:
         if len(accepted) > limit:
             t.counts["over_limit"] += len(accepted) - limit
             t.notes.append(f"over_limit: {len(accepted)} of {len(codes)} {name} jobs accepted at once (limit {limit})")
-    return [c[3:] for c in retrain if isinstance(c, str) and c.startswith("ok:")]
+    return [c[3:] for c in (*batch, *retrain) if isinstance(c, str) and c.startswith("ok:")]
 
 
 def feedback_then_sigterm(t: Tally, server: Server, w: dict) -> tuple[str, dict]:
@@ -414,8 +418,9 @@ def feedback_then_sigterm(t: Tally, server: Server, w: dict) -> tuple[str, dict]
     return zone, moved
 
 
-def kill9_during_mutations(t: Tally, server: Server, work: Path) -> None:
-    """An import-and-promote in flight (a retrain may be running too), then kill -9."""
+def kill9_during_mutations(t: Tally, server: Server, work: Path, data: Path) -> None:
+    """An import-and-promote, a rollback and a batch job in flight (the flood's retrain and batch
+    jobs may be running too), then kill -9."""
     r2 = work / "runs" / f"r2-{int(time.time())}"
     shutil.copytree(work / "runs" / "r1", r2, ignore=shutil.ignore_patterns("ray"))
     manifest = json.loads((r2 / "manifest.json").read_text())
@@ -423,6 +428,12 @@ def kill9_during_mutations(t: Tally, server: Server, work: Path) -> None:
     (r2 / "manifest.json").write_text(json.dumps(manifest))
     threading.Thread(target=call, args=("POST", server.url + "/v1/models"),
                      kwargs={"json": {"run": str(r2), "promote": True}, "headers": AUTH, "timeout": 120},
+                     daemon=True).start()
+    threading.Thread(target=call, args=("POST", server.url + "/v1/rollback"),
+                     kwargs={"json": {"reason": "adversarial"}, "headers": AUTH, "timeout": 120},
+                     daemon=True).start()
+    threading.Thread(target=call, args=("POST", server.url + "/v1/batch"),
+                     kwargs={"json": {"path": str(data)}, "headers": AUTH, "timeout": 120},
                      daemon=True).start()
     time.sleep(0.4)
     server.stop(signal.SIGKILL, wait_s=30)
@@ -435,7 +446,7 @@ def weights_kept(t: Tally, server: Server, zone: str, moved: dict, w: dict) -> N
         t.bad("lost", f"feedback weights after SIGTERM + restart: {answer['weights']} != {moved}")
 
 
-def after_restart(t: Tally, server: Server, retrains: list[str]) -> None:
+def after_restart(t: Tally, server: Server, jobs: list[str]) -> None:
     from fabray.serve.store import ModelStore
 
     store = ModelStore(server.store)
@@ -451,7 +462,7 @@ def after_restart(t: Tally, server: Server, retrains: list[str]) -> None:
         t.counts["leftovers"] += len(leftovers)
         t.notes.append(f"leftovers: {leftovers}")
     time.sleep(20)
-    for job_id in retrains:
+    for job_id in jobs:
         response, _ = call("GET", server.url + f"/v1/jobs/{job_id}", headers=AUTH, timeout=30)
         t.counts["probes"] += 1
         status = response.json().get("status") if response is not None and response.status_code == 200 else None
@@ -509,11 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         weights_kept(t, server, zone, moved, w)
         progress("job floods", t)
-        retrains = job_floods(t, server.url, data)
-        progress("kill -9 during import+promote and a retrain", t)
-        kill9_during_mutations(t, server, work)
+        jobs = job_floods(t, server.url, data)
+        progress("kill -9 during import+promote, rollback, batch and retrain", t)
+        kill9_during_mutations(t, server, work, data)
         server.start()
-        after_restart(t, server, retrains)
+        after_restart(t, server, jobs)
         progress("done", t)
     finally:
         if server.proc is not None and server.proc.poll() is None:
