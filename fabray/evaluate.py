@@ -290,8 +290,9 @@ def rule_overrides(predictor: Any, config: Any) -> dict[str, Any]:
     else:
         overrides = dict(config.train.model_overrides.get("rule", {}))
     if "feature_mean" not in overrides and "feature_scale" not in overrides:
-        overrides["feature_mean"] = [float(v) for v in predictor.scaler.mean]
-        overrides["feature_scale"] = [float(v) for v in predictor.scaler.scale]
+        from fabray.models.rule import input_scaling
+
+        overrides.update(input_scaling(predictor.scaler))  # names too: the inputs may hold context
     return overrides
 
 

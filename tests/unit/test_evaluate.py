@@ -141,3 +141,24 @@ def test_nominal_drift_is_noted_only_beyond_the_tolerance():
     notes = _nominal_drift_notes(transport, codes, ("Z01", "Z02"), nominal)
     assert len(notes) == 1 and "Z02 181 s vs 150 s" in notes[0] and "Z01" not in notes[0]
     assert _nominal_drift_notes(transport[:3], codes[:3], ("Z01", "Z02"), nominal) == []
+
+
+def test_rules_baseline_of_a_run_without_rule_model_takes_the_context_inputs(tmp_path):
+    """A run trained without `rule` still gets the rules baseline, built on its scaler's input
+    columns (12 features + context), not on the 12 features alone."""
+    from types import SimpleNamespace
+
+    from fabray import baselines as bl
+    from fabray.config import FabrayConfig
+    from fabray.data.scaler import Scaler
+    from fabray.evaluate import rule_overrides
+    from fabray.schema import FEATURES
+
+    columns = (*FEATURES, "cal_day_sin", "nb0_present")
+    scaler = Scaler(columns, tuple(0.0 for _ in columns), tuple(1.0 for _ in columns))
+    predictor = SimpleNamespace(manifest={"models": {"lstm": {}}}, run_dir=tmp_path, scaler=scaler)
+    overrides = rule_overrides(predictor, FabrayConfig())
+    assert overrides["feature_names"] == list(columns) and len(overrides["feature_mean"]) == len(columns)
+    features = np.abs(np.random.default_rng(0).normal(size=(40, len(columns)))).astype(np.float32)
+    scores = bl.rules_scores(features, np.arange(19, 40), 20, overrides)
+    assert scores.shape == (21,) and np.isfinite(scores).all()
