@@ -69,14 +69,8 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "adversarial-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TINY_CONFIG = {
-    "train": {
-        "epochs": 1, "batch_size": 256, "models": ["lstm", "rule"], "resources": {"cpus": 0.5},
-        "shuffle_buffer": 2000,
-        "model_overrides": {"lstm": {"lstm_units": [8], "head_units": [8]},
-                            "rule": {"lstm_units": 4, "head_units": [4]}},
-    }
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve import TINY_CONFIG  # noqa: E402 - the serving benchmark's tiny run (benchmarks/serve.py)
 COUNTS = ("probes", "5xx", "hangs", "bad_input_accepted", "wrong_status", "leaks", "clean_failed",
           "over_limit", "unclean_stops", "lost", "stuck_jobs", "leftovers")
 LEAK = re.compile(r"Traceback|pid=\d|ip=\d|\bFile \"/|/tmp/|/work/|/home/|/root/|/fabray/serve-store")
