@@ -566,6 +566,18 @@ class RoiConfig(_Section):
     days_per_month: float = Field(30.0, gt=0, description="Days in a month for monthly figures.")
 
 
+class TrackingConfig(_Section):
+    """Experiment tracking (`fabray[mlflow]` extra; `fabray.tracking`)."""
+
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI (e.g. 'sqlite:///mlflow.db', a directory, or "
+        "'http://mlflow:5000'); set: `fabray train` logs a parent run with one child per model, "
+        "`fabray evaluate` its metrics and report. Credentials go in MLflow's environment "
+        "variables (MLFLOW_TRACKING_TOKEN, ...), never in the URI. `--mlflow` overrides it.",
+    )
+    experiment: str = Field("fabray", min_length=1, description="MLflow experiment name.")
+
+
 class FabrayConfig(_Section):
     """The whole configuration; every section has working defaults."""
 
@@ -591,6 +603,9 @@ class FabrayConfig(_Section):
         default_factory=RoiConfig, description="Return-on-investment parameters (`fabray evaluate`)."
     )
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The Ray Serve application.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Experiment tracking (MLflow, optional extra)."
+    )
 
 
 def load_config(path: str | Path | None = None) -> FabrayConfig:
