@@ -121,6 +121,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from fabray.config import load_config
     from fabray.train.cluster import ray_session
     from fabray.train.driver import apply_cli_overrides, prepare_run, train_models
+    from fabray.tracking import with_mlflow_uri
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     if args.models is not None and not models:
@@ -130,6 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = apply_cli_overrides(
         load_config(args.config), models=models, epochs=args.epochs, use_gpu=args.use_gpu
     )
+    config = with_mlflow_uri(config, args.mlflow)
     job = prepare_run(args.data, args.out, config)  # bad input → exit 2 before Ray starts
     with ray_session(args.address, num_cpus=args.num_cpus, worker_logs=args.verbose) as session:
         summary = train_models(job, can_autoscale=session.joined)
@@ -172,11 +174,19 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from fabray.config import load_config
     from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
+    from fabray.tracking import log_evaluation, tracking_uri
 
+    tracking = load_config(args.config).tracking  # defaults without --config
+    uri = tracking_uri(args.mlflow, load_config(args.config))  # no mlflow extra → exit 2 first
     result = evaluate_run(args.run, args.data, config_path=args.config, train_data=args.train_data)
     write_outputs(result, json_path=args.json, report_dir=args.report)
     print(leaderboard_text(result))
+    if uri:
+        run_id = log_evaluation(args.run, result.to_json(), uri, experiment=tracking.experiment,
+                                report_dir=args.report)
+        print(f"mlflow: evaluation run {run_id} at {uri}")
     return 0
 
 
@@ -312,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use-gpu", default=None, choices=["auto", "true", "false"],
                    help="use GPUs; 'auto' = when the cluster has any; unset: the config's train.use_gpu")
     p.add_argument("--config", default=None, help="YAML config (task, split, train sections)")
+    p.add_argument("--mlflow", default=None, metavar="URI",
+                   help="log the run to this MLflow tracking URI (needs the mlflow extra); "
+                   "unset: the config's tracking.mlflow_uri")
 
     p = add("retrain", _cmd_retrain, "Warm-start every model of a run on new data plus a replay "
             "sample of its history, within a time budget, into a new (challenger) run.")
@@ -351,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", default=None,
                    help="the run's training data if it moved (for the tree baseline and thresholds)")
     p.add_argument("--config", default=None, help="YAML config (its 'roi' section sets the ROI parameters)")
+    p.add_argument("--mlflow", default=None, metavar="URI",
+                   help="log the metrics and report to this MLflow tracking URI (needs the mlflow "
+                   "extra); unset: the config's tracking.mlflow_uri")
 
     p = add("capacity", _cmd_capacity, "Measure the models here (params, memory, windows/s) and "
             "project the seed's phases: time per epoch / retrain, memory per GPU, H100s needed.")

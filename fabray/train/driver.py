@@ -456,6 +456,10 @@ def prepare_run(data: str | Path, out: str | Path, config: FabrayConfig) -> Prep
     from fabray.data.windows import prepare
 
     out = rd.check_run_dir_free(out)
+    if config.tracking.mlflow_uri:
+        from fabray.tracking import require_mlflow
+
+        require_mlflow()  # asked for tracking without the extra: exit 2 before any work
     data = Path(data)
     df = load_validated(data)
     context = ContextSpec.from_site(config.site, config.task.horizon, list(df.columns))
@@ -619,4 +623,8 @@ def train_models(
         rd.write_manifest(run, manifest)
     summary = RunSummary(run_dir=run, manifest=manifest, failed=failed)
     logger.info("run %s: %s (%d of %d models failed)", run, manifest["status"], len(failed), len(names))
+    if config.tracking.mlflow_uri:
+        from fabray.tracking import track_training_run
+
+        track_training_run(run, config)  # MLflow: parent run + one child per model
     return summary
