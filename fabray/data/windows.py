@@ -224,9 +224,8 @@ def prepare(
     # future_mean over the concatenated series equals it per segment wherever after >= horizon
     # (those rows' horizons lie inside their segment); the rest are set to NaN.
     before, after = segment_positions(zone_codes, timestamps)
-    delay = delay_targets(transport, 0.0, horizon) - nominal_per_row  # [N] float64
-    delay[after < horizon] = np.nan
-    event = delay_events(delay, task.sla_delay_s)
+    delay, event = horizon_labels(zone_codes, timestamps, transport, nominal_per_row, horizon,
+                                  task.sla_delay_s)
     target = (event if task.task == "event" else delay).astype(np.float32)
     train_target = (
         early_warning_target(target, after, task.early_warning_min)
@@ -264,6 +263,21 @@ def prepare(
         train_target=train_target,
         context=context if context is not None and not context.empty else None,
     )
+
+
+def horizon_labels(
+    zone_codes: np.ndarray, timestamps: np.ndarray, transport_time_s: np.ndarray,
+    nominal_per_row: np.ndarray, horizon: int, sla_delay_s: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(delay_s, delay_event) [N] float64 of the window ending at each row: the mean delay over
+    the next `horizon` minutes of the same segment (empty transport times skipped) and whether
+    it exceeds the SLA; NaN where the horizon leaves the segment (a zone change or a gap). Rows
+    sorted by (zone, time). The one label definition: training (`prepare`) and the live feed's
+    outcomes (`fabray.serve.feed`) both call it."""
+    _, after = segment_positions(zone_codes, timestamps)
+    delay = delay_targets(np.asarray(transport_time_s, dtype=np.float64), 0.0, horizon) - nominal_per_row
+    delay[after < horizon] = np.nan
+    return delay, delay_events(delay, sla_delay_s)
 
 
 def early_warning_target(target: np.ndarray, after: np.ndarray, minutes: int) -> np.ndarray:
