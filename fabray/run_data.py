@@ -89,7 +89,10 @@ def load_run_data(
             f"its validation split would not be the one the models were selected on. "
             f"Expected {expected}. Received: {fingerprint}"
         )
-    prepared = predictor.prepare(load_validated(path), config.split)
+    from fabray.train.run_dir import rows_before
+
+    # `until`: the run learned from the rows before it only (a retrain served over HTTP)
+    prepared = predictor.prepare(rows_before(load_validated(path), info.get("until")), config.split)
     if len(prepared.splits["val"]) == 0:
         raise BadInputError(f"{path}: no validation window with the run's split {config.split}")
     return RunData(path=path, fingerprint=fingerprint, prepared=prepared)

@@ -3,10 +3,11 @@
 The job (a Ray task started by the JobManager deployment, its status in the store):
 
 1. reads and validates the new data file and cuts it by time: the newest `holdout_fraction` of
-   the span is held out; the rest is what the challenger trains on;
-2. trains the challenger through the command-line contract (DESIGN §8): `fabray retrain --run
-   CHAMPION --data TRAIN --out OUT` (warm start from the champion) when that command exists,
-   else `fabray train` with the champion's own configuration;
+   the span is held out; the rows before the cut are what the challenger trains on;
+2. trains the challenger with the retrain library (`fabray.train.retrain.retrain_run`, what
+   `fabray retrain` runs): warm start from the champion, on the file's rows before the cut (the
+   run's manifest names the file and the cut as `data.until`), with the champion's own
+   configuration and `serve.retrain_overrides` merged in;
 3. scores champion and challenger on the held-out windows (targets the challenger never saw),
    each with its own dynamic ensemble replayed in time order, and compares them on
    `serve.promote_metric`;
@@ -37,13 +38,12 @@ HOLDOUT_FRACTION = 0.2
 LOWER_IS_BETTER = {"mae", "rmse"}
 
 
-def split_by_time(df: Any, holdout_fraction: float = HOLDOUT_FRACTION) -> tuple[Any, Any]:
-    """(rows before the cut, the cut timestamp): the newest `holdout_fraction` of the span is held out."""
+def holdout_cut(df: Any, holdout_fraction: float = HOLDOUT_FRACTION) -> Any:
+    """The cut timestamp: the newest `holdout_fraction` of the span (rows at or after it) is held out."""
     from fabray import schema
 
     ts = df[schema.TIMESTAMP]
-    cut = ts.min() + (ts.max() - ts.min()) * (1.0 - holdout_fraction)
-    return df[ts < cut].reset_index(drop=True), cut
+    return ts.min() + (ts.max() - ts.min()) * (1.0 - holdout_fraction)
 
 
 def evaluate_version(run_dir: str | Path, df: Any, cut: Any, ensemble_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -85,37 +85,40 @@ def _merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _train_challenger(champion_run: Path, train_file: Path, out: Path, epochs: int | None,
-                      overrides: dict[str, Any]) -> list[str]:
-    """Train through the CLI contract (exit code 0 or an error naming the step); the argv used.
-
-    The champion's own configuration with `overrides` (serve.retrain_overrides) merged in is
-    handed over as `--config`, and `epochs` as `--epochs`, whichever command trains."""
+def challenger_config(champion_run: Path, overrides: dict[str, Any] | None) -> Any:
+    """The champion's own configuration (its config.json, serving settings dropped: they play no
+    part in training) with `overrides` (serve.retrain_overrides) merged in, validated."""
     import json
 
-    import yaml
+    from pydantic import ValidationError
 
-    from fabray.cli import build_parser, main
+    from fabray.config import FabrayConfig
 
-    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - the sub-commands
-    config = json.loads((champion_run / "config.json").read_text())
-    config.pop("serve", None)  # serving settings play no part in training
-    config = _merge(config, overrides or {})
-    config_file = out.parent / "config.yaml"
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(yaml.safe_dump(config))
-    if "retrain" in commands:  # warm start from the champion
-        argv = ["retrain", "--run", str(champion_run), "--data", str(train_file), "--out", str(out),
-                "--config", str(config_file)]
-    else:  # no warm start available: the champion's configuration, trained afresh
-        argv = ["train", "--data", str(train_file), "--out", str(out), "--config", str(config_file)]
-    if epochs is not None:
-        argv += ["--epochs", str(epochs)]
-    logger.info("retraining: fabray %s", " ".join(argv))
-    code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"`fabray {argv[0]}` exited with {code}")
-    return argv
+    path = champion_run / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise BadInputError(f"{path}: cannot read the champion's configuration: {err}") from err
+    config.pop("serve", None)
+    try:
+        return FabrayConfig.model_validate(_merge(config, overrides or {}))
+    except ValidationError as err:
+        raise BadInputError(f"the champion's configuration with serve.retrain_overrides is not valid:\n{err}") from err
+
+
+def _train_challenger(champion_run: Path, data_path: str | Path, until: Any, out: Path, epochs: int | None,
+                      overrides: dict[str, Any]) -> Any:
+    """Warm-start the champion's models on the rows of `data_path` before `until` into `out`
+    (the retrain library, on the Ray this job runs in); the run's summary. `epochs`: the
+    retrain's maximum (None: the config's `retrain.epochs`)."""
+    from fabray.train import retrain
+
+    config = challenger_config(champion_run, overrides)
+    logger.info("retraining %s on %s (rows before %s) into %s", champion_run, data_path, until, out)
+    summary = retrain.retrain_run(champion_run, data_path, out, config, epochs=epochs, until=until)
+    if not summary.ok:
+        raise RuntimeError(f"the retrain into {out} failed: {summary.manifest.get('status')}")
+    return summary
 
 
 def run_retrain_job(
@@ -130,7 +133,6 @@ def run_retrain_job(
 ) -> dict[str, Any]:
     """The body of a retraining job (a Ray task); see the module doc."""
     from fabray.config import ServeConfig
-    from fabray.data.io import write_table
     from fabray.data.validate import load_validated
 
     cfg = ServeConfig.model_validate(serve_cfg)
@@ -141,11 +143,10 @@ def run_retrain_job(
     try:
         champion_run = store.verify(champion)
         df = load_validated(data_path)
-        train_df, cut = split_by_time(df)
-        train_file = write_table(train_df, job_dir / "train.parquet")
+        cut = holdout_cut(df)
         write_status(store, job_id, step="training", holdout_from=str(cut))
         out = job_dir / "run"
-        _train_challenger(champion_run, train_file, out, epochs, cfg.retrain_overrides)
+        _train_challenger(champion_run, data_path, cut, out, epochs, cfg.retrain_overrides)
 
         write_status(store, job_id, step="evaluating")
         old = evaluate_version(champion_run, df, cut, ensemble_cfg)

@@ -86,12 +86,15 @@ class ParentRun:
         out = []
         data = self.manifest.get("data") or {}
         replay = (self.manifest.get("retrain") or {}).get("replay") or {}
-        for source in [{"path": data.get("path"), "fingerprint": data.get("fingerprint")},
-                       *replay.get("history", [])]:
+        for source in [{"path": data.get("path"), "fingerprint": data.get("fingerprint"),
+                        "until": data.get("until")}, *replay.get("history", [])]:
             key = source.get("fingerprint") or source.get("path")
             if source.get("path") and key not in seen:
                 seen.add(key)
-                out.append({"path": source["path"], "fingerprint": source.get("fingerprint")})
+                entry = {"path": source["path"], "fingerprint": source.get("fingerprint")}
+                if source.get("until"):  # only the rows before it were learned from
+                    entry["until"] = source["until"]
+                out.append(entry)
         return out
 
 
@@ -220,7 +223,7 @@ def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: 
         if source.get("fingerprint") and fingerprint != source["fingerprint"]:
             note["skipped"].append({**source, "reason": f"file changed since (now {fingerprint})"})
             continue
-        prepared = prepare(load_validated(path), config.task, config.split,
+        prepared = prepare(rd.rows_before(load_validated(path), source.get("until")), config.task, config.split,
                            scaler=new_prepared.scaler, nominal_s=new_prepared.nominal_s,
                            context=new_prepared.context)
         usable.append((source, prepared))
@@ -250,11 +253,14 @@ def prepare_retrain(
     budget_minutes: float | None = None,
     models: Sequence[str] | None = None,
     started_unix: float | None = None,
+    until: Any = None,
 ) -> PreparedRun:
     """Everything a retrain can refuse as bad input, with no Ray and nothing written: the parent
     run, the new data and its windows, the replay sample, the models (same parameter counts as
     the parent's). `models`: fine-tune only these (the parent's others land unchanged; only with
-    the kept scaler). `started_unix`: when the budget started (default: now)."""
+    the kept scaler). `started_unix`: when the budget started (default: now). `until`: learn
+    from the data file's rows before this time only (serving's retrain holds the newest out);
+    recorded as the manifest's `data.until`, which every reader of the run's data applies."""
     from fabray.data.context import ContextSpec
     from fabray.data.scaler import Scaler
     from fabray.data.validate import load_validated
@@ -275,7 +281,7 @@ def prepare_retrain(
             f"be retrained; drop --models or the refit. Received: models={list(chosen)}"
         )
     data = Path(data)
-    df = load_validated(data)
+    df = rd.rows_before(load_validated(data), until)
     context = ContextSpec.stored(parent.preprocessing)  # the parent's inputs: its weights expect them
     if refit:
         prepared = prepare(df, config.task, config.split, context=context)
@@ -285,6 +291,8 @@ def prepare_retrain(
                            nominal_s=parent.preprocessing["nominal_s"], context=context)
     _check_windows(prepared)
     info = _data_info(data, df, prepared)
+    if until is not None:
+        info["until"] = rd.until_text(until)
     series, replay_note = _replay(parent, prepared, info["fingerprint"], config)
     overrides = _overrides(parent, prepared.scaler, refit)
     names = list(parent.models)
@@ -315,7 +323,8 @@ def prepare_retrain(
             "started_at": _iso(started_unix),
             "deadline_at": _iso(deadline),
             "replay": {**replay_note, "history": [
-                {"path": str(data.resolve()), "fingerprint": info["fingerprint"]}, *replay_note["history"]
+                {key: info[key] for key in ("path", "fingerprint", "until") if key in info},
+                *replay_note["history"]
             ]},
         },
     }
@@ -387,6 +396,7 @@ def retrain_run(
     address: str | None = None,
     num_cpus: int | None = None,
     on_report: Any = None,
+    until: Any = None,
 ) -> RunSummary:
     """The whole `fabray retrain` as a library call (a service's `/v1/retrain` uses this).
 
@@ -398,8 +408,8 @@ def retrain_run(
     from fabray.train.cluster import ray_session
 
     started = time.time()
-    job = prepare_retrain(parent_run, data_path, out, config, epochs=epochs,
-                          budget_minutes=budget_minutes, models=models, started_unix=started)
+    job = prepare_retrain(parent_run, data_path, out, config, epochs=epochs, budget_minutes=budget_minutes,
+                          models=models, started_unix=started, until=until)
     with ray_session(address, num_cpus=num_cpus) as session:
         return run_retrain(job, can_autoscale=session.joined, on_report=on_report)
 

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import fabray
+from fabray._version import __version__
 from fabray.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ def file_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 def code_version() -> dict[str, Any]:
     """fabray's version and, when the package sits in a git work tree, its commit."""
-    info: dict[str, Any] = {"fabray": fabray.__version__, "git_commit": None, "git_dirty": None}
-    root = Path(fabray.__file__).resolve().parent.parent
+    info: dict[str, Any] = {"fabray": __version__, "git_commit": None, "git_dirty": None}
+    root = Path(__file__).resolve().parents[2]  # above the fabray package
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
@@ -163,6 +163,29 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     return versions
+
+
+def until_text(until: Any) -> str:
+    """A manifest's `until` (a data entry's cut, see `rows_before`) as ISO text, exact to the ns."""
+    import pandas as pd
+
+    return pd.Timestamp(until).isoformat()
+
+
+def rows_before(df: Any, until: Any) -> Any:
+    """The rows of a validated data frame strictly before `until` (None: all), re-indexed.
+
+    A manifest's `data` entry (and a retrain's replay `history` entries) may hold `until`: the
+    run learned from that file's rows before it only (serving's retrain holds the newest rows
+    out, and names the file it was given rather than writing the rest to a new one). Every reader
+    of a run's data applies it, so the splits are the ones training saw."""
+    if until is None:
+        return df
+    import pandas as pd
+
+    from fabray import schema
+
+    return df[df[schema.TIMESTAMP] < pd.Timestamp(until)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------- manifest

@@ -205,10 +205,13 @@ def test_a_window_no_model_scores_is_answered_alone():
 # ------------------------------------------------------------------------------- (6) retrain settings
 
 
-def test_retrain_hands_its_epochs_and_overrides_to_the_trainer(tmp_path, monkeypatch):
-    import yaml
+def test_retrain_hands_its_epochs_overrides_and_cut_to_the_retrain_library(tmp_path, monkeypatch):
+    """The HTTP retrain calls the retrain library itself: the champion's config (serving settings
+    dropped) with serve.retrain_overrides merged in, the epochs, and the holdout cut as `until`
+    on the data file it was given (no CLI, no copy of the data)."""
+    import types
 
-    import fabray.cli
+    import fabray.train.retrain
     from fabray.serve.retrain import _train_challenger
 
     champion = tmp_path / "champion"
@@ -216,13 +219,28 @@ def test_retrain_hands_its_epochs_and_overrides_to_the_trainer(tmp_path, monkeyp
     (champion / "config.json").write_text(json.dumps({"train": {"epochs": 5, "max_concurrent": 4},
                                                       "serve": {"port": 1}}))
     seen = []
-    monkeypatch.setattr(fabray.cli, "main", lambda argv: seen.append(argv) or 0)
-    argv = _train_challenger(champion, tmp_path / "train.parquet", tmp_path / "job" / "run", 1,
-                             {"train": {"max_concurrent": 1}})
-    assert seen == [argv]
-    assert argv[argv.index("--epochs") + 1] == "1"
-    config = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text())
-    assert config["train"] == {"epochs": 5, "max_concurrent": 1} and "serve" not in config
+
+    def fake_retrain_run(parent, data, out, config, **kwargs):
+        seen.append((parent, data, out, config, kwargs))
+        return types.SimpleNamespace(ok=True, manifest={"status": "ok"})
+
+    monkeypatch.setattr(fabray.train.retrain, "retrain_run", fake_retrain_run)
+    out = tmp_path / "job" / "run"
+    _train_challenger(champion, tmp_path / "new.parquet", "2025-01-06T12:00", out, 1,
+                      {"train": {"max_concurrent": 1}})
+    ((parent, data, got_out, config, kwargs),) = seen
+    assert (parent, data, got_out) == (champion, tmp_path / "new.parquet", out)
+    assert kwargs == {"epochs": 1, "until": "2025-01-06T12:00"}
+    assert (config.train.epochs, config.train.max_concurrent) == (5, 1)
+    assert config.serve.port != 1  # serving settings play no part in training
+    assert not list(tmp_path.glob("job/*"))  # nothing written beside the run
+
+    monkeypatch.setattr(fabray.train.retrain, "retrain_run",
+                        lambda *a, **k: types.SimpleNamespace(ok=False, manifest={"status": "failed"}))
+    with pytest.raises(RuntimeError, match="failed"):
+        _train_challenger(champion, tmp_path / "new.parquet", None, out, None, {})
+    with pytest.raises(BadInputError, match="retrain_overrides"):
+        _train_challenger(champion, tmp_path / "new.parquet", None, out, None, {"train": {"epochs": 0}})
 
 
 # ------------------------------------------------------------------------------- (7) SIGTERM
@@ -274,7 +292,7 @@ def test_the_daily_retrain_evaluates_and_promotes_through_the_retrain_path(store
     data = write_table(simulate_preset("tiny", seed=1), tmp_path / "latest.parquet")
     trained = []
 
-    def fake_train(champion, train_file, out, epochs, overrides):
+    def fake_train(champion, data, until, out, epochs, overrides):
         trained.append((champion, epochs))
         fake_run(out.parent, out.name, b"weights-2")
 

@@ -184,3 +184,40 @@ def test_budget_line_says_what_a_person_needs():
         "ensemble": {"refit": False, "reason": "time budget spent"}}})
     assert line == ("parent r1; 41.0 s of a 110-minute budget; replay 1,234 windows; scaler kept_parent; "
                     "stopped by budget: lstm; ensemble not re-fitted (time budget spent)")
+
+
+def test_until_trains_on_the_rows_before_it_and_the_manifest_says_so(parent, files, tmp_path):
+    """Serving's retrain names the data file it was given and a cut (`until`), and writes no
+    copy of the rows before it: the retrain, its manifest and the next retrain's replay of this
+    history all read the same rows."""
+    import shutil
+
+    import pandas as pd
+
+    from fabray.data.validate import load_validated
+    from fabray.train.retrain import load_parent, prepare_retrain
+
+    df = load_validated(files["new"])
+    until = df["timestamp"].min() + (df["timestamp"].max() - df["timestamp"].min()) * 0.8
+    full = prepare_retrain(parent, files["new"], tmp_path / "full")
+    job = prepare_retrain(parent, files["new"], tmp_path / "r2", until=until)
+    info = job.data_info
+    assert info["until"] == until.isoformat() and info["fingerprint"] == rd.file_fingerprint(files["new"])
+    assert info["rows"] == int((df["timestamp"] < until).sum()) < full.data_info["rows"]
+    assert pd.Timestamp(info["last_timestamp"]) < until
+    assert 0 < len(job.prepared.splits["train"]) < len(full.prepared.splits["train"])
+    assert job.manifest_extra["retrain"]["replay"]["history"][0] == {
+        "path": str(files["new"].resolve()), "fingerprint": info["fingerprint"], "until": until.isoformat()}
+
+    # a parent that learned from the rows before a cut is replayed from those rows only
+    cut_parent = tmp_path / "cut-parent"
+    shutil.copytree(parent, cut_parent)
+    manifest = json.loads((cut_parent / "manifest.json").read_text())
+    old = load_validated(files["old"])
+    manifest["data"]["until"] = rd.until_text(old["timestamp"].min() + (old["timestamp"].max() - old["timestamp"].min()) / 2)
+    (cut_parent / "manifest.json").write_text(json.dumps(manifest))
+    assert load_parent(cut_parent).history()[0]["until"] == manifest["data"]["until"]
+    whole = full.manifest_extra["retrain"]["replay"]["sources"][0]
+    halved = prepare_retrain(cut_parent, files["new"], tmp_path / "r3").manifest_extra["retrain"]["replay"]["sources"][0]
+    assert halved["until"] == manifest["data"]["until"]
+    assert 0 < halved["train_windows"] < whole["train_windows"]

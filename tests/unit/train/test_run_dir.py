@@ -70,3 +70,16 @@ def test_out_under_a_file_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(BadInputError, match="is a file"):
         check_run_dir_free(blocker / "runs" / "r1")
     assert check_run_dir_free(tmp_path / "new" / "r1") == (tmp_path / "new" / "r1").resolve()
+
+
+def test_rows_before_keeps_the_rows_a_manifest_until_names():
+    import pandas as pd
+
+    ts = pd.date_range("2025-01-06", periods=6, freq="min")
+    df = pd.DataFrame({"timestamp": list(ts) * 2, "zone": ["A"] * 6 + ["B"] * 6}).iloc[::-1]
+    until = ts[3] + pd.Timedelta(seconds=20.5)
+    text = rd.until_text(until)
+    assert pd.Timestamp(text) == until  # the manifest's text round-trips exactly
+    kept = rd.rows_before(df, text)
+    assert len(kept) == 8 and (kept["timestamp"] < until).all() and list(kept.index) == list(range(8))
+    assert rd.rows_before(df, None) is df
