@@ -687,9 +687,12 @@ def best_lead_threshold(
     profile: str = "standard",
     candidates: int = 100,
     early_window: int | None = None,
+    clear_ratio: float = 1.0,
+    hold_min: int = 0,
 ) -> tuple[float, float]:
     """The threshold (alarm where `prob >= threshold`) that maximises `lead_score` under
-    `profile`, and that score.
+    `profile`, and that score. `clear_ratio` / `hold_min` < 1 / > 0: the alarm is that of
+    `fabray.alarm.AlarmPolicy(threshold, clear_ratio, hold_min)` (hysteresis, hold) instead.
 
     Candidates are the distinct values among `candidates + 1` evenly spaced quantiles (0 … 1,
     "lower" method, so each is an observed probability) of the probabilities on rows whose event
@@ -708,10 +711,13 @@ def best_lead_threshold(
         return 0.5, math.nan
     levels = np.linspace(0.0, 1.0, max(int(candidates), 1) + 1)
     grid = np.unique(np.clip(np.quantile(scored, levels, method="lower"), 0.0, 1.0))[::-1]  # high → low
+    from fabray.alarm import AlarmPolicy
+
     prob_filled = np.nan_to_num(prob, nan=-np.inf)
     best_thr, best = 0.5, -math.inf
     for thr in grid:
-        score = lead_score(frame.score(prob_filled >= thr), profile)
+        alarm = AlarmPolicy(float(thr), clear_ratio, hold_min).alarms(prob_filled, frame.segments)
+        score = lead_score(frame.score(alarm), profile)
         if score > best:  # strict: the first (highest) threshold keeps ties
             best_thr, best = float(thr), score
     return best_thr, float(best)
