@@ -53,14 +53,21 @@ class Candidate:
     name: str
     kind: str  # one of KINDS
     prob: np.ndarray  # [W] score per test window
-    threshold: float
+    policy: Any  # fabray.alarm.AlarmPolicy (a bare threshold is taken as the plain policy)
     metrics: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     lead_records: Any = None  # fabray.metrics.LeadEpisodes of its alarms on the test windows
+    alarm: Any = None  # [W] bool: the policy over the test series (set by `score_candidate`)
+
+    def __post_init__(self) -> None:
+        from fabray.alarm import AlarmPolicy
+
+        if not isinstance(self.policy, AlarmPolicy):
+            self.policy = AlarmPolicy.from_dict(float(self.policy))
 
     @property
-    def alarm(self) -> np.ndarray:
-        return self.prob >= self.threshold  # [W]
+    def threshold(self) -> float:
+        return float(self.policy.threshold)
 
 
 @dataclass
@@ -186,8 +193,10 @@ def score_candidate(
     target = np.asarray(target, dtype=np.float64)
     if minute_delay_s is None:
         minute_delay_s = np.zeros(target.size)
-    metrics: dict[str, Any] = event_metrics(target, cand.prob, cand.threshold)
+    cand.alarm = cand.policy.alarms(cand.prob, segments)  # [W]
+    metrics: dict[str, Any] = event_metrics(target, cand.prob, cand.threshold, alarm=cand.alarm)
     metrics["threshold"] = float(cand.threshold)
+    metrics["alarm_policy"] = cand.policy.to_dict()
     records = lead_episodes(target, cand.alarm, segments, minute_delay_s, sla_delay_s, horizon)
     metrics["lead"] = lead_summary(records)
     metrics[HEADLINE_METRIC] = metrics["lead"][HEADLINE_METRIC]
@@ -217,18 +226,19 @@ def minute_delays(prepared: Any, ends: np.ndarray, scaler: Any = None) -> np.nda
     return raw_tt - nominal
 
 
-def lead_threshold(
+def lead_policy(
     target: np.ndarray, prob: np.ndarray, segments: np.ndarray, minute_delay_s: np.ndarray,
     sla_delay_s: float, horizon: int,
-) -> float:
-    """The validation threshold of a scorer: lead-score-best (`best_lead_threshold`); F1-best
-    when validation holds no delay episode (the lead score is undefined there)."""
-    from fabray.metrics import best_lead_threshold
+) -> Any:
+    """The validation alarm policy of a scorer (`fabray.alarm.fit_alarm_policy`: threshold,
+    hysteresis and hold by the lead score); the F1-best plain threshold when validation holds no
+    delay episode (the lead score is undefined there)."""
+    from fabray.alarm import AlarmPolicy, fit_alarm_policy
 
-    thr, score = best_lead_threshold(target, prob, segments, minute_delay_s, sla_delay_s, horizon)
+    policy, score = fit_alarm_policy(target, prob, segments, minute_delay_s, sla_delay_s, horizon)
     if not math.isfinite(score):
-        return _f1_threshold(target, prob)
-    return float(min(max(thr, 0.0), 1.0))
+        return AlarmPolicy(_f1_threshold(target, prob))
+    return policy
 
 
 def block_bootstrap_f1(
@@ -426,7 +436,7 @@ def evaluate_run(
         vp = run_data.prepared
         val = vp.splits["val"]
         val_lead = (segment_codes(vp, val), minute_delays(vp, val, predictor.scaler), sla, horizon)
-        rule_thr = lead_threshold(vp.target[val].astype(np.float64), bl.rules_scores(
+        rule_thr = lead_policy(vp.target[val].astype(np.float64), bl.rules_scores(
             vp.features, val, predictor.lookback, overrides), *val_lead)
     cands["rules"] = Candidate("rules", "baseline", rule_test, rule_thr, note="untrained rule model: rule score only")
 
@@ -447,7 +457,7 @@ def evaluate_run(
         except ValueError as err:
             skipped["gbt"] = f"could not be fitted: {err}"
         else:
-            thr = lead_threshold(rp.target[va].astype(np.float64),
+            thr = lead_policy(rp.target[va].astype(np.float64),
                                  bl.gbt_scores(model, bl.lag_features(rp.features, va, lookback)), *val_lead)
             cands["gbt"] = Candidate("gbt", "baseline", bl.gbt_scores(model, bl.lag_features(prepared.features, ends, lookback)),
                                      thr, note=f"LightGBM on {len(bl.LagSpec().names(['x']))} lag features per input")

@@ -85,13 +85,17 @@ def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den > 0 else 0.0
 
 
-def event_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def event_metrics(
+    y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5, alarm: np.ndarray | None = None,
+) -> dict[str, float]:
     """Classification metrics of event probabilities, alarm where `prob >= threshold`.
 
     Args:
         y_true: [N] delay_event, 0/1, NaN where undefined (skipped).
         prob: [N] predicted probability of an event.
         threshold: decision threshold in [0, 1].
+        alarm: [N] bool alarm to count instead of `prob >= threshold` (e.g. an
+            `fabray.alarm.AlarmPolicy`'s); the AUCs still rank `prob`.
 
     Returns:
         A dict with the keys of `EVENT_METRICS`: accuracy, balanced_accuracy (mean of the recall
@@ -100,9 +104,13 @@ def event_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) 
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1]. Received: threshold={threshold}")
+    if alarm is not None:
+        alarm = _as_alarm(alarm)
+        _check_lengths(np.asarray(y_true).reshape(-1).size, alarm=alarm)
+        alarm = alarm[~np.isnan(np.asarray(y_true, dtype=np.float64).reshape(-1))]
     y_true, prob = _defined_pairs(y_true, prob, "probabilities")
     event = _events(y_true)  # [n]
-    alarm = prob >= threshold  # [n]
+    alarm = prob >= threshold if alarm is None else alarm  # [n]
     n = int(event.size)
     if n == 0:
         logger.warning("event_metrics: no row with a defined target; every metric is NaN")
