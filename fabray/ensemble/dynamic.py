@@ -200,6 +200,11 @@ class DynamicEnsemble:
 
     # ------------------------------------------------------------------ API
 
+    def errors(self, zone: str, regime: int = 0) -> np.ndarray:
+        """[M] the decayed per-model errors of this zone (and regime) so far; 0 before any outcome."""
+        tracker = self._trackers.get(self._key(zone, regime))
+        return np.zeros(len(self._names)) if tracker is None else tracker.errors.copy()
+
     def weights(self, zone: str, regime: int = 0) -> dict[str, float]:
         """The weights the next prediction for this zone (and regime) would use."""
         tracker = self._trackers.get(self._key(zone, regime))
@@ -383,6 +388,44 @@ def replay(
         weights = np.broadcast_to(base, (n, m)).copy()  # [N, M]
         return pool(weights, scores), weights
 
+    upd, u_tracker, last = _feedback_schedule(outcomes, zone_codes, regimes, feedback_lag)
+    history = _weight_history(scores[upd], outcomes[upd], u_tracker, params, base)  # [U, M]
+    weights = np.where((last >= 0)[:, None], history[np.maximum(last, 0)], base)  # [N, M]
+    return pool(weights, scores), weights
+
+
+def lagged_errors(
+    scores: np.ndarray,
+    outcomes: np.ndarray,
+    zone_codes: np.ndarray,
+    half_life: float,
+    loss: str,
+    feedback_lag: int,
+) -> np.ndarray:
+    """[N, M] each model's decayed error on its zone as known when row i is predicted: the
+    `DynamicEnsemble.errors(zone)` an online object with this half-life and loss would hold
+    after the outcomes of the zone's rows <= i − feedback_lag (0 before any). Rows as `replay`."""
+    params = EnsembleParams(base_weights=(1.0,) * np.asarray(scores).shape[-1], half_life=half_life,
+                            floor=0.0, step_cap=1.0, temperature=1.0, loss=loss)
+    scores, outcomes, zone_codes, regimes = _check_replay_inputs(
+        scores, outcomes, zone_codes, None, params, feedback_lag
+    )
+    n, m = scores.shape
+    if n == 0:
+        return np.zeros((0, m))
+    upd, u_tracker, last = _feedback_schedule(outcomes, zone_codes, regimes, feedback_lag)
+    losses = model_losses(scores[upd], outcomes[upd], loss)  # [U, M]
+    errors = _decayed_errors(losses, u_tracker, params.decay)  # [U, M]
+    return np.where((last >= 0)[:, None], errors[np.maximum(last, 0)] if errors.size else 0.0, 0.0)
+
+
+def _feedback_schedule(
+    outcomes: np.ndarray, zone_codes: np.ndarray, regimes: np.ndarray, feedback_lag: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Who learns what when. Returns (upd [U] rows with an outcome, grouped by tracker in time
+    order; u_tracker [U] their tracker; last [N] index into upd of the last outcome row i's
+    tracker has received before row i is predicted, −1 if none)."""
+    n = outcomes.size
     # Position of each row within its zone, and its tracker id (zone × regime).
     _, zone_idx = np.unique(zone_codes, return_inverse=True)  # [N]
     zone_idx = zone_idx.reshape(-1)
@@ -401,15 +444,26 @@ def replay(
     span = int(pos.max()) + 1
     u_key = u_tracker * span + pos[upd]  # [U] ascending
 
-    history = _weight_history(scores[upd], outcomes[upd], u_tracker, params, base)  # [U, M]
-
-    # Weights row i used: its tracker's after every outcome whose row is <= pos_i − lag.
+    # Row i has seen its tracker's outcomes whose row is <= pos_i − lag.
     row_key = tracker * span
     begin = np.searchsorted(u_key, row_key, side="left")
     end = np.searchsorted(u_key, row_key + pos - feedback_lag, side="right")
-    seen = np.maximum(end - begin, 0)  # [N] outcomes applied before row i
-    weights = np.where((seen > 0)[:, None], history[np.maximum(end - 1, 0)], base)  # [N, M]
-    return pool(weights, scores), weights
+    last = np.where(end > begin, end - 1, -1)  # [N]
+    return upd, u_tracker, last
+
+
+def _decayed_errors(losses: np.ndarray, u_tracker: np.ndarray, d: float) -> np.ndarray:
+    """E ← d·E + (1 − d)·ℓ from E = 0, per tracker. losses [U, M] grouped by tracker → [U, M]."""
+    from scipy.signal import lfilter  # scipy comes with scikit-learn
+
+    errors = np.empty_like(losses)
+    if losses.shape[0] == 0:
+        return errors
+    seg_first = np.flatnonzero(np.r_[True, u_tracker[1:] != u_tracker[:-1]])  # [T]
+    seg_len = np.diff(np.r_[seg_first, u_tracker.size])  # [T]
+    for a, length in zip(seg_first.tolist(), seg_len.tolist()):
+        errors[a:a + length] = lfilter([1.0 - d], [1.0, -d], losses[a:a + length], axis=0)
+    return errors
 
 
 def _weight_history(
@@ -420,17 +474,12 @@ def _weight_history(
 
     scores [U, M], outcomes [U], u_tracker [U] → [U, M].
     """
-    from scipy.signal import lfilter  # scipy comes with scikit-learn
-
     if scores.shape[0] == 0:
         return np.empty_like(scores)
     losses = model_losses(scores, outcomes, params.loss)  # [U, M]
-    d = params.decay
     seg_first = np.flatnonzero(np.r_[True, u_tracker[1:] != u_tracker[:-1]])  # [T]
     seg_len = np.diff(np.r_[seg_first, u_tracker.size])  # [T]
-    errors = np.empty_like(losses)  # [U, M]: E ← d·E + (1 − d)·ℓ, from E = 0, per tracker
-    for a, length in zip(seg_first.tolist(), seg_len.tolist()):
-        errors[a:a + length] = lfilter([1.0 - d], [1.0, -d], losses[a:a + length], axis=0)
+    errors = _decayed_errors(losses, u_tracker, params.decay)  # [U, M]
     targets = target_weights(base, errors, params.temperature, params.floor)  # [U, M]
     if params.step_cap >= 1.0:
         return targets

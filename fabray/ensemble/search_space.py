@@ -103,3 +103,36 @@ def sample_search_space(space: Mapping[str, Mapping[str, Any]], rng: np.random.G
                 "expected uniform, loguniform, randint or choice"
             )
     return out
+
+
+# ---------------------------------------------------------------------------- forms and members
+
+#: The forms Tune chooses between (a single member is a fixed candidate, see `fixed_candidates`).
+SEARCHED_FORMS: tuple[str, ...] = ("static", "dynamic", "gate")
+_GATE: dict[str, dict[str, Any]] = {
+    # Recent-error inputs of the gate: a burst (5 min) … a day and a half.
+    "gate_half_life": {"type": "loguniform", "low": 5.0, "high": 2000.0},
+    # L2 on the gate's coefficients: large = close to equal weights.
+    "gate_l2": {"type": "loguniform", "low": 1e-4, "high": 10.0},
+}
+
+
+def form_search_space(model_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The whole space of `fabray ensemble`: the form, the member subset (one `use_<name>` flag
+    per model; an empty subset means all), the dynamic ensemble's ranges (`search_space`, used by
+    static/dynamic) and the gate's."""
+    space: dict[str, dict[str, Any]] = {"form": {"type": "choice", "values": list(SEARCHED_FORMS)}}
+    space.update({f"use_{name}": {"type": "choice", "values": [True, False]} for name in model_names})
+    space.update(search_space(model_names))
+    space.update({key: dict(value) for key, value in _GATE.items()})
+    return space
+
+
+def fixed_candidates(model_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Candidates every search scores besides its trials, so the winner is never worse on
+    validation than any of them: each model alone, the uniform static ensemble of all models,
+    and the gate over all models at its default hyper-parameters."""
+    out: dict[str, dict[str, Any]] = {f"member_{n}": {"form": "member", "members": [n]} for n in model_names}
+    out["static_all"] = {"form": "static", "members": list(model_names)}
+    out["gate_all"] = {"form": "gate", "members": list(model_names)}
+    return out
