@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from fabray.numeric import sigmoid
+
 logger = logging.getLogger(__name__)
 
 GBT_MISSING = "LightGBM is not installed: pip install 'fabray[gbt]' to add the tree baseline"
@@ -89,12 +91,8 @@ def rules_scores(
     for start in range(0, len(ends), batch_size):
         x = gather_windows(features, ends[start:start + batch_size], lookback)  # [C, L, F]
         logit = keras.ops.convert_to_numpy(layer(x)).reshape(-1)  # [C]
-        out[start:start + len(x)] = _sigmoid(logit)
+        out[start:start + len(x)] = sigmoid(logit)
     return out
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -60.0, 60.0)))
 
 
 # ---------------------------------------------------------------------------- trees on lag features

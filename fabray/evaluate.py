@@ -309,7 +309,7 @@ def rule_overrides(predictor: Any, config: Any) -> dict[str, Any]:
 def _test_windows(predictor: Any, data_path: Path, split: Any) -> tuple[Any, np.ndarray, dict[str, Any]]:
     from fabray.data.validate import load_validated
     from fabray.data.windows import ends_with_target
-    from fabray.predictor import sha256_file
+    from fabray.files import sha256_file
 
     if not data_path.is_file():
         raise BadInputError(f"test data file not found: {data_path}")
@@ -606,7 +606,7 @@ def _krw(value: Any) -> str:
 def write_outputs(result: EvaluationResult, *, json_path: str | Path | None = None,
                   report_dir: str | Path | None = None) -> None:
     """`--json` (written atomically) and `--report` (report.md + PNGs)."""
-    from fabray.train.run_dir import atomic_write_json
+    from fabray.files import atomic_write_json
 
     if json_path is not None:
         path = Path(json_path)

@@ -22,7 +22,6 @@ No Ray here: the serving deployment, the Tune driver and `fabray evaluate` wrap 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,6 +36,8 @@ from fabray import schema
 from fabray.config import TaskConfig
 from fabray.data.scaler import Scaler
 from fabray.errors import BadInputError
+from fabray.files import sha256_file
+from fabray.numeric import sigmoid
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +49,6 @@ ENSEMBLE_FORMAT_VERSION = 1
 DEFAULT_BATCH_SIZE = 4096
 #: `score_prepared` shows a progress bar from this many batches on (when `progress` is None).
 PROGRESS_MIN_BATCHES = 8
-
-
-def sigmoid(logit: np.ndarray) -> np.ndarray:
-    """Numerically safe logistic function, float64."""
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logit, dtype=np.float64), -60.0, 60.0)))
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """'sha256:<hex>' of a file's bytes (the form the manifest records)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

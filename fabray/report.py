@@ -382,7 +382,7 @@ def cause_table(result: Any) -> list[list[str]]:
 
 def write_report(result: Any, out_dir: Path) -> Path:
     """Write report.md and the five PNGs into `out_dir`; returns report.md's path."""
-    from fabray.train.run_dir import atomic_write_text, utc_now
+    from fabray.files import atomic_write_text, utc_now
 
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = {

@@ -18,7 +18,8 @@ from typing import Any
 
 from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
-from fabray.predictor import RunPredictor, sha256_file
+from fabray.files import sha256_file
+from fabray.predictor import RunPredictor
 
 logger = logging.getLogger(__name__)
 

@@ -38,13 +38,14 @@ from ray.serve import Application
 
 from fabray.config import EnsembleConfig, ServeConfig, ServeLimits, load_config
 from fabray.errors import BadInputError
+from fabray.files import utc_now
 from fabray.serve.auth import load_token
 from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
 from fabray.serve.jobs import count_active, new_job, public_error, recover_interrupted, redact_paths, root_cause
 from fabray.serve.keeper import EnsembleKeeper
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
-from fabray.serve.store import ModelStore, UnknownVersionError, utc_now
+from fabray.serve.store import ModelStore, UnknownVersionError
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from fabray.errors import BadInputError
+from fabray.files import utc_now
 from fabray.serve.jobs import public_error
-from fabray.serve.store import ModelStore, utc_now
+from fabray.serve.store import ModelStore
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import numpy as np
 from fabray import schema
 from fabray.config import EnsembleConfig
 from fabray.errors import BadInputError
-from fabray.predictor import RunPredictor, sigmoid
+from fabray.numeric import sigmoid
+from fabray.predictor import RunPredictor
 from fabray.serve.keeper import RULE_MODEL
 from fabray.serve.store import ModelStore
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fabray.errors import BadInputError
-from fabray.serve.store import ModelStore, utc_now
+from fabray.files import utc_now
+from fabray.serve.store import ModelStore
 
 logger = logging.getLogger(__name__)
 

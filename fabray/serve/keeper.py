@@ -230,10 +230,10 @@ class EnsembleKeeper:
         """Write `snapshot` payloads to `state_dir/<version>.json` (atomically); the versions."""
         if self.state_dir is None:
             return []
-        from fabray.serve.store import _atomic_write_json
+        from fabray.files import atomic_write_json
 
         for version, payload in payloads.items():
-            _atomic_write_json(self.state_dir / f"{version}.json", payload)
+            atomic_write_json(self.state_dir / f"{version}.json", payload)
         return sorted(payloads)
 
     def save(self, force: bool = False) -> list[str]:

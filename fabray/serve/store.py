@@ -30,12 +30,11 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from fabray.errors import BadInputError
-from fabray.predictor import sha256_file
+from fabray.files import atomic_write_json, sha256_file, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -59,25 +58,6 @@ class UnknownVersionError(BadInputError):
 class ConflictError(BadInputError):
     """The request is well formed but the store's state refuses it (HTTP 409), e.g. nothing to
     roll back to."""
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -209,7 +189,7 @@ class ModelStore:
                     },
                     "files": checksums,
                 }
-                _atomic_write_json(tmp / VERSION_FILE, info)
+                atomic_write_json(tmp / VERSION_FILE, info)
                 os.rename(tmp, self.versions_dir / version)  # atomic: the version appears whole
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -286,7 +266,7 @@ class ModelStore:
         with self._lock():
             info = self.info(version)
             info.setdefault("notes", {}).update(fields)
-            _atomic_write_json(self.version_dir(version) / VERSION_FILE, info)
+            atomic_write_json(self.version_dir(version) / VERSION_FILE, info)
 
     # ------------------------------------------------------------------ the live pointer
 
@@ -304,7 +284,7 @@ class ModelStore:
         event = {"at": utc_now(), "action": action, "version": version, "reason": reason}
         pointer["events"] = (pointer.get("events") or [])[-(MAX_EVENTS - 1):] + [event]
         pointer["updated_at"] = event["at"]
-        _atomic_write_json(self.root / POINTER, pointer)
+        atomic_write_json(self.root / POINTER, pointer)
 
     def promote(self, version: str, reason: str = "") -> dict[str, Any]:
         """Make `version` live (after verifying its checksums); the old one goes on the history.
@@ -367,7 +347,7 @@ class ModelStore:
 
     def write_json(self, path: Path, obj: Any) -> None:
         """Atomic JSON write of a file inside the store."""
-        _atomic_write_json(path, obj)
+        atomic_write_json(path, obj)
 
     def read_json(self, path: Path) -> dict[str, Any] | None:
         return _read_json(path)

@@ -40,6 +40,7 @@ import numpy as np
 from fabray import schema
 from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
+from fabray.files import atomic_copy, atomic_write_json, sha256_file, utc_now
 from fabray.train import run_dir as rd
 from fabray.train.loop import MODEL_FILE, SCORE, STATE_FILE, WorkerSpec
 from fabray.train.replay import TrainSeries
@@ -258,9 +259,9 @@ def _land(name: str, shared: _Shared, result: Any, started: float) -> dict[str, 
         _land_model_file(name, shared, Path(d) / MODEL_FILE, out / MODEL_FILE, state.get("precision"))
         best_metrics = _read_state_dir(Path(d))["metrics"]
     prepared, cfg = shared.prepared, shared.config
-    rd.atomic_write_json(out / "history.json", {"model": name, "best_epoch": best_epoch, "epochs": history})
-    rd.atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, cfg))
-    rd.atomic_write_json(out / "config.json", {
+    atomic_write_json(out / "history.json", {"model": name, "best_epoch": best_epoch, "epochs": history})
+    atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, cfg))
+    atomic_write_json(out / "config.json", {
         "model": name,
         "overrides": shared.overrides[name],
         "task": cfg.task.model_dump(),
@@ -291,18 +292,18 @@ def _land(name: str, shared: _Shared, result: Any, started: float) -> dict[str, 
         "stopped_by_budget": bool(state.get("stopped_by_budget")),
         **({"warm_start": _warm_start_entry(shared.warm_start[name])} if name in shared.warm_start else {}),
         "train_seconds": round(time.perf_counter() - started, 2),
-        "finished_at": rd.utc_now(),
+        "finished_at": utc_now(),
     }
 
 
 def _warm_start_entry(parent_model: Path) -> dict[str, Any]:
-    return {"from": str(parent_model), "fingerprint": rd.file_fingerprint(parent_model)}
+    return {"from": str(parent_model), "fingerprint": sha256_file(parent_model)}
 
 
 def _land_model_file(name: str, shared: _Shared, src: Path, dst: Path, precision: str | None) -> None:
     """Copy the checkpoint's model, as float32 when it was trained under another policy."""
     if precision in (None, "float32"):
-        rd.atomic_copy(src, dst)
+        atomic_copy(src, dst)
         return
     import keras
 
@@ -327,12 +328,12 @@ def carry_over(name: str, shared: _Shared, reason: str) -> dict[str, Any]:
     the budget left no time to start. Only valid when the run keeps the parent's preprocessing."""
     parent_model = shared.warm_start[name]
     out = rd.model_dir(shared.run, name)
-    rd.atomic_copy(parent_model, out / MODEL_FILE)
+    atomic_copy(parent_model, out / MODEL_FILE)
     cfg = shared.config
-    rd.atomic_write_json(out / "history.json", {"model": name, "best_epoch": 0, "epochs": [],
+    atomic_write_json(out / "history.json", {"model": name, "best_epoch": 0, "epochs": [],
                                                 "carried_over": reason})
-    rd.atomic_write_json(out / "preprocessing.json", preprocessing_dict(shared.prepared, cfg))
-    rd.atomic_write_json(out / "config.json", {
+    atomic_write_json(out / "preprocessing.json", preprocessing_dict(shared.prepared, cfg))
+    atomic_write_json(out / "config.json", {
         "model": name, "overrides": shared.overrides[name], "task": cfg.task.model_dump(),
         "split": cfg.split.model_dump(), "train": cfg.train.model_dump(), "carried_over": reason,
     })
@@ -346,7 +347,7 @@ def carry_over(name: str, shared: _Shared, reason: str) -> dict[str, Any]:
         "preprocessing": rel("preprocessing.json"), "config": rel("config.json"),
         "best_epoch": 0, "epochs_run": 0, "carried_over": reason, "val_metrics": {},
         "params": shared.params[name], "warm_start": _warm_start_entry(parent_model),
-        "stored_dtype": "float32", "finished_at": rd.utc_now(),
+        "stored_dtype": "float32", "finished_at": utc_now(),
     }
 
 
@@ -383,7 +384,7 @@ def _data_info(path: Path, df: Any, prepared: Any) -> dict[str, Any]:
     ts = df[schema.TIMESTAMP]
     return {
         "path": str(path.resolve()),
-        "fingerprint": rd.file_fingerprint(path),
+        "fingerprint": sha256_file(path),
         "bytes": path.stat().st_size,
         "rows": int(len(df)),
         "zones": list(prepared.zones),
@@ -545,13 +546,13 @@ def train_models(
     )
 
     run = rd.create_run_dir(job.out)
-    rd.atomic_write_json(run / "config.json", config.model_dump(mode="json"))
+    atomic_write_json(run / "config.json", config.model_dump(mode="json"))
     manifest: dict[str, Any] = {
         "format": rd.MANIFEST_FORMAT,
         "format_version": rd.MANIFEST_VERSION,
         "run_id": run.name,
         "status": "running",
-        "created_at": rd.utc_now(),
+        "created_at": utc_now(),
         "finished_at": None,
         "code": rd.code_version(),
         "versions": rd.library_versions(),
@@ -577,7 +578,7 @@ def train_models(
     def one(name: str) -> None:
         started = time.perf_counter()
         with lock:
-            manifest["models"][name].update(status="running", started_at=rd.utc_now())
+            manifest["models"][name].update(status="running", started_at=utc_now())
         try:
             if name in job.carry_models:
                 entry = carry_over(name, shared, "not selected for this retrain")
@@ -597,7 +598,7 @@ def train_models(
                 "error": f"{type(err).__name__}: {err}"[:4000],
                 "epochs_run": max((r.get("epoch", 0) for r in reports), default=0),
                 "train_seconds": round(time.perf_counter() - started, 2),
-                "finished_at": rd.utc_now(),
+                "finished_at": utc_now(),
             }
         with lock:
             manifest["models"][name] = {**manifest["models"][name], **entry}
@@ -612,14 +613,14 @@ def train_models(
         except KeyboardInterrupt:
             # No waiting for the running trainers: the caller's ray.shutdown() ends them.
             with lock:
-                manifest.update(status="interrupted", finished_at=rd.utc_now())
+                manifest.update(status="interrupted", finished_at=utc_now())
                 rd.write_manifest(run, manifest)
             raise
 
     failed = [n for n, e in manifest["models"].items() if e["status"] != "ok"]
     with lock:
         manifest["status"] = "complete" if not failed else ("failed" if len(failed) == len(names) else "partial")
-        manifest["finished_at"] = rd.utc_now()
+        manifest["finished_at"] = utc_now()
         rd.write_manifest(run, manifest)
     summary = RunSummary(run_dir=run, manifest=manifest, failed=failed)
     logger.info("run %s: %s (%d of %d models failed)", run, manifest["status"], len(failed), len(names))

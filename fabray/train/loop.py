@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from fabray.numeric import sigmoid
+
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
@@ -192,10 +194,6 @@ def predict_windows(
     return np.concatenate(outputs) if outputs else np.zeros(0, np.float32)  # [W]
 
 
-def _sigmoid(logit: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.clip(logit.astype(np.float64), -60.0, 60.0)))).astype(np.float32)
-
-
 def evaluate_validation(
     model: Any,
     loss_fn: Any,
@@ -213,7 +211,7 @@ def evaluate_validation(
     y_true = target[val_ends].astype(np.float32)  # [W]
     loss = float(np.mean(keras.ops.convert_to_numpy(loss_fn(y_true[:, None], output[:, None]))))
     if spec.task == "event":
-        values = fm.event_metrics(y_true, _sigmoid(output), spec.event_threshold)
+        values = fm.event_metrics(y_true, sigmoid(output).astype(np.float32), spec.event_threshold)
     else:
         values = fm.delay_metrics(y_true, output)
     result = {"val_loss": loss, **{f"val_{k}": v for k, v in values.items()}}

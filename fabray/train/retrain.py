@@ -53,6 +53,7 @@ from typing import Any
 
 from fabray.config import FabrayConfig, TrainConfig, load_config
 from fabray.errors import BadInputError
+from fabray.files import sha256_file, utc_now
 from fabray.train import run_dir as rd
 from fabray.train.driver import PreparedRun, RunSummary, _check_models, _check_windows, _data_info
 from fabray.train.replay import TrainSeries, replay_size, sample_replay, with_replay
@@ -219,7 +220,7 @@ def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: 
         if not path.is_file():
             note["skipped"].append({**source, "reason": "file not found"})
             continue
-        fingerprint = rd.file_fingerprint(path)
+        fingerprint = sha256_file(path)
         if source.get("fingerprint") and fingerprint != source["fingerprint"]:
             note["skipped"].append({**source, "reason": f"file changed since (now {fingerprint})"})
             continue
@@ -310,7 +311,7 @@ def prepare_retrain(
         "parent": {
             "run_id": parent.run_id,
             "path": str(parent.run),
-            "manifest_fingerprint": rd.file_fingerprint(parent.run / rd.MANIFEST),
+            "manifest_fingerprint": sha256_file(parent.run / rd.MANIFEST),
             "data_fingerprint": (parent.manifest.get("data") or {}).get("fingerprint"),
             "models": list(parent.models),
         },
@@ -320,8 +321,8 @@ def prepare_retrain(
             "epochs": config.train.epochs,
             "learning_rate": config.train.learning_rate,
             "budget_minutes": config.retrain.budget_minutes,
-            "started_at": _iso(started_unix),
-            "deadline_at": _iso(deadline),
+            "started_at": utc_now(started_unix),
+            "deadline_at": utc_now(deadline),
             "replay": {**replay_note, "history": [
                 {key: info[key] for key in ("path", "fingerprint", "until") if key in info},
                 *replay_note["history"]
@@ -333,12 +334,6 @@ def prepare_retrain(
         params=params, series=series, warm_start=dict(parent.model_files), deadline_unix=deadline,
         carry_over=not refit, carry_models=carried, manifest_extra=extra,
     )
-
-
-def _iso(unix: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
 
 
 def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any = None) -> RunSummary:
@@ -370,7 +365,7 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
     used_s = time.time() - started
     models = manifest["models"]
     manifest["retrain"].update(
-        finished_at=rd.utc_now(),
+        finished_at=utc_now(),
         seconds_used=round(used_s, 1),
         within_budget=used_s <= 60.0 * config.retrain.budget_minutes,
         stopped_by_budget=[n for n, e in models.items() if e.get("stopped_by_budget")],

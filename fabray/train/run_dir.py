@@ -17,22 +17,19 @@ leaves a manifest pointing at missing files. No Ray, no TensorFlow here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from fabray._version import __version__
 from fabray.errors import BadInputError
+from fabray.files import atomic_write_json, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +38,6 @@ MANIFEST_FORMAT = "fabray-run"
 MANIFEST_VERSION = 1
 #: Manifest entries (inside `models.<name>`) that name files relative to the run directory.
 FILE_KEYS = ("model", "history", "preprocessing", "config")
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def check_run_dir_free(path: str | Path) -> Path:
@@ -82,58 +75,7 @@ def model_dir(run: Path, name: str) -> Path:
     return run / "models" / name
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def atomic_copy(src: Path, dst: Path) -> None:
-    """Copy a file so that `dst` either is absent/old or is the whole new file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):  # numpy arrays
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
 # ---------------------------------------------------------------------------- provenance
-
-
-def file_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """'sha256:<hex>' of the file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def code_version() -> dict[str, Any]:

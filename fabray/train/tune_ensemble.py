@@ -435,7 +435,8 @@ def fit_ensemble(
     before Ray starts."""
     from fabray.config import load_config
     from fabray.ensemble import params_from_sample
-    from fabray.predictor import ENSEMBLE_FORMAT, ENSEMBLE_FORMAT_VERSION, RunPredictor, sha256_file
+    from fabray.files import atomic_write_json, atomic_write_text, sha256_file, utc_now
+    from fabray.predictor import ENSEMBLE_FORMAT, ENSEMBLE_FORMAT_VERSION, RunPredictor
     from fabray.run_data import load_run_data, run_config
     from fabray.train import run_dir as rd
     from fabray.train.cluster import ray_session
@@ -506,7 +507,7 @@ def fit_ensemble(
     ensemble_doc = {
         "format": ENSEMBLE_FORMAT,
         "format_version": ENSEMBLE_FORMAT_VERSION,
-        "fitted_at": rd.utc_now(),
+        "fitted_at": utc_now(),
         "run": predictor.version,
         "model_names": list(names),
         "feedback_lag": lag,
@@ -535,8 +536,8 @@ def fit_ensemble(
         },
     }
     run = predictor.run_dir
-    rd.atomic_write_json(run / ENSEMBLE_FILE, ensemble_doc)
-    rd.atomic_write_text(run / TRIALS_FILE, table.to_csv(index=False))
+    atomic_write_json(run / ENSEMBLE_FILE, ensemble_doc)
+    atomic_write_text(run / TRIALS_FILE, table.to_csv(index=False))
     manifest = rd.read_manifest(run)
     manifest["ensemble"] = {
         "file": ENSEMBLE_FILE,

@@ -56,7 +56,8 @@ def fitted_run(ray_cluster, files, tmp_path_factory) -> Path:
 def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
     import pandas as pd
 
-    from fabray.predictor import RunPredictor, sha256_file
+    from fabray.files import sha256_file
+    from fabray.predictor import RunPredictor
 
     doc = json.loads((fitted_run / "ensemble.json").read_text())
     assert doc["model_names"] == list(MODELS)

@@ -143,7 +143,8 @@ def test_missing_model_file_is_refused(run_dir, tmp_path):
 
 
 def test_checksum_mismatch_is_refused(run_dir, tmp_path):
-    from fabray.predictor import RunPredictor, sha256_file
+    from fabray.files import sha256_file
+    from fabray.predictor import RunPredictor
 
     run = _copy(run_dir, tmp_path)
     rel = "models/lstm/preprocessing.json"

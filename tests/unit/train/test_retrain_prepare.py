@@ -12,6 +12,7 @@ import pytest
 
 from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
+from fabray.files import atomic_write_json, sha256_file
 from fabray.train import run_dir as rd
 
 TASK = {"lookback": 20, "horizon": 5}
@@ -41,16 +42,16 @@ def _write_parent(run: Path, data: Path, config: FabrayConfig) -> Path:
     prepared = prepare(df, config.task, config.split)
     overrides = effective_overrides(config, list(config.train.models), prepared.scaler)
     rd.create_run_dir(run)
-    rd.atomic_write_json(run / "config.json", config.model_dump(mode="json"))
+    atomic_write_json(run / "config.json", config.model_dump(mode="json"))
     entries = {}
     for name in config.train.models:
         out = rd.model_dir(run, name)
         model = build_model(name, config.task.lookback, 12, overrides[name])
         out.mkdir(parents=True)
         model.save(out / "model.keras")
-        rd.atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, config))
-        rd.atomic_write_json(out / "config.json", {"model": name, "overrides": overrides[name]})
-        rd.atomic_write_json(out / "history.json", {"epochs": []})
+        atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, config))
+        atomic_write_json(out / "config.json", {"model": name, "overrides": overrides[name]})
+        atomic_write_json(out / "history.json", {"epochs": []})
         entries[name] = {"status": "ok", "params": int(model.count_params()),
                          **{k: f"models/{name}/{k}.json" for k in ("history", "preprocessing", "config")},
                          "model": f"models/{name}/model.keras"}
@@ -202,7 +203,7 @@ def test_until_trains_on_the_rows_before_it_and_the_manifest_says_so(parent, fil
     full = prepare_retrain(parent, files["new"], tmp_path / "full")
     job = prepare_retrain(parent, files["new"], tmp_path / "r2", until=until)
     info = job.data_info
-    assert info["until"] == until.isoformat() and info["fingerprint"] == rd.file_fingerprint(files["new"])
+    assert info["until"] == until.isoformat() and info["fingerprint"] == sha256_file(files["new"])
     assert info["rows"] == int((df["timestamp"] < until).sum()) < full.data_info["rows"]
     assert pd.Timestamp(info["last_timestamp"]) < until
     assert 0 < len(job.prepared.splits["train"]) < len(full.prepared.splits["train"])

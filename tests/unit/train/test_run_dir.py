@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from fabray.errors import BadInputError
@@ -33,21 +31,6 @@ def test_manifest_refuses_to_list_missing_files(tmp_path):
     back = rd.read_manifest(run)
     assert back["models"]["lstm"]["model"] == "models/lstm/model.keras" and "updated_at" in back
     assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
-
-
-def test_atomic_json_replaces_whole_file(tmp_path):
-    path = tmp_path / "a.json"
-    rd.atomic_write_json(path, {"x": 1})
-    rd.atomic_write_json(path, {"x": 2})
-    assert json.loads(path.read_text()) == {"x": 2}
-
-
-def test_fingerprint_changes_with_the_bytes(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.write_bytes(b"zone,minute\n")
-    b.write_bytes(b"zone,minute\n1")
-    assert rd.file_fingerprint(a).startswith("sha256:")
-    assert rd.file_fingerprint(a) != rd.file_fingerprint(b)
 
 
 def test_read_manifest_of_a_non_run_is_bad_input(tmp_path):
