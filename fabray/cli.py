@@ -58,11 +58,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     if args.max_errors < 1:
         raise BadInputError(f"--max-errors must be at least 1. Received: {args.max_errors}")
-    frame = io.read_table(args.path, text_columns=(schema.ZONE,))
+    source = io.data_source(args.path, table=args.table, query=args.query)
+    frame = io.read_table(source, text_columns=(schema.ZONE,))
     report = validate.validate_frame(frame, max_rows=args.max_errors)
     if not report.ok:
-        raise BadInputError(report.format(source=args.path))  # printed on stderr, exit 2
-    print(report.format(source=args.path))
+        raise BadInputError(report.format(source=str(source)))  # printed on stderr, exit 2
+    print(report.format(source=str(source)))
     return 0
 
 
@@ -132,12 +133,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
         load_config(args.config), models=models, epochs=args.epochs, use_gpu=args.use_gpu
     )
     config = with_mlflow_uri(config, args.mlflow)
-    job = prepare_run(args.data, args.out, config)  # bad input → exit 2 before Ray starts
+    data, source = _train_data(args)
+    try:
+        job = prepare_run(data, args.out, config)  # bad input → exit 2 before Ray starts
+    except BaseException:
+        if source is not None:
+            data.unlink(missing_ok=True)  # the snapshot of a run that never started
+        raise
+    if source is not None:
+        job.data_info["source"] = source  # the manifest names the database beside the snapshot
     with ray_session(args.address, num_cpus=args.num_cpus, worker_logs=args.verbose) as session:
         summary = train_models(job, can_autoscale=session.joined)
     print(summary.table())
     print(f"run: {summary.run_dir} ({summary.manifest['status']})")
     return 0 if summary.ok else 1
+
+
+def _train_data(args: argparse.Namespace) -> tuple[object, dict | None]:
+    """--data as a file path; a SQL source (--table/--query) is validated into a Parquet snapshot
+    beside the run, `<out>.data.parquet` (as the API does for a DataFrame): the run's later steps
+    find its data again by that file's fingerprint."""
+    from fabray.data import io
+    from fabray.train.run_dir import check_run_dir_free
+
+    source = io.data_source(args.data, table=args.table, query=args.query)
+    if not isinstance(source, io.SqlSource):
+        return source, None
+    run = check_run_dir_free(args.out)
+    return io.snapshot(source, run.with_name(f"{run.name}.data.parquet")), source.to_dict()
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
@@ -175,12 +198,17 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from fabray.config import load_config
+    from fabray.data import io
     from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
     from fabray.tracking import log_evaluation, tracking_uri
 
     tracking = load_config(args.config).tracking  # defaults without --config
     uri = tracking_uri(args.mlflow, load_config(args.config))  # no mlflow extra → exit 2 first
-    result = evaluate_run(args.run, args.data, config_path=args.config, train_data=args.train_data)
+    data = io.data_source(args.data, table=args.table, query=args.query)
+    with io.local_file(data) as path:  # a SQL source: validated into a temporary Parquet file
+        result = evaluate_run(args.run, path, config_path=args.config, train_data=args.train_data)
+    if isinstance(data, io.SqlSource):
+        result.data["path"] = str(data)
     write_outputs(result, json_path=args.json, report_dir=args.report)
     print(leaderboard_text(result))
     if uri:
@@ -300,7 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="also draw one zone's day to this PNG")
 
     p = add("validate", _cmd_validate, "Check a data file against the data contract; exit 2 on errors.")
-    p.add_argument("path", help="Parquet or CSV file, one row per zone-minute")
+    p.add_argument("path", help="Parquet or CSV file, one row per zone-minute; or a SQLAlchemy URL "
+                   "(sqlite:///fab.db) with --table or --query")
+    p.add_argument("--table", default=None, help="with a SQLAlchemy URL as data: read this table")
+    p.add_argument("--query", default=None, help="with a SQLAlchemy URL as data: read this SQL query's rows")
     p.add_argument("--max-errors", type=int, default=50, help="errors to print per kind")
 
     p = add("models", _cmd_models, "Table of the models: parameters, the seed's claim, latency.")
@@ -312,8 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="also write the table as JSON here")
 
     p = add("train", _cmd_train, "Train the model zoo on Ray, every model concurrently, into a run directory.")
-    p.add_argument("--data", required=True, help="zone-minute data file (.parquet or .csv)")
+    p.add_argument("--data", required=True, help="zone-minute data file (.parquet or .csv), or a SQLAlchemy "
+                   "URL with --table/--query (validated into OUT.data.parquet beside the run)")
     p.add_argument("--out", required=True, help="new run directory (never overwritten)")
+    p.add_argument("--table", default=None, help="with a SQLAlchemy URL as data: read this table")
+    p.add_argument("--query", default=None, help="with a SQLAlchemy URL as data: read this SQL query's rows")
     p.add_argument("--models", default=None, help="comma-separated model names; unset: the config's train.models")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs; unset: the config's train.epochs")
     p.add_argument("--address", default=None,
@@ -358,7 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", _cmd_evaluate, "Evaluate every model, both ensembles and the baselines on test data.")
     p.add_argument("--run", required=True, help="run directory (after `fabray ensemble`)")
     p.add_argument("--data", required=True,
-                   help="test data (.parquet/.csv); the run's own training file → its test split only")
+                   help="test data (.parquet/.csv, or a SQLAlchemy URL with --table/--query); the run's "
+                   "own training file → its test split only")
+    p.add_argument("--table", default=None, help="with a SQLAlchemy URL as data: read this table")
+    p.add_argument("--query", default=None, help="with a SQLAlchemy URL as data: read this SQL query's rows")
     p.add_argument("--json", default=None, help="write the metrics as JSON here")
     p.add_argument("--report", default=None, help="write report.md and PNG plots into this directory")
     p.add_argument("--train-data", default=None,

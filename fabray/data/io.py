@@ -1,10 +1,17 @@
-"""Reading and writing zone-minute tables: the one place that touches data files.
+"""Reading and writing zone-minute tables: the one place that touches data files and databases.
 
-Parquet or CSV, chosen by the file's extension. Reading never repairs anything: a CSV is read
+Parquet or CSV, chosen by the file's extension; or a SQL table or query (`SqlSource`: a
+SQLAlchemy URL with `--table` or `--query`), read with pandas through SQLAlchemy. Reading never repairs anything: a CSV is read
 with pandas' type inference, but a column that holds any text stays text (nothing is coerced to
 NaN), only an empty cell is read as missing, and id columns (the zone) stay exactly as written
 (`007` stays `007`). The validator (`fabray.data.validate`) then reports every bad cell by row.
 Writing is atomic: a temporary file in the same directory, then `os.replace`.
+
+A SQL source is read as the database returns it (SQLite hands back timestamps as text, the
+validator parses them) and then validated by the same contract. Commands whose later steps
+re-read the data by fingerprint (`fabray train`: ensemble and evaluate find the run's data again)
+keep a validated Parquet snapshot of what was read (`snapshot`); the source itself (password
+hidden) is recorded beside it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +34,149 @@ logger = logging.getLogger(__name__)
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
 SUPPORTED = ", ".join(PARQUET_SUFFIXES + CSV_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    """A zone-minute table in a database: a SQLAlchemy URL and a table name or a query.
+
+    `url` like `sqlite:///fab.db` or `postgresql+psycopg://reader@db.fab/mes` (the driver package
+    must be installed; keep passwords out of the URL: libpq reads PGPASSWORD or ~/.pgpass).
+    Exactly one of `table` (read whole, by name: no SQL is built from it) or `query` (run as
+    given; use a read-only database user).
+    """
+
+    url: str
+    table: str | None = None
+    query: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.table is None) == (self.query is None):
+            raise BadInputError(
+                f"a SQL source needs exactly one of --table or --query. Received: {self.redacted()}"
+                + (f" with --table {self.table!r} and --query {self.query!r}" if self.table else "")
+            )
+        if not (self.table or self.query or "").strip():
+            raise BadInputError(f"{self.redacted()}: --table/--query is empty")
+
+    def redacted(self) -> str:
+        """The URL with its password hidden (for messages, manifests, trackers)."""
+        try:
+            import sqlalchemy as sa
+
+            return sa.make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - unparsable: keep only the scheme
+            return self.url.split("://", 1)[0] + "://…"
+
+    def __str__(self) -> str:
+        what = f"table {self.table}" if self.table is not None else f"query {_short(self.query or '')}"
+        return f"{self.redacted()} ({what})"
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON for a manifest: URL without password, and the table or query."""
+        out = {"url": self.redacted()}
+        out.update({"table": self.table} if self.table is not None else {"query": self.query or ""})
+        return out
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def is_sql_url(text: str | os.PathLike[str]) -> bool:
+    """True for a URL (`scheme://…`); a file path never holds '://'."""
+    return isinstance(text, str) and "://" in text
+
+
+def data_source(
+    data: str | os.PathLike[str] | SqlSource, *, table: str | None = None, query: str | None = None
+) -> Path | SqlSource:
+    """The `--data` argument with `--table` / `--query`: a file path, or a `SqlSource`.
+
+    A URL needs a table or a query; a file path takes neither (BadInputError either way)."""
+    if isinstance(data, SqlSource):
+        return data
+    if is_sql_url(data):
+        _check_dialect(str(data))
+        return SqlSource(str(data), table=table, query=query)
+    if table is not None or query is not None:
+        raise BadInputError(
+            f"--table/--query read from a database: --data must then be a SQLAlchemy URL "
+            f"(e.g. sqlite:///fab.db). Received: --data {data}"
+        )
+    return Path(data)
+
+
+def _check_dialect(url: str) -> None:
+    import sqlalchemy as sa
+
+    try:
+        sa.make_url(url).get_dialect()
+    except (sa.exc.NoSuchModuleError, ImportError) as err:  # NoSuchModuleError is an ArgumentError
+        scheme = url.split("://", 1)[0]
+        raise BadInputError(
+            f"--data {scheme}://…: no SQLAlchemy dialect or driver {scheme!r} is installed here "
+            f"({err}). Files are read from local paths (.parquet, .csv); databases through "
+            "SQLAlchemy URLs such as sqlite:///fab.db or postgresql+psycopg://user@host/db"
+        ) from err
+    except sa.exc.ArgumentError as err:
+        raise BadInputError(f"--data looks like a URL but is not a SQLAlchemy URL ({err}). Received: {url}") from err
+
+
+def read_sql(source: SqlSource, *, text_columns: Sequence[str] = (schema.ZONE,)) -> pd.DataFrame:
+    """Read `source` with pandas as the database returns it; `text_columns` present are cast to
+    text (zone ids stored as numbers stay their digits). Unreachable database, missing table,
+    failing query → BadInputError naming the source (password hidden)."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(source.url)
+    except Exception as err:  # noqa: BLE001 - bad URL or missing driver
+        raise BadInputError(f"{source}: cannot open ({type(err).__name__}: {err})") from err
+    try:
+        with engine.connect() as conn:
+            if source.table is not None:
+                if not sa.inspect(conn).has_table(source.table):
+                    tables = sa.inspect(conn).get_table_names()
+                    raise BadInputError(f"{source}: no table {source.table!r}; tables here: {tables}")
+                df = pd.read_sql_table(source.table, conn)
+            else:
+                df = pd.read_sql_query(sa.text(source.query or ""), conn)
+    except BadInputError:
+        raise
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as err:
+        cause = err.__cause__ if isinstance(err, pd.errors.DatabaseError) and err.__cause__ else err
+        message = str(getattr(cause, "orig", None) or cause).splitlines()[0]
+        raise BadInputError(f"{source}: cannot read ({type(cause).__name__}: {message})") from err
+    finally:
+        engine.dispose()
+    for name in text_columns:
+        if name in df.columns:
+            df[name] = df[name].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    logger.debug("read %s: %d rows × %d columns", source, len(df), df.shape[1])
+    return df
+
+
+def snapshot(source: SqlSource, path: str | os.PathLike[str]) -> Path:
+    """Read and validate `source` (every contract error → BadInputError) and write the clean
+    frame to the Parquet file `path` (never over an existing file). Returns the path."""
+    from fabray.data.validate import load_validated
+
+    path = Path(path)
+    if path.exists():
+        raise BadInputError(f"{path} already exists (the snapshot of {source} is never written over it)")
+    return write_table(load_validated(source), path)
+
+
+@contextmanager
+def local_file(data: Path | SqlSource) -> Iterator[Path]:
+    """A file path as it is; a SQL source validated into a temporary Parquet file for the block."""
+    if not isinstance(data, SqlSource):
+        yield Path(data)
+        return
+    with tempfile.TemporaryDirectory(prefix="fabray-sql-") as tmp:
+        yield snapshot(data, Path(tmp) / "data.parquet")
 
 
 def table_format(path: str | os.PathLike[str]) -> str:
@@ -41,14 +193,17 @@ def table_format(path: str | os.PathLike[str]) -> str:
 
 
 def read_table(
-    path: str | os.PathLike[str], *, text_columns: Sequence[str] = (schema.ZONE,)
+    path: str | os.PathLike[str] | SqlSource, *, text_columns: Sequence[str] = (schema.ZONE,)
 ) -> pd.DataFrame:
     """Read a Parquet or CSV table as it is in the file.
 
     `text_columns` are read from a CSV as text, exactly as written (zone ids). Missing file,
     unknown extension, empty (0-byte) or unreadable file → BadInputError naming the file. A file
-    with a header but no rows is returned as an empty frame: the validator reports it.
+    with a header but no rows is returned as an empty frame: the validator reports it. A
+    `SqlSource` is read by `read_sql`.
     """
+    if isinstance(path, SqlSource):
+        return read_sql(path, text_columns=text_columns)
     path = Path(path)
     fmt = table_format(path)
     if not path.exists():

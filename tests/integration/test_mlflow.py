@@ -1,0 +1,84 @@
+"""`fabray train --mlflow` and `fabray evaluate --mlflow` into a real SQLite MLflow store, read back
+through MlflowClient: one parent run, one child per model (all six) with its parameters, per-epoch
+metrics and model.keras; the evaluation run with its metrics and report.
+
+One tiny run (the demo's small widths, 2 epochs) on the session's local Ray; skipped without the
+`mlflow` extra.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fabray.cli import main
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'fabray[mlflow]')")
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def logged(ray_cluster, tmp_path_factory):
+    from fabray.data.io import write_table
+    from fabray.data.simulate import simulate_preset
+    from fabray.demo import DEMO_CONFIG
+    from fabray.models import MODELS
+
+    work = tmp_path_factory.mktemp("mlflow")
+    write_table(simulate_preset("tiny", seed=3), work / "train.parquet")
+    write_table(simulate_preset("tiny", seed=5), work / "test.parquet")
+    config = {"train": {**DEMO_CONFIG["train"], "epochs": EPOCHS, "early_stopping_patience": EPOCHS},
+              "tracking": {"experiment": "fabray-it"}}
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    run = work / "r1"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)  # MLflow's default artifact root (./mlruns) lands under work/
+        assert main(["train", "--data", str(work / "train.parquet"), "--out", str(run),
+                     "--config", str(work / "tiny.yaml"), "--mlflow", uri]) == 0
+        assert main(["evaluate", "--run", str(run), "--data", str(work / "test.parquet"),
+                     "--config", str(work / "tiny.yaml"), "--report", str(work / "report"),
+                     "--mlflow", uri]) == 0
+    return run, mlflow.MlflowClient(tracking_uri=uri), list(MODELS), work
+
+
+def test_one_parent_and_a_child_per_model_with_metrics_and_artifacts(logged):
+    run, client, models, work = logged
+    experiment = client.get_experiment_by_name("fabray-it")
+    train_runs = client.search_runs([experiment.experiment_id], filter_string="tags.`fabray.kind` != 'evaluate'")
+    parents = [r for r in train_runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in train_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == sorted(models) and len(models) == 6
+    assert len(train_runs) == 7
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert parent.info.status == "FINISHED" and manifest["status"] == "complete"
+    assert parent.data.params["data.fingerprint"] == manifest["data"]["fingerprint"]
+    assert "manifest.json" in {f.path for f in client.list_artifacts(parent.info.run_id)}
+    for child in children:
+        name = child.info.run_name
+        assert child.info.status == "FINISHED", name
+        assert child.data.params["params"] == str(manifest["models"][name]["params"])
+        assert child.data.params["train.epochs"] == str(EPOCHS)
+        losses = client.get_metric_history(child.info.run_id, "loss")
+        history = json.loads((run / "models" / name / "history.json").read_text())["epochs"]
+        assert sorted(m.step for m in losses) == [e["epoch"] for e in history], name
+        assert any(k.startswith("val_") for k in child.data.metrics), name
+        local = client.download_artifacts(child.info.run_id, "model.keras", str(work / "dl" / name))
+        assert Path(local).read_bytes() == (run / "models" / name / "model.keras").read_bytes()
+
+
+def test_evaluation_is_logged_with_its_report(logged):
+    run, client, models, _ = logged
+    experiment = client.get_experiment_by_name("fabray-it")
+    (evaluation,) = client.search_runs([experiment.experiment_id], filter_string="tags.`fabray.kind` = 'evaluate'")
+    assert evaluation.data.tags["fabray.run_dir"] == str(run.resolve())
+    assert {f"{m}/lead_score" for m in models} | {"ensemble/lead_score"} <= set(evaluation.data.metrics)
+    assert "report/report.md" in {f.path for f in client.list_artifacts(evaluation.info.run_id, "report")}
