@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from fabray.numeric import sigmoid
+
 METHODS = ("platt", "isotonic")
 _EPS = 1e-6
 
@@ -58,7 +60,7 @@ class Calibrator:
         p = np.asarray(prob, dtype=np.float64)
         if self.method == "platt":
             z = self.params["a"] * _logit(p) + self.params["b"]
-            return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+            return sigmoid(z)
         if self.method == "isotonic":
             return np.clip(np.interp(p, self.params["x"], self.params["y"]), 0.0, 1.0)
         return p.copy()
@@ -83,7 +85,7 @@ def fit_platt(prob: np.ndarray, y: np.ndarray, l2: float = 1e-4, iters: int = 50
     a_design = np.stack([z, np.ones_like(z)], axis=1)  # [N, 2]
     w[0] = 1.0
     for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-np.clip(a_design @ w, -60, 60)))
+        p = sigmoid(a_design @ w)
         grad = a_design.T @ (p - y) / max(y.size, 1) + l2 * w
         hess = (a_design * (p * (1 - p))[:, None]).T @ a_design / max(y.size, 1) + l2 * np.eye(2)
         step = np.linalg.solve(hess, grad)
