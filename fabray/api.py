@@ -21,7 +21,7 @@ evaluation JSON names its data file).
 
 Ray: `train` and `ensemble` use the Ray already initialized in this process (a notebook's, a
 test's), else start an embedded local one for the call (`num_cpus`) or join `address` /
-RAY_ADDRESS, exactly as the CLI does (`fabray.train.cluster.ray_session`). `predict` and
+RAY_ADDRESS, exactly as the CLI does (`fabray.ray_session.ray_session`). `predict` and
 `evaluate` need no Ray.
 """
 
@@ -162,7 +162,7 @@ class Forecaster:
             'complete'
         """
         from fabray.train import run_dir as rd
-        from fabray.train.cluster import ray_session
+        from fabray.ray_session import ray_session
         from fabray.train.driver import apply_cli_overrides, prepare_run, train_models
 
         if num_cpus is not None and num_cpus < 1:

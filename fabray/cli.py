@@ -120,7 +120,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from fabray.config import load_config
-    from fabray.train.cluster import ray_session
+    from fabray.ray_session import ray_session
     from fabray.train.driver import apply_cli_overrides, prepare_run, train_models
     from fabray.tracking import with_mlflow_uri
 
@@ -167,7 +167,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     import time
 
     from fabray.config import load_config
-    from fabray.train.cluster import ray_session
+    from fabray.ray_session import ray_session
     from fabray.train.retrain import budget_line, prepare_retrain, run_retrain
 
     started = time.time()  # the budget counts from here

@@ -77,7 +77,7 @@ def run_demo(workdir: str | Path, *, seed: int = 7, num_cpus: int = 2, trials: i
              serve: bool = True) -> Path:
     """Run the chain into `workdir` (its earlier demo run is replaced); return the run directory."""
     from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
-    from fabray.train.cluster import ray_session
+    from fabray.ray_session import ray_session
     from fabray.train.driver import prepare_run, train_models
     from fabray.train.tune_ensemble import fit_ensemble
 

@@ -49,7 +49,7 @@ def serving(
 
     from ray import serve
 
-    from fabray.train.cluster import ray_session
+    from fabray.ray_session import ray_session
 
     with ray_session(address, num_cpus=num_cpus):
         serve.start(http_options={"host": serve_cfg.host, "port": serve_cfg.port,

@@ -516,7 +516,7 @@ def train_models(
     """Train `config.train.models` on the data file concurrently on the current Ray cluster.
 
     `data` is a data file (then `out` and `config` are required) or a `prepare_run` result. Ray
-    must already be initialized (see `fabray.train.cluster.ray_session`). Bad input (data file,
+    must already be initialized (see `fabray.ray_session.ray_session`). Bad input (data file,
     models, overrides, resources, an existing non-empty `out`) raises BadInputError before
     anything is written. A model that fails is recorded as failed; the others still land.
     `on_report(item)`: called with every epoch report (see `progress.ProgressMonitor`).
@@ -528,7 +528,7 @@ def train_models(
     from fabray.train.ray_windows import put_series
 
     if not ray.is_initialized():
-        raise RuntimeError("train_models needs Ray: call it inside fabray.train.cluster.ray_session()")
+        raise RuntimeError("train_models needs Ray: call it inside fabray.ray_session.ray_session()")
     if isinstance(data, PreparedRun):
         job = data
     else:

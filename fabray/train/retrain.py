@@ -400,7 +400,7 @@ def retrain_run(
     Ray (shut down afterwards). Bad input raises BadInputError before Ray starts or anything is
     written; the returned summary's `manifest` is RUN2's.
     """
-    from fabray.train.cluster import ray_session
+    from fabray.ray_session import ray_session
 
     started = time.time()
     job = prepare_retrain(parent_run, data_path, out, config, epochs=epochs, budget_minutes=budget_minutes,

@@ -439,7 +439,7 @@ def fit_ensemble(
     from fabray.predictor import ENSEMBLE_FORMAT, ENSEMBLE_FORMAT_VERSION, RunPredictor
     from fabray.run_data import load_run_data, run_config
     from fabray.train import run_dir as rd
-    from fabray.train.cluster import ray_session
+    from fabray.ray_session import ray_session
 
     if search not in SEARCHES:
         raise BadInputError(f"--search must be one of {SEARCHES}. Received: {search!r}")

@@ -1,4 +1,8 @@
-"""Start or join the Ray cluster a command works on, and shut down only what it started."""
+"""Start or join the Ray cluster a command works on, and shut down only what it started.
+
+The one Ray session helper: the CLI, the Python API (`fabray.api`), training, retraining, the
+ensemble fit, the demo and `fabray serve` (`fabray.serve.runner`) all enter Ray through
+`ray_session`. Ray is imported only inside it, so importing this module costs nothing."""
 
 from __future__ import annotations
 
