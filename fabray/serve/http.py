@@ -14,7 +14,8 @@ never a 500:
 | unknown version or job                          | 404    |
 | body not received within the read deadline      | 408    |
 | corrupted / incompatible model version, nothing | 409    |
-| to roll back to                                 |        |
+| to roll back to, feed rows out of order or      |        |
+| duplicated (every such row named)               |        |
 | body over the route's limit, too many windows   | 413    |
 | wrong shape or type, NaN/inf, absurd values, ...| 422    |
 | too many jobs of a kind running                 | 429    |
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from fastapi import Body, FastAPI, Header, Request
+from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -50,6 +51,7 @@ from fabray import schema
 from fabray.config import DegradedRules
 from fabray.errors import BadInputError
 from fabray.serve.auth import AuthError, check_bearer
+from fabray.serve.feed import FeedRefused
 from fabray.serve.jobs import redact_paths
 from fabray.serve.schemas import (
     BatchIn,
@@ -58,6 +60,8 @@ from fabray.serve.schemas import (
     FeedbackOut,
     ImportIn,
     JobOut,
+    ObserveIn,
+    ObserveOut,
     PredictionOut,
     PromoteIn,
     RetrainIn,
@@ -109,6 +113,7 @@ class HttpSettings:
     api_token_env: str = "FABRAY_API_TOKEN"
     body_read_timeout_s: float = 10.0  # the whole body must arrive within this (408 otherwise)
     small_body_bytes: int = SMALL_BODY_BYTES  # limit of the routes whose bodies are a few fields
+    max_observe_rows: int = 5000  # rows one /v1/observe call may carry (serve.feed.max_rows)
 
 
 class Service(Protocol):
@@ -127,6 +132,10 @@ class Service(Protocol):
     async def submit_retrain(self, body: RetrainIn) -> dict[str, Any]: ...
     async def job(self, job_id: str) -> dict[str, Any]: ...
     async def health(self) -> tuple[bool, dict[str, Any]]: ...
+    async def observe_feed(self, rows: list[dict[str, Any]]) -> dict[str, Any]: ...
+    async def alerts(self, zone: str | None, status: str | None, limit: int) -> dict[str, Any]: ...
+    async def weight_history(self, zone: str | None, limit: int) -> dict[str, Any]: ...
+    async def feed_status(self) -> dict[str, Any]: ...
     def observe(self, route: str, status: int, seconds: float) -> None: ...
 
 
@@ -151,6 +160,7 @@ def auth_response(err: AuthError) -> JSONResponse:
 #: `max_body_bytes` (bodies of windows or outcomes), "small" `small_body_bytes`.
 TOKEN_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"/v1/feedback/?"), "body"),
+    ("POST", re.compile(r"/v1/observe/?"), "body"),
     ("POST", re.compile(r"/v1/batch/?"), "body"),
     ("POST", re.compile(r"/v1/models/?"), "small"),
     ("POST", re.compile(r"/v1/models/[^/]*/promote/?"), "small"),
@@ -391,6 +401,8 @@ def build_http_app(service: Service) -> FastAPI:
 
     @app.exception_handler(BadInputError)
     async def _bad_input(request: Request, exc: BadInputError) -> JSONResponse:
+        if isinstance(exc, FeedRefused):  # 409 out of order / duplicated, 422 bad rows: every row named
+            return error_response(exc.status, str(exc), exc.problems[:50] or None)
         if isinstance(exc, UnknownVersionError):
             return error_response(404, str(exc))
         if isinstance(exc, CorruptArtifactError):
@@ -481,6 +493,37 @@ def build_http_app(service: Service) -> FastAPI:
                 raise ApiError(422, f"outcome must be 0 or 1 for task 'event'. Received: "
                                     f"{items[bad[0]].outcome} at item {bad[0]}")
         return await service.feedback([item.model_dump() for item in items])
+
+    @app.post("/v1/observe", response_model=ObserveOut, responses=_ERRORS,
+              summary="The latest minute rows of one or many zones: score them, derive outcomes, raise alerts",
+              description="Rows in the data contract's columns and raw units (JSON null for an empty "
+              "transport time), plus optional plan columns. The server keeps each zone's recent "
+              "minutes (persisted before answering), refuses rows out of order or duplicated (409, "
+              "naming them; nothing is applied), flags gaps, scores every zone that got its minute "
+              "(neighbour inputs from the other zones' minutes), moves the ensemble weights with "
+              "the outcomes that came due, and opens or closes alerts.")
+    async def observe_feed(body: ObserveIn, authorization: str | None = Header(None)) -> dict[str, Any]:
+        require_token(authorization)
+        if len(body.rows) > settings.max_observe_rows:
+            raise ApiError(413, f"too many rows in one request: at most {settings.max_observe_rows} "
+                                f"(serve.feed.max_rows). Received: {len(body.rows)}")
+        return await service.observe_feed([row.model_dump() for row in body.rows])
+
+    @app.get("/v1/alerts", responses=_ERRORS, summary="Alerts raised by the live feed, newest first")
+    async def alerts(zone: str | None = Query(None, max_length=128, description="Only this zone."),
+                     status: str | None = Query(None, pattern="^(open|closed)$", description="open or closed."),
+                     limit: int = Query(100, ge=1, le=1000, description="At most this many.")) -> dict[str, Any]:
+        return await service.alerts(zone, status, limit)
+
+    @app.get("/v1/weights", responses=_ERRORS,
+             summary="The dynamic ensemble's current weights per zone and their history")
+    async def weights(zone: str | None = Query(None, max_length=128, description="Only this zone."),
+                      limit: int = Query(100, ge=1, le=5000, description="History entries, newest last.")) -> dict[str, Any]:
+        return await service.weight_history(zone, limit)
+
+    @app.get("/v1/feed", responses=_ERRORS, summary="The live feed: each zone's newest minute and risk")
+    async def feed() -> dict[str, Any]:
+        return await service.feed_status()
 
     @app.post("/v1/models", responses=_ERRORS, summary="Add a run directory to the store (optionally promote it)")
     async def import_run(body: ImportIn, authorization: str | None = Header(None)) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from fabray import schema
 
@@ -200,3 +200,62 @@ class ErrorOut(BaseModel):
                        "conflict, too_large, unavailable, internal.")
     message: str = Field(description="What was wrong, for a person.")
     details: list[Any] | None = Field(None, description="Per-field problems, when there are several.")
+
+
+# ---------------------------------------------------------------------------- the live feed
+
+_ROW_FIELDS: dict[str, Any] = {
+    name: ((Number | None) if name in schema.NULLABLE_FEATURES else Number,
+           Field(description=f"{name}, raw units" + (" (null: no transport completed in the minute)"
+                                                     if name in schema.NULLABLE_FEATURES else "")))
+    for name in schema.FEATURES
+}
+_ROW_FIELDS.update({
+    name: (Number | None, Field(None, description=f"Plan column {name!r} for this minute (known ahead), optional."))
+    for name in schema.PLAN_COLUMNS
+})
+
+
+class _ObserveRowBase(_Body):
+    timestamp: str = Field(min_length=1, max_length=40, description="The row's minute, ISO-8601 in site time "
+                           "(e.g. '2025-01-06T08:00').")
+    zone: str = Field(min_length=1, max_length=128, description="Zone id, as in the training data.")
+    plan_ahead: dict[str, list[Number]] | None = Field(
+        None, max_length=8, description="Plan columns for the next `horizon` minutes after this one "
+        "(known-future inputs), e.g. {'lots_planned': [0, 2, ...]}. Absent: the plan ahead is unknown.",
+    )
+
+
+ObserveRow = create_model(
+    "ObserveRow", __base__=_ObserveRowBase, __doc__="One zone-minute row of the data contract.", **_ROW_FIELDS,
+)
+
+
+class ObserveIn(_Body):
+    """The latest minute rows of one or many zones (send every zone's minute in one call: each
+    zone's neighbour inputs come from the rows the feed holds when it is scored)."""
+
+    rows: list[ObserveRow] = Field(min_length=1, description="Rows, any zone order; one zone's rows oldest first.")  # type: ignore[valid-type]
+
+
+class ObservedZone(BaseModel):
+    zone: str = Field(description="Zone.")
+    timestamp: str = Field(description="The zone's newest minute.")
+    status: Literal["scored", "warming_up", "gap", "unscored"] = Field(
+        description="'scored': `prediction` holds the answer; 'warming_up': fewer minutes than a "
+        "window needs yet; 'gap': too many minutes missing in the window; 'unscored': the models "
+        "did not answer (the next minute is scored again).")
+    prediction: PredictionOut | None = Field(None, description="As /v1/predict answers.")
+    reason: str | None = Field(None, description="Why the zone was not scored.")
+
+
+class ObserveOut(BaseModel):
+    """What one observe call did."""
+
+    accepted: int = Field(description="Rows taken in.")
+    zones: list[ObservedZone] = Field(description="Every zone that received a row, scored or why not.")
+    gaps: list[dict[str, Any]] = Field(description="Missing minutes found: zone, after, before, missing_minutes.")
+    outcomes: dict[str, int] = Field(
+        description="Outcomes of earlier predictions that came due with these rows: 'applied' moved "
+        "the ensemble weights, 'undefined' had a gap or no completion in their horizon.")
+    alerts: dict[str, list[str]] = Field(description="Alert ids 'opened' and 'closed' by this call.")
