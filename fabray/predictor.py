@@ -81,7 +81,7 @@ class EnsembleSpec:
     """What `ensemble.json` holds: the fitted dynamic ensemble and its static counterpart."""
 
     params: Any  # fabray.ensemble.EnsembleParams
-    state: dict[str, Any]  # DynamicEnsemble.to_state() after replaying the validation split
+    state: dict[str, Any]  # ServedEnsemble.to_state() after replaying the validation split
     static_params: Any  # EnsembleParams of the static ensemble (half_life = inf)
     model_names: tuple[str, ...]
     feedback_lag: int
@@ -418,13 +418,14 @@ class RunPredictor:
                        context=self.context)
 
     def new_ensemble(self) -> Any:
-        """A fresh `DynamicEnsemble` in the fitted state of `ensemble.json` (None before
-        `fabray ensemble`). Each call returns an independent object."""
-        from fabray.ensemble import DynamicEnsemble
+        """A fresh `ServedEnsemble` in the fitted state of `ensemble.json` (None before
+        `fabray ensemble`): what serving starts from and `fabray evaluate` replays. Each call
+        returns an independent object."""
+        from fabray.ensemble.served import ServedEnsemble
 
         if self.ensemble is None:
             return None
-        return DynamicEnsemble.from_state(self.ensemble.state)
+        return ServedEnsemble.from_state(self.ensemble.state)
 
     def model(self, name: str) -> Any:
         """The loaded Keras model `name`."""
@@ -485,7 +486,8 @@ class _Verifier:
 
 
 def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
-    from fabray.ensemble import DynamicEnsemble, EnsembleParams
+    from fabray.ensemble import EnsembleParams
+    from fabray.ensemble.served import ServedEnsemble
 
     data = _read_json(path, "ensemble")
     if data.get("format") != ENSEMBLE_FORMAT:
@@ -499,7 +501,7 @@ def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
     try:
         params = EnsembleParams.from_dict(data["params"])
         static = EnsembleParams.from_dict(data["static_params"])
-        DynamicEnsemble.from_state(data["state"])  # validates the state once, here
+        ServedEnsemble.from_state(data["state"])  # validates the state once, here
     except (KeyError, TypeError, ValueError) as err:
         raise BadInputError(f"{path}: invalid ensemble: {err}") from err
     return EnsembleSpec(

@@ -3,9 +3,10 @@
 Every prediction passes its per-model scores through `combine`, which returns the ensemble
 probability, the weights used and a `prediction_id`; the scores are remembered (a bounded,
 oldest-first buffer) so that `/v1/feedback`, ten minutes later, needs only the id and the
-outcome to move that zone's weights (`DynamicEnsemble.update`).
+outcome to move that zone's weights (`ServedEnsemble.update`).
 
-One `DynamicEnsemble` per model version: a hot swap starts the new version from its own fitted
+One `ServedEnsemble` (the run's fitted form: a member, static, dynamic or gated ensemble,
+calibrated) per model version: a hot swap starts the new version from its own fitted
 state (or the configured parameters) and a rollback finds the old one's weights where it left
 them. `save()` writes each changed version's state and pending predictions to the store
 (`STORE/state/<version>.json`, atomically); a new keeper (a replica restart) loads it back.
@@ -28,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from fabray.ensemble import DynamicEnsemble, EnsembleParams
+from fabray.ensemble import EnsembleParams
+from fabray.ensemble.served import ServedEnsemble
 from fabray.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class EnsembleKeeper:
     def __init__(self, state_dir: str | Path | None, pending_capacity: int = 20_000) -> None:
         self.state_dir = None if state_dir is None else Path(state_dir)
         self.pending_capacity = int(pending_capacity)
-        self._ensembles: dict[str, DynamicEnsemble] = {}
+        self._ensembles: dict[str, ServedEnsemble] = {}
         self._thresholds: dict[str, float] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._dirty: set[str] = set()
@@ -76,9 +78,9 @@ class EnsembleKeeper:
             return
         ensemble = self._load(version, model_names)
         if ensemble is None and fitted_state is not None:
-            ensemble = DynamicEnsemble.from_state(fitted_state)
+            ensemble = ServedEnsemble.from_state(fitted_state)  # the run's fitted state, as evaluated
         if ensemble is None:
-            ensemble = DynamicEnsemble(EnsembleParams.from_dict(dict(params)), model_names)
+            ensemble = ServedEnsemble.from_params(EnsembleParams.from_dict(dict(params)), model_names)
         if tuple(ensemble.model_names) != tuple(model_names):
             raise BadInputError(
                 f"version {version}: ensemble state is for models {list(ensemble.model_names)}, "
@@ -87,7 +89,7 @@ class EnsembleKeeper:
         self._ensembles[version] = ensemble
         logger.info("ensemble for %s ready (models %s)", version, list(model_names))
 
-    def _load(self, version: str, model_names: Sequence[str]) -> DynamicEnsemble | None:
+    def _load(self, version: str, model_names: Sequence[str]) -> ServedEnsemble | None:
         if self.state_dir is None:
             return None
         path = self.state_dir / f"{version}.json"
@@ -97,7 +99,7 @@ class EnsembleKeeper:
 
         try:
             data = json.loads(path.read_text())
-            ensemble = DynamicEnsemble.from_state(data["ensemble"])
+            ensemble = ServedEnsemble.from_state(data["ensemble"])
             if tuple(ensemble.model_names) != tuple(model_names):
                 raise ValueError(f"models {list(ensemble.model_names)} != {list(model_names)}")
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -120,9 +122,11 @@ class EnsembleKeeper:
         scores: np.ndarray,
         rule_scores: np.ndarray,
         degraded: Sequence[bool],
+        last_rows: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
         """Ensemble each window: zones [B], scores [B, M] in model order, the rules model's
-        scores [B], degraded [B].
+        scores [B], degraded [B], and each window's last minute in the run's scaled inputs
+        [B, F] (the learned gate's context; None: the gate's validation-mean context).
 
         A degraded window is answered by the rules model alone (weight 1 on `rule`: the run's
         rule model, or the untrained rules baseline when the run has none). Returns one dict
@@ -134,13 +138,14 @@ class EnsembleKeeper:
         names = ensemble.model_names
         scores = np.asarray(scores, dtype=np.float64)  # [B, M]
         now = time.time()
+        contexts = ensemble.context_from_rows(last_rows)
         out = []
-        for zone, row, rule_score, bad in zip(zones, scores, rule_scores, degraded):
+        for i, (zone, row, rule_score, bad) in enumerate(zip(zones, scores, rule_scores, degraded)):
             if bad:
                 weights = {name: 0.0 for name in names} | {RULE_MODEL: 1.0}
                 prob = float(rule_score)
             else:
-                prob, weights = ensemble.combine(zone, row)
+                prob, weights = ensemble.combine(zone, row, None if contexts is None else contexts[i])
             pid = uuid.uuid4().hex
             self._pending[pid] = _Pending(version, str(zone), row.tolist(), bool(bad), now)
             out.append({"prediction_id": pid, "probability": prob, "weights": weights})

@@ -70,6 +70,17 @@ from typing import Any
 
 import numpy as np
 
+from fabray.ensemble.objective import (  # noqa: F401 - the pure pieces, re-exported for callers
+    LEAD_KEYS,
+    members_of,
+    sample_params,
+    ValidationScores,
+    candidate_metrics,
+    evaluate_sample,
+    fit_served,
+    scored_metrics,
+    solve_threshold,
+)
 from fabray.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -83,75 +94,10 @@ OBJECTIVE = "objective"
 TIE_BREAK_WEIGHT = 1e-3
 #: The tie-breaking metric of each tune metric.
 SECONDARY = {"lead_score": "f1", "f1": "pr_auc", "pr_auc": "f1"}
-#: Lead-time keys (of `fabray.metrics.lead_metrics`) every trial reports beside the event metrics.
-LEAD_KEYS = (
-    "lead_score", "lead_score_low_fp", "lead_score_low_fn", "episodes", "warned_at_start_fraction",
-    "warned_before_onset_fraction", "warned_5min_before_onset_fraction", "median_lead_min",
-    "false_alarm_runs_per_zone_day",
-)
 MAX_CONCURRENT_TPE = 4
 
 
 # ---------------------------------------------------------------------------- pure pieces
-
-
-@dataclass(frozen=True)
-class ValidationScores:
-    """The validation split as the ensemble sees it, rows in (zone, time) order."""
-
-    model_names: tuple[str, ...]
-    scores: np.ndarray  # [N, M] each model's probability
-    outcomes: np.ndarray  # [N] delay_event 0/1
-    zone_codes: np.ndarray  # [N] zone index per row (the ensemble's trackers are per zone)
-    zone_names: tuple[str, ...]  # zone index → name
-    feedback_lag: int  # rows (minutes) between a prediction and its known outcome
-    segments: np.ndarray | None = None  # [N] id changing at a zone change or gap; None: zone_codes
-    minute_delay_s: np.ndarray | None = None  # [N] each row's own delay, s; None: onsets fall back to s + H
-    sla_delay_s: float = 60.0
-    horizon: int = 10
-
-    def lead_inputs(self) -> tuple[np.ndarray, np.ndarray, float, int]:
-        """(segments, minute_delay_s, sla_delay_s, horizon) for `fabray.metrics` lead functions."""
-        segments = self.zone_codes if self.segments is None else self.segments
-        delay = np.zeros(self.outcomes.size) if self.minute_delay_s is None else self.minute_delay_s
-        return segments, delay, float(self.sla_delay_s), int(self.horizon)
-
-
-def solve_threshold(data: ValidationScores, prob: np.ndarray, primary: str = "lead_score") -> float:
-    """The validation threshold of a probability series [N]: lead-score-best when `primary` is
-    "lead_score" (F1-best when validation holds no episode), else F1-best."""
-    from fabray.metrics import best_lead_threshold, best_threshold
-
-    if primary == "lead_score":
-        thr, score = best_lead_threshold(data.outcomes, prob, *data.lead_inputs())
-        if math.isfinite(score):
-            return float(min(max(thr, 0.0), 1.0))
-    thr, _ = best_threshold(data.outcomes, prob)
-    return float(min(max(thr, 0.0), 1.0))
-
-
-def scored_metrics(data: ValidationScores, prob: np.ndarray, threshold: float) -> dict[str, float]:
-    """Event metrics, probability losses and the lead keys (`LEAD_KEYS`) of `prob` at `threshold`."""
-    from fabray.metrics import event_metrics, lead_metrics, probability_losses
-
-    metrics = event_metrics(data.outcomes, prob, threshold)
-    metrics.update(probability_losses(data.outcomes, prob))
-    lead = lead_metrics(data.outcomes, prob >= threshold, *data.lead_inputs())
-    metrics.update({k: lead[k] for k in LEAD_KEYS})
-    metrics["threshold"] = threshold
-    return metrics
-
-
-def candidate_metrics(params: Any, data: ValidationScores, primary: str = "lead_score") -> tuple[dict[str, float], Any]:
-    """Replay `params` over the validation scores; metrics at the threshold `solve_threshold`
-    picks for `primary`.
-
-    Returns (metrics incl. "threshold", log_loss, brier, lead keys; params with that threshold)."""
-    from fabray.ensemble import replay
-
-    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, None, params, data.feedback_lag)  # [N]
-    threshold = solve_threshold(data, prob, primary)
-    return scored_metrics(data, prob, threshold), replace(params, threshold=threshold)
 
 
 def objective(metrics: Mapping[str, float], primary: str) -> float:
@@ -211,13 +157,14 @@ def model_thresholds(
 
 
 def tune_space(model_names: Sequence[str]) -> dict[str, Any]:
-    """`fabray.ensemble.search_space` as Tune domains, without the threshold (it is solved)."""
+    """`fabray.ensemble.search_space.form_search_space` as Tune domains, without the threshold
+    (it is solved): form, member flags, the dynamic ensemble's ranges, the gate's."""
     from ray import tune
 
-    from fabray.ensemble import search_space
+    from fabray.ensemble.search_space import form_search_space
 
     out: dict[str, Any] = {}
-    for key, spec in search_space(model_names).items():
+    for key, spec in form_search_space(model_names).items():
         if key == "threshold":
             continue
         kind = spec["type"]
@@ -244,6 +191,8 @@ def configured_point(ens_config: Any, model_names: Sequence[str]) -> dict[str, A
     m = len(model_names)
     weights = ens_config.base_weights or {}
     point = {
+        "form": "dynamic",
+        **{f"use_{n}": True for n in model_names},
         "half_life": ens_config.half_life,
         "floor_share": ens_config.floor * m,
         "step_cap": ens_config.step_cap,
@@ -264,13 +213,11 @@ def configured_point(ens_config: Any, model_names: Sequence[str]) -> dict[str, A
 
 
 def ensemble_trial(config: dict[str, Any], data: ValidationScores | None = None, primary: str = "lead_score") -> None:
-    """One Tune trial: the sampled point → EnsembleParams → replay → metrics (reported)."""
+    """One Tune trial: the sampled point (form, members, hyper-parameters) → validation replay
+    (`fabray.ensemble.objective.evaluate_sample`) → metrics at the solved threshold (reported)."""
     from ray import tune
 
-    from fabray.ensemble import params_from_sample
-
-    params = params_from_sample(config, data.model_names)
-    metrics, _ = candidate_metrics(params, data, primary)
+    metrics = evaluate_sample(config, data, primary)
     result = {k: _json_float(v) for k, v in metrics.items()}
     result[OBJECTIVE] = objective(metrics, primary)
     tune.report(result)  # one report per trial (a returned dict would be a second one)
@@ -357,7 +304,7 @@ def run_tune(
 
 
 _REPORTED = (
-    "f1", "pr_auc", "roc_auc", "precision", "recall", "accuracy", "balanced_accuracy", "threshold",
+    "form", "members", "f1", "pr_auc", "roc_auc", "precision", "recall", "accuracy", "balanced_accuracy", "threshold",
     "log_loss", "brier", *LEAD_KEYS, OBJECTIVE,
 )
 
@@ -371,15 +318,18 @@ class EnsembleFit:
 
     run_dir: Path
     winner: str
-    params: Any
+    params: Any  # EnsembleParams over every model, at the served threshold (see `served_params`)
     val_metrics: dict[str, float]
     static_metrics: dict[str, float]
     model_val_metrics: dict[str, dict[str, float]]
     trials: Any  # pandas.DataFrame, best first
     primary: str
+    served: Any = None  # fabray.ensemble.ServedEnsemble in its fitted state
+    calibration: dict[str, Any] | None = None
+    best_by_form: dict[str, dict[str, Any]] | None = None
 
     def table(self) -> str:
-        lines = [f"{'candidate':<22} {'val_lead_score':>14} {'at_start':>8} {'val_f1':>7} {'val_pr_auc':>10} "
+        lines = [f"{'candidate':<26} {'val_lead_score':>14} {'at_start':>8} {'val_f1':>7} {'val_pr_auc':>10} "
                  f"{'threshold':>9}"]
 
         def num(m: Mapping[str, Any], key: str) -> float:
@@ -387,25 +337,32 @@ class EnsembleFit:
             return math.nan if value is None else float(value)
 
         def line(name: str, m: Mapping[str, Any]) -> str:
-            return (f"{name:<22} {num(m, 'lead_score'):>14.1f} {num(m, 'warned_at_start_fraction'):>8.3f} "
+            return (f"{name:<26} {num(m, 'lead_score'):>14.1f} {num(m, 'warned_at_start_fraction'):>8.3f} "
                     f"{num(m, 'f1'):>7.4f} {num(m, 'pr_auc'):>10.4f} {num(m, 'threshold'):>9.3f}")
 
         for name, m in self.model_val_metrics.items():
             lines.append(line(name, m))
+        for form, m in (self.best_by_form or {}).items():
+            lines.append(line(f"best {form} ({m.get('trial')})", m))
         lines.append(line("static ensemble", self.static_metrics))
-        lines.append(line(f"dynamic ({self.winner})", self.val_metrics))
+        form = self.served.form if self.served is not None else "dynamic"
+        members = ",".join(self.served.members) if self.served is not None else ""
+        lines.append(line(f"SERVED {form} [{members}]", self.val_metrics))
         return "\n".join(lines)
 
 
 def validation_scores(predictor: Any, prepared: Any, feedback_lag: int) -> ValidationScores:
     """Score the validation windows with every model of the run; carry what the lead metrics
-    need (segments, each row's own delay, the run's SLA and horizon)."""
+    need (segments, each row's own delay, the run's SLA and horizon) and what the gate needs
+    (each window's last-minute context in the run's scaled inputs, its time in minutes)."""
+    from fabray.ensemble.gate import context_index
     from fabray.evaluate import minute_delays
     from fabray.run_data import segment_codes
 
     ends = prepared.splits["val"]
     logger.info("scoring %d validation windows with %s", len(ends), list(predictor.model_names))
     scores = predictor.score_prepared(prepared, ends)
+    names, index = context_index(predictor.scaler.features)
     return ValidationScores(
         model_names=tuple(predictor.model_names),
         scores=np.stack([scores[n] for n in predictor.model_names], axis=1),  # [N, M]
@@ -417,7 +374,49 @@ def validation_scores(predictor: Any, prepared: Any, feedback_lag: int) -> Valid
         minute_delay_s=minute_delays(prepared, ends, predictor.scaler),
         sla_delay_s=float(predictor.task.sla_delay_s),
         horizon=int(predictor.task.horizon),
+        context=prepared.features[ends][:, list(index)].astype(np.float64),  # [N, C]
+        context_names=names,
+        context_index=index,
+        times=prepared.timestamps[ends].astype("datetime64[m]").astype(np.int64).astype(np.float64),
     )
+
+
+def served_params(served: Any) -> Any:
+    """EnsembleParams over every model that describe the served ensemble for readers of
+    `ensemble.json`'s "params" (the served threshold; a dynamic ensemble over every model: its
+    own parameters; otherwise fixed weights 1 on the members, 0 elsewhere). The served object
+    itself is the "state"."""
+    from fabray.ensemble import EnsembleParams
+
+    if served.form == "dynamic" and served.members == served.model_names:
+        return replace(served.params, threshold=served.threshold)
+    if served.form == "static" and served.members == served.model_names:
+        return replace(served.params, threshold=served.threshold)
+    base = [1.0 if n in served.members else 0.0 for n in served.model_names]
+    return EnsembleParams.static(base, threshold=served.threshold)
+
+
+def search_candidates(
+    data: ValidationScores, rows: list[dict[str, Any]], primary: str
+) -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], str]:
+    """Every scored candidate: the Tune trials (`rows`) and the fixed ones
+    (`fabray.ensemble.search_space.fixed_candidates`: each member alone, the uniform static
+    ensemble, the default gate), scored here. Returns ({name: (metrics, sample)}, the winner's
+    name by `rank_key`)."""
+    from fabray.ensemble.search_space import fixed_candidates
+
+    candidates: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            sample = {k: v for k, v in row.items() if k not in _REPORTED and k not in ("trial", "status", "error")}
+            sample["form"] = row["form"]
+            candidates[row["trial"]] = ({k: row[k] for k in _REPORTED if k in row}, sample)
+    for name, sample in fixed_candidates(data.model_names).items():
+        metrics = evaluate_sample(sample, data, primary)
+        metrics[OBJECTIVE] = objective(metrics, primary)
+        candidates[name] = (metrics, sample)
+    winner = max(candidates, key=lambda k: rank_key(candidates[k][0], primary))
+    return candidates, winner
 
 
 def fit_ensemble(
@@ -434,7 +433,6 @@ def fit_ensemble(
     """The whole `fabray ensemble` command (see the module docstring). Bad input → BadInputError
     before Ray starts."""
     from fabray.config import load_config
-    from fabray.ensemble import params_from_sample
     from fabray.files import atomic_write_json, atomic_write_text, sha256_file, utc_now
     from fabray.predictor import ENSEMBLE_FORMAT, ENSEMBLE_FORMAT_VERSION, RunPredictor
     from fabray.run_data import load_run_data, run_config
@@ -468,7 +466,6 @@ def fit_ensemble(
     thresholds, model_val = model_thresholds(data, primary)
     names = data.model_names
 
-    # Candidates outside the search: the static ensembles (never lose to them).
     start_point = configured_point(ens_cfg, names)
     with ray_session(address, num_cpus=num_cpus):
         rows = run_tune(
@@ -480,30 +477,44 @@ def fit_ensemble(
         errors = {r.get("error") for r in rows}
         raise RuntimeError(f"every ensemble trial failed: {sorted(map(str, errors))[:3]}")
 
-    candidates: dict[str, tuple[dict[str, float], Any]] = {}
-    for row in ok_rows:
-        params = params_from_sample(row, names)
-        candidates[row["trial"]] = ({k: row[k] for k in _REPORTED if k in row}, replace(params, threshold=row["threshold"]))
-    best_trial = max(candidates, key=lambda k: rank_key(candidates[k][0], primary))
+    # The winner among the trials and the fixed candidates (each member alone among them): the
+    # served ensemble is never worse on validation than its best member.
+    candidates, winner = search_candidates(data, rows, primary)
+    win_metrics, win_sample = candidates[winner]
+    served, served_metrics, calibration = fit_served(win_sample, data, primary)
+    best_by_form: dict[str, dict[str, Any]] = {}
+    for name, (metrics, _) in candidates.items():
+        form = str(metrics.get("form"))
+        if form not in best_by_form or rank_key(metrics, primary) > rank_key(best_by_form[form], primary):
+            best_by_form[form] = {**_clean(metrics), "trial": name}
+
+    # The static ensemble over every model, kept for `fabray evaluate`'s comparison.
+    win_base = sample_params(win_sample, names).base_weights if win_sample.get("form") in ("static", "dynamic") \
+        and members_of(win_sample, names) == names else [1.0] * len(names)
     statics = {}
-    for name, params in static_candidates(data, candidates[best_trial][1].base_weights).items():
+    for name, params in static_candidates(data, win_base).items():
         metrics, fitted = candidate_metrics(params, data, primary)
         metrics[OBJECTIVE] = objective(metrics, primary)
         statics[name] = (metrics, fitted)
     static_name = max(statics, key=lambda k: rank_key(statics[k][0], primary))
-    winner = best_trial
-    win_metrics, win_params = candidates[winner]
     static_metrics, static_params = statics[static_name]
-    notes = []
-    if rank_key(static_metrics, primary) > rank_key(win_metrics, primary):
-        notes.append(
-            f"the static ensemble ({static_name}) beat every dynamic trial on validation "
-            f"({primary} {static_metrics[primary]:.4f} vs {win_metrics[primary]:.4f}); the dynamic "
-            "winner is still the one served (more trials may close the gap)"
-        )
-        logger.warning("%s", notes[-1])
+    notes = [f"served: {served.form} over {list(served.members)} ({winner}), chosen on validation among "
+             f"{len(candidates)} candidates ({len(ok_rows)} Tune trials, every member alone, the uniform "
+             f"static ensemble, the default gate) by {primary}"]
+    if served.form == "member":
+        notes.append(f"a single member ({served.members[0]}) won on validation: the ensemble served is that "
+                     "member alone")
+    for form in ("static", "dynamic", "gate"):
+        if form in best_by_form and form != served.form:
+            other = best_by_form[form]
+            notes.append(f"best {form} candidate: {primary} {_fmt(other.get(primary))} vs served "
+                         f"{_fmt(win_metrics.get(primary))} (validation, before calibration)")
+    if calibration.get("chosen") == "identity":
+        notes.append("calibration: neither Platt nor isotonic lowered the cross-fitted Brier score on "
+                     f"validation ({calibration['brier_cv']}); the probability is served uncalibrated")
 
-    table = _trials_frame(rows, statics, names, primary)
+    params = served_params(served)
+    table = _trials_frame(rows, statics, names, primary, candidates)
     ensemble_doc = {
         "format": ENSEMBLE_FORMAT,
         "format_version": ENSEMBLE_FORMAT_VERSION,
@@ -511,16 +522,22 @@ def fit_ensemble(
         "run": predictor.version,
         "model_names": list(names),
         "feedback_lag": lag,
-        "params": win_params.to_dict(),
-        "state": fitted_state(win_params, data),
+        "form": served.form,
+        "members": list(served.members),
+        "params": params.to_dict(),
+        "state": served.to_state(),
         "static_params": static_params.to_dict(),
         "static_name": static_name,
         "model_thresholds": thresholds,
         "winner": winner,
+        "winner_sample": _clean(win_sample),
+        "calibration": calibration,
         "notes": notes,
         "search": {
             "algorithm": "optuna-tpe (multivariate)" if search == "tpe" else "random (BasicVariantGenerator)",
-            "trials": trials, "trials_ok": len(ok_rows), "seed": seed,
+            "trials": trials, "trials_ok": len(ok_rows), "seed": seed, "candidates": len(candidates),
+            "space": "form (static / dynamic / gate), member subset, each form's hyper-parameters; "
+                     "fixed: every member alone, static uniform, default gate",
             "metric": primary, "tie_breaker": SECONDARY[primary],
             "threshold": (
                 "solved per trial: lead-score-best on validation (fabray.metrics.best_lead_threshold)"
@@ -531,7 +548,9 @@ def fit_ensemble(
         "validation": {
             "data": str(run_data.path), "fingerprint": run_data.fingerprint, "windows": int(len(data.outcomes)),
             "events": int(np.nansum(data.outcomes)),
-            "dynamic": _clean(win_metrics), "static": _clean(static_metrics),
+            "dynamic": _clean(served_metrics), "served": _clean(served_metrics),
+            "served_uncalibrated": _clean(win_metrics), "static": _clean(static_metrics),
+            "best_by_form": best_by_form,
             "models": {n: _clean(m) for n, m in model_val.items()},
         },
     }
@@ -544,19 +563,27 @@ def fit_ensemble(
         "trials": TRIALS_FILE,
         "fitted_at": ensemble_doc["fitted_at"],
         "winner": winner,
+        "form": served.form,
+        "members": list(served.members),
         "search": ensemble_doc["search"]["algorithm"],
-        "val_metrics": _clean({k: win_metrics.get(k) for k in ("lead_score", "warned_at_start_fraction", "f1",
-                                                               "pr_auc", "precision", "recall", "threshold")}),
+        "val_metrics": _clean({k: served_metrics.get(k) for k in ("lead_score", "warned_at_start_fraction", "f1",
+                                                                  "pr_auc", "precision", "recall", "threshold")}),
         "checksums": {ENSEMBLE_FILE: sha256_file(run / ENSEMBLE_FILE), TRIALS_FILE: sha256_file(run / TRIALS_FILE)},
     }
     rd.write_manifest(run, manifest)
-    logger.info("ensemble of run %s: %s, val lead_score %s, F1 %.4f, PR-AUC %.4f", predictor.version, winner,
-                win_metrics.get("lead_score"), win_metrics["f1"], win_metrics["pr_auc"])
+    logger.info("ensemble of run %s: %s %s (%s), val lead_score %s, F1 %.4f, PR-AUC %.4f", predictor.version,
+                served.form, list(served.members), winner, served_metrics.get("lead_score"), served_metrics["f1"],
+                served_metrics["pr_auc"])
     return EnsembleFit(
-        run_dir=run, winner=winner, params=win_params, val_metrics=win_metrics,
+        run_dir=run, winner=winner, params=params, val_metrics=served_metrics,
         static_metrics=static_metrics, model_val_metrics={n: {**m, "threshold": thresholds[n]} for n, m in model_val.items()},
-        trials=table, primary=primary,
+        trials=table, primary=primary, served=served, calibration=calibration, best_by_form=best_by_form,
     )
+
+
+def _fmt(value: Any) -> str:
+    v = _finite(value, math.nan)
+    return "—" if not math.isfinite(v) else f"{v:.4f}"
 
 
 def _clean(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -569,14 +596,19 @@ def _clean(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 def _trials_frame(
     rows: list[dict[str, Any]], statics: Mapping[str, tuple[dict[str, float], Any]],
-    names: Sequence[str], primary: str,
+    names: Sequence[str], primary: str, candidates: Mapping[str, tuple[dict[str, Any], dict[str, Any]]] | None = None,
 ) -> Any:
-    """Every trial plus the static candidates, best first, as a DataFrame."""
+    """Every trial, the fixed candidates and the static ensembles, best first, as a DataFrame."""
     import pandas as pd
 
     from fabray.ensemble.search_space import BASE_WEIGHT_PREFIX
 
     records = [dict(r) for r in rows]
+    for name, (metrics, sample) in (candidates or {}).items():
+        if not any(r.get("trial") == name for r in rows):
+            record = {"trial": name, "status": "ok", **{k: v for k, v in sample.items() if k != "members"}}
+            record.update({k: metrics[k] for k in _REPORTED if k in metrics})
+            records.append(record)
     for name, (metrics, params) in statics.items():
         record = {"trial": name, "status": "ok", "half_life": "inf", "floor_share": params.floor * len(names),
                   "step_cap": params.step_cap, "temperature": params.temperature, "loss": params.loss}
@@ -584,7 +616,7 @@ def _trials_frame(
         record.update({k: metrics[k] for k in _REPORTED if k in metrics})
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    first = ["trial", "status", "lead_score", "warned_at_start_fraction", "false_alarm_runs_per_zone_day",
+    first = ["trial", "status", "form", "members", "lead_score", "warned_at_start_fraction", "false_alarm_runs_per_zone_day",
              "f1", "pr_auc", "threshold", "precision", "recall", "roc_auc",
              "log_loss", "brier", OBJECTIVE, "half_life", "floor_share", "step_cap", "temperature", "loss"]
     columns = [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
