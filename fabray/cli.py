@@ -81,7 +81,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             f"Received: --repeats {args.repeats}, --batch-size {args.batch_size}"
         )
     config = load_config(args.config)
-    overrides = config.models.overrides
+    overrides = config.train.model_overrides
     for name in overrides:
         get_spec(name)  # an unknown model name in the config → exit 2
     names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else list(MODELS)
@@ -210,6 +210,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if isinstance(data, io.SqlSource):
         result.data["path"] = str(data)
     write_outputs(result, json_path=args.json, report_dir=args.report)
+    if args.report is not None:
+        from fabray.model_card import write_model_card
+
+        write_model_card(result, args.run, args.report)  # model_card.md, also appended to report.md
     print(leaderboard_text(result))
     if uri:
         run_id = log_evaluation(args.run, result.to_json(), uri, experiment=tracking.experiment,
