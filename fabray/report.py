@@ -8,7 +8,8 @@ Plots, each saying in its title what it shows:
   with the most delay: transport delay and the SLA, delay events, ensemble probability, alarms;
 - `weights.png`: the dynamic ensemble's weights over that zone's whole test span;
 - `lead_times.png`: minutes of warning before each delay episode's observed onset (the first
-  minute whose own delay exceeds the SLA), ensemble vs best model; missed episodes counted.
+  minute whose own delay exceeds the SLA), ensemble vs best model; missed episodes counted;
+- `reliability.png`: the served (calibrated) probability's reliability on test, beside the best model's.
 
 Tables in report.md: the leaderboard (ranked by the headline `lead_score`), a lead-time table
 per candidate, and, when the test data has a `cause` column, the warned fractions per episode
@@ -251,6 +252,33 @@ def plot_weights(result: Any, path: Path) -> Path:
     return path
 
 
+def plot_reliability(result: Any, path: Path) -> Path:
+    """Reliability diagram on the test windows: mean predicted probability vs observed event rate
+    per probability bin, for the served ensemble (calibrated on validation) and the best model."""
+    from fabray.ensemble.calibrate import brier, reliability
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="#8C8C8C", linestyle="--", linewidth=1, label="perfectly calibrated")
+    calibrator = (result.ensemble_info.get("served") or {}).get("calibrator", "identity")
+    for cand, label in ((result.candidates["ensemble"], f"ensemble (calibration: {calibrator})"),
+                        (_best_model(result), f"best model {_best_model(result).name} (raw)")):
+        rel = reliability(cand.prob, result.target)
+        ax.plot(rel["mean_prob"], rel["event_rate"], marker="o",
+                label=f"{label}, Brier {brier(cand.prob, result.target):.4f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability (bin mean)")
+    ax.set_ylabel("observed delay-event rate")
+    ax.set_title("Reliability on the test windows (10 bins)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _best_model(result: Any) -> Any:
     """The model ranked highest on the leaderboard (headline first)."""
     return next(c for c in result.leaderboard() if c.kind == "model")
@@ -391,6 +419,7 @@ def write_report(result: Any, out_dir: Path) -> Path:
         "timeline": plot_timeline(result, out_dir / "timeline.png"),
         "weights": plot_weights(result, out_dir / "weights.png"),
         "lead_times": plot_lead_times(result, out_dir / "lead_times.png"),
+        "reliability": plot_reliability(result, out_dir / "reliability.png"),
     }
     board = [["#", "name", "kind", "**lead score**", "warned at start", "median lead (min)",
               "false-alarm runs / zone-day", "F1", "F1 95% CI", "PR-AUC", "precision", "recall", "accuracy",
@@ -475,6 +504,13 @@ def write_report(result: Any, out_dir: Path) -> Path:
         "![timeline](timeline.png)",
         "",
         "![ensemble weights](weights.png)",
+        "",
+        "## Calibration",
+        "",
+        "The served probability is calibrated on the validation split (Platt or isotonic, or none, "
+        "whichever has the lowest cross-fitted Brier score there); the diagram shows how it holds on test.",
+        "",
+        "![reliability diagram](reliability.png)",
         "",
         "## Lead time",
         "",

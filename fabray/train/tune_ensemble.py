@@ -1,4 +1,4 @@
-"""`fabray ensemble`: Ray Tune fits the dynamic ensemble's hyper-parameters on the validation split.
+"""`fabray ensemble`: Ray Tune chooses the served ensemble (form, members, hyper-parameters) on the validation split.
 
 Order of work:
 
@@ -6,15 +6,24 @@ Order of work:
    the run's scaler and split, and score the **validation** windows with every model. These
    scores are out-of-sample: no model was fitted on them (they only chose each model's best
    epoch, so they are slightly optimistic for every model alike);
-2. Ray Tune searches the ensemble's hyper-parameters (`fabray.ensemble.search_space`: one base
-   weight per model, half-life, floor, step cap, temperature, loss). Each trial replays the
-   ensemble over the validation scores in time order (`fabray.ensemble.replay`, feedback arriving
-   `horizon` minutes late, as in serving) and reports the headline `lead_score` (DESIGN §1: NAB-
-   style, episodes warned before their start minus false-alarm runs), F1 and PR-AUC;
-3. the winner (by `ensemble.tune_metric`: `lead_score` by default with F1 breaking ties; `f1`
-   with PR-AUC, or `pr_auc` with F1) is written with its fitted state to `RUN/ensemble.json`,
-   every trial to `RUN/ensemble_trials.csv`, both atomically, and the manifest records them with
-   checksums. Each model's own threshold (`model_thresholds`) is chosen the same way.
+2. Ray Tune searches the whole space (`fabray.ensemble.search_space.form_search_space`): the
+   **form** (static weights / online dynamic weights / learned gate), the **member subset** (one
+   `use_<name>` flag per model) and each form's hyper-parameters (base weights, half-life, floor,
+   step cap, temperature, loss; the gate's error half-life and L2). Each trial replays its
+   candidate over the validation scores in time order (feedback `horizon` minutes late, as in
+   serving; a gate is scored out of fold, cross-fitted by time blocks) and reports the headline
+   `lead_score` (DESIGN §1), F1 and PR-AUC (`fabray.ensemble.objective.evaluate_sample`);
+3. fixed candidates are scored beside the trials: **every member alone**, the uniform static
+   ensemble and the default gate, so the winner is never worse on validation than its best
+   member. The winner (by `ensemble.tune_metric`: `lead_score` by default with F1 breaking ties)
+   becomes the served ensemble (`fabray.ensemble.objective.fit_served`): calibrated on validation
+   (Platt, isotonic or none by cross-fitted Brier), threshold solved on the calibrated
+   probabilities, its trackers replayed to the end of validation. If a single member wins, the
+   "ensemble" is that member, and `ensemble.json` says so. The served object's state is
+   `ensemble.json`'s "state": serving (the keeper) and `fabray evaluate` both start from it.
+   Every candidate goes to `RUN/ensemble_trials.csv`; both files are written atomically and the
+   manifest records them with checksums. Each model's own threshold (`model_thresholds`) is
+   chosen the same way.
 
 **The decision threshold is not sampled; it is solved.** Given the other parameters the
 ensemble's validation probabilities are fixed, and the best threshold over them is a 1-D
@@ -26,7 +35,7 @@ which misleads a model-based search. Every trial therefore reports its metrics a
 threshold.
 
 **Why Optuna's TPE (Tree-structured Parzen Estimator) through `ray.tune.search.optuna`.** The
-space has M + 5 dimensions (11 for the six models), mixes log-scaled ranges (half-life 5…5000
+space has 2M + 8 dimensions (form, member flags, base weights, dynamic and gate parameters), mixes log-scaled ranges (half-life 5…5000
 minutes, temperature, step cap) with a categorical (loss), and each trial is cheap (a replay is
 milliseconds to a second) but a trial's Tune overhead is not, so the budget is tens of trials,
 not thousands. TPE models good vs bad regions per dimension from the trials so far, handles
@@ -46,12 +55,10 @@ correlated members many weightings score alike: the choice matters little here, 
 members that disagree. The configured ensemble (uniform base
 weights, `ensemble` config section) is always evaluated first.
 
-**Served vs static.** The served ensemble is the best trial: always a dynamic one (the space
-reaches near-static behaviour through long half-lives and high temperatures). The static
-ensemble (`half_life = inf`) is fitted beside it, as the better of uniform weights and the
-winner's base weights, each at its threshold solved the same way, and stored as `static_params`, so
-`fabray evaluate` can say on test whether moving the weights pays. When the static one wins on
-validation, `ensemble.json` says so in `notes`.
+**Static beside it.** The static ensemble over every model (uniform, or the winner's base
+weights when the winner is a weighted ensemble of all models) is stored as `static_params`, so
+`fabray evaluate` can say on test whether moving the weights pays. The measured comparison of
+the forms (validation and test, side by side) is `benchmarks/ensemble_search.py`.
 
 Ray: an embedded `ray.init(address="local", num_cpus=...)` unless `--address` (or RAY_ADDRESS)
 names a cluster; only what this command started is shut down.
