@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fabray.errors import BadInputError
 
@@ -108,8 +108,11 @@ class TrainConfig(_Section):
     )
     model_overrides: dict[str, dict] = Field(
         default_factory=dict,
-        description="Per-model hyper-parameter overrides for this training only, applied on top "
-        "of `models.overrides`, e.g. {'lstm': {'lstm_units': [16], 'head_units': [8]}}.",
+        description="Per-model hyper-parameter overrides, keyed by model name (the one place "
+        "they are set; `fabray models` reads them too); keys are the fields of that model's config "
+        "dataclass, e.g. {'lstm': {'lstm_units': [16], 'head_units': [8]}, 'rule': {'rules': "
+        "[{'name': 'high_utilization', 'feature': 'vehicle_util', 'threshold': 0.9, 'softness': "
+        "0.02, 'weight': 1.5}]}}. Unknown names or fields are refused when a model is built.",
     )
     resources: ModelResources = Field(
         default_factory=ModelResources, description="Default per-model worker resources."
@@ -531,19 +534,6 @@ class ServeConfig(_Section):
     )
 
 
-class ModelsConfig(_Section):
-    """The model zoo's hyper-parameters (DESIGN §3): defaults live in each model's dataclass."""
-
-    overrides: dict[str, dict] = Field(
-        default_factory=dict,
-        description="Per-model hyper-parameter overrides, keyed by model name; keys are the "
-        "fields of that model's config dataclass, e.g. {'lstm': {'lstm_units': [256, 256, 128]}, "
-        "'rule': {'rules': [{'name': 'high_utilization', 'feature': 'vehicle_util', "
-        "'threshold': 0.9, 'softness': 0.02, 'weight': 1.5}]}}. Unknown names or fields are "
-        "refused when a model is built.",
-    )
-
-
 class RoiConfig(_Section):
     """Return on investment (seed §6), computed by `fabray evaluate` from MEASURED recall and
     precision: the seed's figures are defaults here, not assumed results."""
@@ -593,9 +583,6 @@ class FabrayConfig(_Section):
     retrain: RetrainConfig = Field(
         default_factory=RetrainConfig, description="Incremental retraining (`fabray retrain`)."
     )
-    models: ModelsConfig = Field(
-        default_factory=ModelsConfig, description="Model sizes and rules (`fabray models`)."
-    )
     ensemble: EnsembleConfig = Field(
         default_factory=EnsembleConfig, description="The dynamic weighted ensemble."
     )
@@ -606,6 +593,23 @@ class FabrayConfig(_Section):
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, description="Experiment tracking (MLflow, optional extra)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_models_section(cls, data: Any) -> Any:
+        """`models.overrides` was a second place for per-model overrides; `train.model_overrides`
+        is the one now. An empty `models` section (in runs' config.json written before) is
+        dropped; one that sets anything is refused, naming where it goes."""
+        if not isinstance(data, dict) or "models" not in data:
+            return data
+        section = data["models"]
+        if section and (not isinstance(section, dict) or set(section) - {"overrides"} or section.get("overrides")):
+            raise ValueError(
+                "the `models` section is gone: per-model overrides live in `train.model_overrides` "
+                "only (same form, {model: {field: value}}); move `models.overrides` there. "
+                f"Received: models={section!r}"
+            )
+        return {key: value for key, value in data.items() if key != "models"}
 
 
 def load_config(path: str | Path | None = None) -> FabrayConfig:

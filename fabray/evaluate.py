@@ -27,7 +27,6 @@ The leaderboard ranks by the headline (`HEADLINE`), then F1, then PR-AUC. NaN is
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -290,22 +289,6 @@ def _f1_threshold(y: np.ndarray, prob: np.ndarray) -> float:
     return float(min(max(best_threshold(y, prob)[0], 0.0), 1.0))
 
 
-def rule_overrides(predictor: Any, config: Any) -> dict[str, Any]:
-    """The `rule` model's hyper-parameters as the run trained it (its stored overrides, which
-    carry the scaler's mean and scale), else the config's plus the run's scaler."""
-    entry = predictor.manifest.get("models", {}).get("rule") or {}
-    path = predictor.run_dir / entry["config"] if entry.get("config") else None
-    if path is not None and path.is_file():
-        overrides = dict(json.loads(path.read_text()).get("overrides") or {})
-    else:
-        overrides = dict(config.train.model_overrides.get("rule", {}))
-    if "feature_mean" not in overrides and "feature_scale" not in overrides:
-        from fabray.models.rule import input_scaling
-
-        overrides.update(input_scaling(predictor.scaler))  # names too: the inputs may hold context
-    return overrides
-
-
 def _test_windows(predictor: Any, data_path: Path, split: Any) -> tuple[Any, np.ndarray, dict[str, Any]]:
     from fabray.data.validate import load_validated
     from fabray.data.windows import ends_with_target
@@ -356,7 +339,7 @@ def evaluate_run(
     from fabray.metrics import episode_causes as causes_of
     from fabray.metrics import episodes as find_episodes
     from fabray.metrics import observed_onsets
-    from fabray.run_data import load_run_data, run_config, segment_codes
+    from fabray.run_data import load_run_data, rule_overrides, run_config, segment_codes
 
     predictor = RunPredictor.load(run_dir)
     if predictor.task.task != "event":

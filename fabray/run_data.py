@@ -63,6 +63,26 @@ def run_config(predictor: RunPredictor) -> FabrayConfig:
     return FabrayConfig(**sections)
 
 
+def rule_overrides(predictor: Any, config: FabrayConfig | None = None) -> dict[str, Any]:
+    """The `rule` model's hyper-parameters as the run has them: its trained rule model's stored
+    overrides (which carry the scaler's mean and scale), else `train.model_overrides["rule"]` of
+    the run's config (`config`, default `run_config(predictor)`) on the run's scaler. Evaluation's
+    rules baseline and serving's degraded answers use it for a run trained without `rule`, so
+    both apply the rules the run was configured with, not the defaults."""
+    entry = predictor.manifest.get("models", {}).get("rule") or {}
+    path = predictor.run_dir / entry["config"] if entry.get("config") else None
+    if path is not None and path.is_file():
+        overrides = dict(json.loads(path.read_text()).get("overrides") or {})
+    else:
+        config = config if config is not None else run_config(predictor)
+        overrides = dict(config.train.model_overrides.get("rule", {}))
+    if "feature_mean" not in overrides and "feature_scale" not in overrides:
+        from fabray.models.rule import input_scaling
+
+        overrides.update(input_scaling(predictor.scaler))  # names too: the inputs may hold context
+    return overrides
+
+
 #: Sections of a run's config.json that ensemble fitting and evaluation read.
 RUN_SECTIONS = ("split", "train", "ensemble", "roi")
 

@@ -3,7 +3,7 @@
 Every model maps a window `[B, lookback, n_features]` to `[B, 1]` (a logit for task "event", a
 value for "delay"). Each has a frozen dataclass of hyper-parameters (`ModelSpec.config_cls`) and a
 pure builder `build(cfg, lookback, n_features) -> keras.Model`; `build_model` applies per-model
-overrides (from the `models.overrides` config section) to the defaults.
+overrides (from the config's `train.model_overrides`) to the defaults.
 
 Importing this package registers the custom layers (package "fabray"), so
 `keras.saving.load_model(path)` works after `import fabray.models`.

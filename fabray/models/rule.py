@@ -4,7 +4,7 @@
     output     = rule_score + correction,   correction = Dense 64→32→1(LSTM(32)(window))
 
 The rules are data (`Rule`, in the model's config and hence in YAML under
-`models.overrides.rule.rules`), not code. Each looks at one feature over the window:
+`train.model_overrides.rule.rules`), not code. Each looks at one feature over the window:
 - `level`:  mean of the last `recent_minutes` minutes (e.g. vehicle_util above 0.9);
 - `rise`:   that recent mean minus the mean of the minutes before it (e.g. queue growth);
 - `excess`: that recent mean minus a fixed `reference` (e.g. transport time vs a nominal).

@@ -117,14 +117,15 @@ def contract_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
 
 def _rules_baseline(predictor: RunPredictor) -> Callable[[np.ndarray], np.ndarray]:
     """The untrained `rule` model (its output is exactly the rule score) for runs without one:
-    degraded windows are still scored by the engineer's rules."""
+    degraded windows are still scored by the engineer's rules (the run's `train.model_overrides`)."""
     import keras
     import tensorflow as tf
 
     from fabray.models import make_config
-    from fabray.models.rule import input_scaling, rule_score_layer
+    from fabray.models.rule import rule_score_layer
+    from fabray.run_data import rule_overrides
 
-    cfg = make_config(RULE_MODEL, input_scaling(predictor.scaler))
+    cfg = make_config(RULE_MODEL, rule_overrides(predictor))
     window = keras.Input(shape=(predictor.lookback, predictor.n_features), name="window")  # [B, L, F]
     model = keras.Model(window, rule_score_layer(cfg)(window), name="rules_baseline")  # [B, 1] logit
     signature = [tf.TensorSpec([None, predictor.lookback, predictor.n_features], tf.float32)]

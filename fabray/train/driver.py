@@ -97,19 +97,18 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def effective_overrides(config: FabrayConfig, names: Sequence[str], scaler: Any) -> dict[str, dict]:
-    """Per-model hyper-parameter overrides as the models are built: the `models.overrides`
-    section (when the config has one), then `train.model_overrides` on top; the `rule` model
-    also gets the fitted scaler's mean/scale (its thresholds are in raw units) unless given."""
+    """Per-model hyper-parameter overrides as the models are built: `train.model_overrides`
+    (the one place they are set); the `rule` model also gets the fitted scaler's mean/scale
+    (its thresholds are in raw units) unless given."""
     from fabray.models import MODELS
     from fabray.models.rule import input_scaling
 
-    section = getattr(getattr(config, "models", None), "overrides", None) or {}
-    stray = sorted((set(section) | set(config.train.model_overrides)) - set(MODELS))
+    stray = sorted(set(config.train.model_overrides) - set(MODELS))
     if stray:
         raise BadInputError(f"overrides name unknown model(s) {stray}; known: {', '.join(MODELS)}")
     out = {}
     for name in names:
-        merged = {**dict(section.get(name, {})), **dict(config.train.model_overrides.get(name, {}))}
+        merged = dict(config.train.model_overrides.get(name, {}))
         if name == "rule" and "feature_mean" not in merged and "feature_scale" not in merged:
             merged.update(input_scaling(scaler))
         out[name] = merged

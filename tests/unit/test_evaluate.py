@@ -151,7 +151,7 @@ def test_rules_baseline_of_a_run_without_rule_model_takes_the_context_inputs(tmp
     from fabray import baselines as bl
     from fabray.config import FabrayConfig
     from fabray.data.scaler import Scaler
-    from fabray.evaluate import rule_overrides
+    from fabray.run_data import rule_overrides
     from fabray.schema import FEATURES
 
     columns = (*FEATURES, "cal_day_sin", "nb0_present")

@@ -46,3 +46,23 @@ def test_segment_codes_change_at_zones_and_gaps():
     )
     ends = np.array([0, 1, 2, 3, 4, 6])  # a gap in minutes between rows 2 and 3, a skipped row 5
     assert segment_codes(prepared, ends).tolist() == [0, 0, 0, 1, 2, 3]
+
+
+def test_rule_overrides_of_a_run_without_rule_are_its_configured_rules(tmp_path):
+    """Evaluation's rules baseline and serving's degraded answers for a run trained without
+    `rule` use the run's `train.model_overrides.rule`, not the default rules; a run with a
+    trained rule model gives that model's stored overrides."""
+    from fabray.data.scaler import Scaler
+    from fabray.run_data import rule_overrides
+    from fabray.schema import FEATURES
+
+    rules = [{"name": "full", "feature": "vehicle_util", "threshold": 0.8, "softness": 0.05, "weight": 2.0}]
+    stub = _stub(tmp_path, {"train": {"model_overrides": {"rule": {"rules": rules}}}})
+    stub.manifest["models"] = {"lstm": {}}
+    stub.scaler = Scaler(FEATURES, tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES))
+    got = rule_overrides(stub)
+    assert got["rules"] == rules and got["feature_names"] == list(FEATURES)
+
+    (tmp_path / "rule.json").write_text(json.dumps({"overrides": {"bias": -3.0, "feature_mean": [1.0]}}))
+    stub.manifest["models"]["rule"] = {"config": "rule.json"}
+    assert rule_overrides(stub) == {"bias": -3.0, "feature_mean": [1.0]}

@@ -15,15 +15,21 @@ from fabray.train.driver import RunSummary, apply_cli_overrides, effective_overr
 SCALER = Scaler(features=FEATURES, mean=tuple(float(i) for i in range(12)), scale=(2.0,) * 12)
 
 
-def test_train_overrides_go_on_top_of_the_models_section_and_rule_gets_the_scaler():
-    config = FabrayConfig.model_validate({
-        "models": {"overrides": {"lstm": {"lstm_units": [64], "dropout": 0.3}}},
-        "train": {"model_overrides": {"lstm": {"lstm_units": [8]}}},
-    })
+def test_train_model_overrides_are_the_overrides_and_rule_gets_the_scaler():
+    config = FabrayConfig.model_validate({"train": {"model_overrides": {"lstm": {"lstm_units": [8], "dropout": 0.3}}}})
     out = effective_overrides(config, ["lstm", "rule"], SCALER)
     assert out["lstm"] == {"lstm_units": [8], "dropout": 0.3}
     assert out["rule"]["feature_mean"] == list(SCALER.mean)
     assert out["rule"]["feature_scale"] == [2.0] * 12
+
+
+def test_the_old_models_overrides_section_is_refused_naming_its_replacement():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"train\.model_overrides"):
+        FabrayConfig.model_validate({"models": {"overrides": {"lstm": {"lstm_units": [64]}}}})
+    # an empty one, as runs' config.json before the change hold, is dropped
+    assert FabrayConfig.model_validate({"models": {"overrides": {}}}) == FabrayConfig()
 
 
 def test_overrides_for_an_unknown_model_are_refused():

@@ -136,7 +136,7 @@ def test_bad_input_is_refused_before_anything_is_written(parent, files, tmp_path
     other_task = FabrayConfig.model_validate({"task": {"lookback": 30}})
     with pytest.raises(BadInputError, match="keeps the parent's task"):
         prepare_retrain(parent, files["new"], tmp_path / "a", other_task)
-    wider = FabrayConfig.model_validate({"task": TASK, "models": {"overrides": {"lstm": {"lstm_units": [9]}}}})
+    wider = FabrayConfig.model_validate({"task": TASK, "train": {"model_overrides": {"lstm": {"lstm_units": [9]}}}})
     # architecture comes from the parent's own overrides, so another config cannot change it
     job = prepare_retrain(parent, files["new"], tmp_path / "b", wider)
     assert job.overrides["lstm"]["lstm_units"] == [4]
