@@ -130,7 +130,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.num_cpus is not None and args.num_cpus < 1:
         raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
     config = apply_cli_overrides(
-        load_config(args.config), models=models, epochs=args.epochs, use_gpu=args.use_gpu
+        load_config(args.config), models=models, epochs=args.epochs, use_gpu=args.use_gpu,
+        budget=args.budget,
     )
     config = with_mlflow_uri(config, args.mlflow)
     data, source = _train_data(args)
@@ -354,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", default=None, help="with a SQLAlchemy URL as data: read this SQL query's rows")
     p.add_argument("--models", default=None, help="comma-separated model names; unset: the config's train.models")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs; unset: the config's train.epochs")
+    p.add_argument("--budget", default=None, metavar="DURATION",
+                   help="wall-clock training budget shared by the models, e.g. 60m, 1h30m (minutes "
+                   "if a bare number); unset: the config's train.budget_min (none)")
     p.add_argument("--address", default=None,
                    help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")

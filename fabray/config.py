@@ -148,6 +148,26 @@ class TrainConfig(_Section):
         "event for accuracy/precision/recall/F1 (PR-AUC does not depend on it).",
     )
     seed: int = Field(0, description="Random seed for weights and shuffling.")
+    windows_per_epoch: int | None = Field(
+        None, ge=1, description="Sampled epochs: each epoch fits on a fresh, seeded sample of this "
+        "many training windows, stratified so delay events keep their share (fabray.train.sampling); "
+        "None: every training window every epoch.",
+    )
+    epoch_fraction: float | None = Field(
+        None, gt=0, le=1, description="Sampled epochs as a share of the training windows (instead "
+        "of windows_per_epoch; not both). None: full epochs.",
+    )
+    budget_min: float | None = Field(
+        None, gt=0, description="Wall-clock budget of `fabray train`'s training, minutes "
+        "(`--budget 60m`), shared by the models (fabray.train.budget); None: no budget.",
+    )
+
+    @model_validator(mode="after")
+    def _one_epoch_size(self) -> TrainConfig:
+        if self.windows_per_epoch is not None and self.epoch_fraction is not None:
+            raise ValueError("set train.windows_per_epoch or train.epoch_fraction, not both. Received: "
+                             f"windows_per_epoch={self.windows_per_epoch}, epoch_fraction={self.epoch_fraction}")
+        return self
 
 
 class RetrainConfig(_Section):

@@ -42,6 +42,7 @@ from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
 from fabray.files import atomic_copy, atomic_write_json, sha256_file, utc_now
 from fabray.train import run_dir as rd
+from fabray.train.budget import budget_summary, model_deadline
 from fabray.train.loop import MODEL_FILE, SCORE, STATE_FILE, WorkerSpec
 from fabray.train.replay import TrainSeries
 from fabray.train.resources import WorkerResources, plan_concurrency, plan_resources, resolve_use_gpu
@@ -82,6 +83,9 @@ class RunSummary:
             ])
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        by_budget = [n for n, e in self.manifest["models"].items() if e.get("stopped_by_budget")]
+        if by_budget:
+            lines.append(f"stopped by the time budget: {', '.join(by_budget)}")
         for name in self.failed:
             lines.append(f"{name} failed: {self.manifest['models'][name].get('error', '?').splitlines()[0]}")
         return "\n".join(lines)
@@ -170,7 +174,8 @@ class _Shared:
     deadline_unix: float | None = None
 
 
-def _spec(name: str, shared: _Shared) -> WorkerSpec:
+def _spec(name: str, shared: _Shared, deadline_unix: float | None = None) -> WorkerSpec:
+    """`deadline_unix`: this model's share of the budget (`fabray.train.budget.model_deadline`)."""
     cfg, train = shared.config, shared.config.train
     return WorkerSpec(
         model=name,
@@ -187,12 +192,15 @@ def _spec(name: str, shared: _Shared) -> WorkerSpec:
         event_threshold=train.event_threshold,
         seed=train.seed,
         cpus=shared.plan[name].cpus,
-        deadline_unix=shared.deadline_unix,
+        deadline_unix=deadline_unix,
         tensorboard_dir=str(rd.model_dir(shared.run, name) / "tensorboard"),
+        windows_per_epoch=train.windows_per_epoch,
+        epoch_fraction=train.epoch_fraction,
+        stratum_cut=0.5 if cfg.task.task == "event" else cfg.task.sla_delay_s,
     )
 
 
-def _fit(name: str, shared: _Shared) -> Any:
+def _fit(name: str, shared: _Shared, deadline_unix: float | None = None) -> Any:
     """Build and fit the model's single-worker TensorflowTrainer; returns its Result."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
@@ -204,7 +212,7 @@ def _fit(name: str, shared: _Shared) -> Any:
     trainer = TensorflowTrainer(
         train_loop_per_worker,
         train_loop_config={
-            "spec": _spec(name, shared).to_dict(),
+            "spec": _spec(name, shared, deadline_unix).to_dict(),
             "arrays": shared.array_refs,
             "init_model": [shared.init_refs[name]] if name in shared.init_refs else None,
         },
@@ -395,9 +403,10 @@ def _data_info(path: Path, df: Any, prepared: Any) -> dict[str, Any]:
 
 def apply_cli_overrides(
     config: FabrayConfig, *, models: Sequence[str] | None = None, epochs: int | None = None,
-    use_gpu: str | None = None,
+    use_gpu: str | None = None, budget: str | float | None = None,
 ) -> FabrayConfig:
-    """The config with the command line's --models / --epochs / --use-gpu applied (validated)."""
+    """The config with the command line's --models / --epochs / --use-gpu / --budget applied
+    (validated; `budget`: a duration such as '60m' or '1h30m', or minutes)."""
     from pydantic import ValidationError
 
     from fabray.config import TrainConfig
@@ -409,6 +418,10 @@ def apply_cli_overrides(
         updates["epochs"] = epochs
     if use_gpu is not None:
         updates["use_gpu"] = use_gpu
+    if budget is not None:
+        from fabray.train.budget import parse_duration_minutes
+
+        updates["budget_min"] = parse_duration_minutes(budget)
     if not updates:
         return config
     try:
@@ -571,6 +584,16 @@ def train_models(
 
     series = job.train_series()
     array_refs = [*put_series(series.features, series.target), ray.put(series.val_ends)]
+    if train.windows_per_epoch is not None or train.epoch_fraction is not None:
+        array_refs.append(ray.put(np.asarray(series.train_ends, dtype=np.int64)))  # sampled epochs
+    # The budget: a retrain's own deadline, else `train.budget_min` from now; each model gets its
+    # share when it starts (fabray.train.budget).
+    budget_started = time.time()
+    run_deadline = job.deadline_unix
+    if run_deadline is None and train.budget_min is not None:
+        run_deadline = budget_started + 60.0 * train.budget_min
+        manifest["budget"] = {"minutes": train.budget_min, "deadline_at": utc_now(run_deadline)}
+    not_started = [n for n in names if n not in job.carry_models]  # models that will train
     init_refs = {n: ray.put(path.read_bytes()) for n, path in job.warm_start.items() if n in names}
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch lines instead
 
@@ -578,15 +601,22 @@ def train_models(
         started = time.perf_counter()
         with lock:
             manifest["models"][name].update(status="running", started_at=utc_now())
+            deadline = None
+            if name in not_started:
+                deadline = model_deadline(time.time(), run_deadline, len(not_started), concurrency)
+                not_started.remove(name)
+            if deadline is not None:
+                manifest["models"][name].update(budget_share_s=round(deadline - time.time(), 1),
+                                                deadline_at=utc_now(deadline))
         try:
             if name in job.carry_models:
                 entry = carry_over(name, shared, "not selected for this retrain")
-            elif job.deadline_unix is not None and time.time() >= job.deadline_unix:
+            elif run_deadline is not None and time.time() >= run_deadline:
                 if not (job.carry_over and name in job.warm_start):
                     raise RuntimeError("the time budget was spent before this model could start")
                 entry = carry_over(name, shared, "time budget spent before it started")
             else:
-                result = _fit(name, shared)
+                result = _fit(name, shared, deadline)
                 entry = _land(name, shared, result, started)
         except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
             logger.error("%s failed: %s", name, err)
@@ -620,6 +650,8 @@ def train_models(
     with lock:
         manifest["status"] = "complete" if not failed else ("failed" if len(failed) == len(names) else "partial")
         manifest["finished_at"] = utc_now()
+        if job.deadline_unix is None and train.budget_min is not None:
+            manifest["budget"] = budget_summary(train.budget_min, budget_started, time.time(), manifest["models"])
         rd.write_manifest(run, manifest)
     summary = RunSummary(run_dir=run, manifest=manifest, failed=failed)
     logger.info("run %s: %s (%d of %d models failed)", run, manifest["status"], len(failed), len(names))

@@ -17,10 +17,15 @@
 The best epoch's model is the best checkpoint Ray keeps (`CheckpointConfig` scores on
 `val_score`), so early stopping "restores best" by the driver taking that checkpoint.
 
-A wall-clock budget (`WorkerSpec.deadline_unix`, set by `fabray retrain`) stops training after
-the epoch whose successor would not finish in time (judged by the last epoch's duration), or in
-the middle of an epoch once the deadline has passed; that partial epoch is still validated and
-checkpointed, and the state says `stopped_by_budget`.
+A wall-clock budget (`WorkerSpec.deadline_unix`: this model's share of `fabray train --budget`,
+see `fabray.train.budget`, or `fabray retrain`'s) stops training after the epoch whose successor
+would not finish in time (judged by the last epoch's duration), or in the middle of an epoch once
+the deadline has passed; that partial epoch is still validated and checkpointed, and the state
+says `stopped_by_budget`.
+
+Sampled epochs (`WorkerSpec.windows_per_epoch` / `epoch_fraction`, `fabray.train.sampling`):
+the Ray Data shard still streams the worker's end rows; each epoch keeps only that epoch's
+stratified sample (drawn from the training ends, the 4th array ref) and re-batches it.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ class WorkerSpec:
     #: Keras' TensorBoard callback writes this model's event files here (rank 0 only; the
     #: driver passes `RUN/models/<name>/tensorboard`); None: no TensorBoard files.
     tensorboard_dir: str | None = None
+    #: Sampled epochs (`fabray.train.sampling`): windows per epoch, or a share of the training
+    #: windows; both None: full epochs. Strata: a delay event where the fit target > stratum_cut.
+    windows_per_epoch: int | None = None
+    epoch_fraction: float | None = None
+    stratum_cut: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -297,7 +307,19 @@ def _report_epoch(model: Any, state: EarlyStoppingState, metrics: dict[str, Any]
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
 
 
-def _epoch_callback(spec, state, loss_fn, features, target, val_ends):
+def epoch_sampler(spec: WorkerSpec, target: np.ndarray, train_ends: np.ndarray | None) -> Any:
+    """The `fabray.train.sampling.EpochSampler` of this model's sampled epochs; None: full epochs."""
+    from fabray.train.sampling import EpochSampler, epoch_sample_size
+
+    if spec.windows_per_epoch is None and spec.epoch_fraction is None:
+        return None
+    if train_ends is None:
+        raise ValueError("sampled epochs need the training ends (the 4th array ref); the driver passes them")
+    size = epoch_sample_size(len(train_ends), spec.windows_per_epoch, spec.epoch_fraction)
+    return EpochSampler.for_target(train_ends, target, spec.stratum_cut, size, spec.seed)
+
+
+def _epoch_callback(spec, state, loss_fn, features, target, val_ends, epoch_windows=None):
     import keras
 
     resumed_from = state.resumed_from[-1] if state.resumed_from else None
@@ -328,6 +350,7 @@ def _epoch_callback(spec, state, loss_fn, features, target, val_ends):
                 "model": spec.model,
                 "epoch": epoch + 1,  # 1-based in everything a person reads
                 "epochs": spec.epochs,
+                "epoch_windows": epoch_windows,  # the sample's size; None: every training window
                 "loss": float(logs.get("loss", math.nan)),
                 **val,
                 "best_epoch": state.best_epoch + 1,
@@ -363,7 +386,8 @@ def _write_init_model(blob: bytes, directory: str) -> str:
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry point. config: {"spec": WorkerSpec.to_dict(), "arrays": [features_ref,
-    target_ref, val_ends_ref], "init_model": None or [ref of a .keras file's bytes]}.
+    target_ref, val_ends_ref(, train_ends_ref: sampled epochs)], "init_model": None or [ref of a
+    .keras file's bytes]}.
     Returns the final early-stopping state (history included)."""
     import keras
     import ray
@@ -379,7 +403,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     _limit_threads(spec.cpus)
     precision = apply_precision(spec.precision)
     keras.utils.set_random_seed(spec.seed)
-    features, target, val_ends = ray.get(list(config["arrays"]))  # [N, F], [N], [V]
+    refs = list(config["arrays"])
+    features, target, val_ends = ray.get(refs[:3])  # [N, F], [N], [V]
+    sampler = epoch_sampler(spec, target, ray.get(refs[3]) if len(refs) > 3 else None)
 
     checkpoint = ray.train.get_checkpoint()
     init_refs = config.get("init_model")  # the parent's model file, bytes, inside a list
@@ -395,11 +421,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                     spec.model, next_epoch, state.stopped_early, state.stopped_by_budget)
         return state.to_dict()
 
+    shard = ray.train.get_dataset_shard("train")
+    if sampler is not None:  # this epoch's sample only, counted from the absolute epoch
+        from fabray.train.sampling import SampledShard
+
+        shard = SampledShard(shard, sampler, first_epoch=next_epoch)
     train_ds = shard_to_tf_dataset(
-        ray.train.get_dataset_shard("train"), features, target, spec.lookback, spec.batch_size,
+        shard, features, target, spec.lookback, spec.batch_size,
         shuffle_buffer=spec.shuffle_buffer, seed=spec.seed + next_epoch,
     )  # (x [B, L, F], y [B, 1])
-    callbacks = [_epoch_callback(spec, state, loss_fn, features, target, val_ends)]
+    callbacks = [_epoch_callback(spec, state, loss_fn, features, target, val_ends,
+                                 None if sampler is None else sampler.size)]
     tensorboard = _tensorboard_callback(spec, ray.train.get_context().get_world_rank())
     if tensorboard is not None:
         callbacks.append(tensorboard)  # after EpochEnd, which adds the val_ metrics to the logs
