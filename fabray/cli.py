@@ -155,13 +155,14 @@ def _train_data(args: argparse.Namespace) -> tuple[object, dict | None]:
     beside the run, `<out>.data.parquet` (as the API does for a DataFrame): the run's later steps
     find its data again by that file's fingerprint."""
     from fabray.data import io
+    from fabray.data.snapshot import snapshot
     from fabray.train.run_dir import check_run_dir_free
 
     source = io.data_source(args.data, table=args.table, query=args.query)
     if not isinstance(source, io.SqlSource):
         return source, None
     run = check_run_dir_free(args.out)
-    return io.snapshot(source, run.with_name(f"{run.name}.data.parquet")), source.to_dict()
+    return snapshot(source, run.with_name(f"{run.name}.data.parquet")), source.to_dict()
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
@@ -200,13 +201,14 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from fabray.config import load_config
     from fabray.data import io
+    from fabray.data.snapshot import local_file
     from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
     from fabray.tracking import log_evaluation, tracking_uri
 
     tracking = load_config(args.config).tracking  # defaults without --config
     uri = tracking_uri(args.mlflow, load_config(args.config))  # no mlflow extra → exit 2 first
     data = io.data_source(args.data, table=args.table, query=args.query)
-    with io.local_file(data) as path:  # a SQL source: validated into a temporary Parquet file
+    with local_file(data) as path:  # a SQL source: validated into a temporary Parquet file
         result = evaluate_run(args.run, path, config_path=args.config, train_data=args.train_data)
     if isinstance(data, io.SqlSource):
         result.data["path"] = str(data)

@@ -10,8 +10,8 @@ Writing is atomic: a temporary file in the same directory, then `os.replace`.
 A SQL source is read as the database returns it (SQLite hands back timestamps as text, the
 validator parses them) and then validated by the same contract. Commands whose later steps
 re-read the data by fingerprint (`fabray train`: ensemble and evaluate find the run's data again)
-keep a validated Parquet snapshot of what was read (`snapshot`); the source itself (password
-hidden) is recorded beside it.
+keep a validated Parquet snapshot of what was read (`fabray.data.snapshot`); the source itself
+(password hidden) is recorded beside it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,27 +155,6 @@ def read_sql(source: SqlSource, *, text_columns: Sequence[str] = (schema.ZONE,))
             df[name] = df[name].map(lambda v: v if v is None or isinstance(v, str) else str(v))
     logger.debug("read %s: %d rows × %d columns", source, len(df), df.shape[1])
     return df
-
-
-def snapshot(source: SqlSource, path: str | os.PathLike[str]) -> Path:
-    """Read and validate `source` (every contract error → BadInputError) and write the clean
-    frame to the Parquet file `path` (never over an existing file). Returns the path."""
-    from fabray.data.validate import load_validated
-
-    path = Path(path)
-    if path.exists():
-        raise BadInputError(f"{path} already exists (the snapshot of {source} is never written over it)")
-    return write_table(load_validated(source), path)
-
-
-@contextmanager
-def local_file(data: Path | SqlSource) -> Iterator[Path]:
-    """A file path as it is; a SQL source validated into a temporary Parquet file for the block."""
-    if not isinstance(data, SqlSource):
-        yield Path(data)
-        return
-    with tempfile.TemporaryDirectory(prefix="fabray-sql-") as tmp:
-        yield snapshot(data, Path(tmp) / "data.parquet")
 
 
 def table_format(path: str | os.PathLike[str]) -> str:

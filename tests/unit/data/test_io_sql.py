@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fabray.cli import main
 from fabray.data import io
 from fabray.data.simulate import simulate_preset
+from fabray.data.snapshot import local_file, snapshot
 from fabray.data.validate import load_validated
 from fabray.errors import BadInputError
 
@@ -84,11 +85,11 @@ def test_the_password_never_shows():
 def test_snapshot_is_validated_parquet_and_never_overwrites(fab, tmp_path):
     url, parquet = fab
     source = io.data_source(url, table="oht")
-    out = io.snapshot(source, tmp_path / "r1.data.parquet")
+    out = snapshot(source, tmp_path / "r1.data.parquet")
     pd.testing.assert_frame_equal(load_validated(out), load_validated(parquet))
     with pytest.raises(BadInputError, match="already exists"):
-        io.snapshot(source, out)
-    with io.local_file(source) as path:
+        snapshot(source, out)
+    with local_file(source) as path:
         assert path.suffix == ".parquet" and path.is_file()
     assert not path.exists()  # temporary
 
