@@ -107,8 +107,8 @@ def test_cli_models_prints_an_aligned_table_and_writes_json(tmp_path, capsys) ->
     config = tmp_path / "fabray.yaml"
     config.write_text(
         "task: {lookback: 20}\n"
-        "models:\n"
-        "  overrides:\n"
+        "train:\n"
+        "  model_overrides:\n"
         "    lstm: {lstm_units: [4], head_units: []}\n"
         "    rule: {lstm_units: 4, head_units: [4]}\n"
     )
@@ -129,5 +129,9 @@ def test_cli_models_bad_input_exits_2(tmp_path, capsys) -> None:
     assert main(["models", "--names", "lstm,nope", "--repeats", "0"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
     config = tmp_path / "bad.yaml"
-    config.write_text("models:\n  overrides:\n    lstm: {units: 3}\n")
+    config.write_text("train:\n  model_overrides:\n    lstm: {units: 3}\n")
     assert main(["models", "--config", str(config), "--repeats", "0"]) == 2
+    assert "units" in capsys.readouterr().err
+    config.write_text("models:\n  overrides:\n    lstm: {lstm_units: [4]}\n")  # the removed second place
+    assert main(["models", "--config", str(config), "--repeats", "0"]) == 2
+    assert "train.model_overrides" in capsys.readouterr().err
