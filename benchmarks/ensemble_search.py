@@ -9,9 +9,10 @@ test windows once (the run's own test split, or every window of `--test-data`, e
 simulated with another seed). Then, without Ray (this measures the forms, not Tune):
 
 - `best_member`: the member with the best validation lead score (each at its own threshold);
-- `static`, `dynamic`, `gate`: the best of the fixed candidate and `--trials` random draws of
-  `fabray.ensemble.search_space.form_search_space` with the form fixed (member subsets and each
-  form's hyper-parameters drawn), ranked on validation by the lead score (F1 breaks ties);
+- `static`, `dynamic`, `gate`: the best of the fixed candidate (all models) and `--trials` random
+  draws of `fabray.ensemble.search_space.form_search_space` with the form fixed (member subsets of
+  two or more models and each form's hyper-parameters drawn), ranked on validation by the lead
+  score (F1 breaks ties);
 - `served`: the best of all of them on validation: what `fabray ensemble` would serve (a single
   member if one wins).
 
@@ -44,10 +45,16 @@ FORMS = ("static", "dynamic", "gate")
 
 def _draws(names: tuple[str, ...], form: str, trials: int, rng: np.random.Generator) -> list[dict[str, Any]]:
     from fabray.ensemble import sample_search_space
+    from fabray.ensemble.objective import members_of
     from fabray.ensemble.search_space import form_search_space
 
     space = {k: v for k, v in form_search_space(names).items() if k not in ("threshold", "form")}
-    return [{**sample_search_space(space, rng), "form": form} for _ in range(trials)]
+    out = []
+    while len(out) < trials:  # a subset of one model is the member form: each form row is a real combination
+        sample = {**sample_search_space(space, rng), "form": form}
+        if len(members_of(sample, names)) >= 2:
+            out.append(sample)
+    return out
 
 
 def search_forms(data: Any, trials: int, seed: int) -> dict[str, dict[str, Any]]:

@@ -6,9 +6,10 @@ What is compared, all on the same test windows (each row a window end with a def
 - every model of the run, each at its own **validation** threshold (stored by `fabray ensemble`:
   the lead-score-best one, `fabray.metrics.best_lead_threshold`; 0.5 before it ran). Thresholds
   are never chosen on test;
-- `"ensemble"`: the dynamic weighted ensemble fabray serves (`ensemble.json`), replayed over the
-  test rows in time order with feedback arriving `horizon` minutes late, starting from the base
-  weights in every zone (it does not assume the validation period's trackers carry over);
+- `"ensemble"`: the ensemble fabray serves (`ensemble.json`: its form, members, calibration and
+  threshold), replayed over the test rows in time order with feedback arriving `horizon` minutes
+  late through the same object serving uses (`fabray.ensemble.served.run_online`), starting from
+  the state fitted at the end of the validation replay, as serving does;
 - `"static_ensemble"`: fixed weights, fitted alongside it on validation;
 - baselines (`fabray.baselines`): persistence, the rules alone (untrained `rule` model), and
   gradient-boosted trees on lag features (trained here on the run's training split, early-stopped
@@ -334,6 +335,7 @@ def evaluate_run(
     from fabray import baselines as bl
     from fabray.config import load_config
     from fabray.ensemble import EnsembleParams, replay
+    from fabray.ensemble.served import ServedEnsemble, run_online
     from fabray.predictor import RunPredictor
     from fabray.roi import roi
     from fabray.metrics import episode_causes as causes_of
@@ -390,7 +392,8 @@ def evaluate_run(
         dyn_params, static_params, lag = spec.params, spec.static_params, spec.feedback_lag
         ens_info = {"fitted": True, "winner": spec.raw.get("winner"), "params": dyn_params.to_dict(),
                     "static_params": static_params.to_dict(), "feedback_lag": lag,
-                    "search": spec.raw.get("search"), "validation": spec.raw.get("validation", {}).get("dynamic")}
+                    "search": spec.raw.get("search"), "validation": spec.raw.get("validation", {}).get("dynamic"),
+                    "calibration": spec.raw.get("calibration"), "diversity": spec.raw.get("diversity")}
     else:
         dyn_params = config.ensemble.to_params(names)
         static_params = EnsembleParams.static([1.0] * len(names), threshold=dyn_params.threshold)
@@ -399,10 +402,15 @@ def evaluate_run(
                     "feedback_lag": lag}
         notes.append("no ensemble.json in the run (run `fabray ensemble`): the ensembles use the "
                      "config's untuned defaults")
-    dyn_prob, weights = replay(matrix, target, zone_codes, None, dyn_params, lag)
+    # The served ensemble replays the test rows through the same object and code as serving
+    # (`run_online`), starting from the state fitted at the end of the validation replay.
+    served = predictor.new_ensemble() if spec is not None else ServedEnsemble.from_params(dyn_params, names)
+    dyn_prob, weights = run_online(served, [prepared.zones[c] for c in zone_codes], matrix, target, lag,
+                                   served.context_from_rows(prepared.features[ends]))
+    ens_info["served"] = {**served.describe(), "start": "fitted state" if spec is not None else "fresh"}
     st_prob, _ = replay(matrix, target, zone_codes, None, static_params, lag)
     cands["static_ensemble"] = Candidate("static_ensemble", "static_ensemble", st_prob, static_params.threshold)
-    cands["ensemble"] = Candidate("ensemble", "ensemble", dyn_prob, dyn_params.threshold)
+    cands["ensemble"] = Candidate("ensemble", "ensemble", dyn_prob, served.threshold)
     if spec is not None:
         notes += [f"ensemble fitting: {n}" for n in spec.raw.get("notes", [])]
 

@@ -279,6 +279,35 @@ def plot_reliability(result: Any, path: Path) -> Path:
     return path
 
 
+def diversity_tables(result: Any) -> list[str]:
+    """Markdown lines: the members' error correlation and leave-one-out on validation (from
+    `ensemble.json`'s "diversity"); empty before `fabray ensemble` stored them."""
+    div = (result.ensemble_info or {}).get("diversity")
+    if not div:
+        return []
+    names = div["model_names"]
+    corr = [["", *names]] + [[n, *(_f(v, 2) for v in row)] for n, row in zip(names, div["error_correlation"])]
+    loo = div["leave_one_out"]
+    base = loo["base"]
+    rows = [["without", "lead score", "F1", "lead score lost", "F1 lost"]]
+    rows += [[n, _f(v["lead_score"], 1), _f(v["f1"]), _f(v["delta_lead_score"], 1), _f(v["delta_f1"])]
+             for n, v in loo["without"].items()]
+    return [
+        "## What each member adds (validation)",
+        "",
+        "Correlation of the members' errors (score − outcome): members whose errors move together "
+        "cannot cover for each other.",
+        "",
+        _table(corr),
+        "",
+        f"Leave one out of the {base['form']} ensemble of {', '.join(base['members'])} (lead score "
+        f"{_f(base['lead_score'], 1)}, F1 {_f(base['f1'])}; same hyper-parameters, threshold re-solved):",
+        "",
+        _table(rows),
+        "",
+    ]
+
+
 def _best_model(result: Any) -> Any:
     """The model ranked highest on the leaderboard (headline first)."""
     return next(c for c in result.leaderboard() if c.kind == "model")
@@ -512,6 +541,7 @@ def write_report(result: Any, out_dir: Path) -> Path:
         "",
         "![reliability diagram](reliability.png)",
         "",
+        *diversity_tables(result),
         "## Lead time",
         "",
         LEAD_DEFINITIONS,

@@ -440,6 +440,7 @@ def fit_ensemble(
     """The whole `fabray ensemble` command (see the module docstring). Bad input → BadInputError
     before Ray starts."""
     from fabray.config import load_config
+    from fabray.ensemble.diversity import diversity_report
     from fabray.files import atomic_write_json, atomic_write_text, sha256_file, utc_now
     from fabray.predictor import ENSEMBLE_FORMAT, ENSEMBLE_FORMAT_VERSION, RunPredictor
     from fabray.run_data import load_run_data, run_config
@@ -489,6 +490,7 @@ def fit_ensemble(
     candidates, winner = search_candidates(data, rows, primary)
     win_metrics, win_sample = candidates[winner]
     served, served_metrics, calibration = fit_served(win_sample, data, primary)
+    diversity = diversity_report(win_sample, data, primary)
     best_by_form: dict[str, dict[str, Any]] = {}
     for name, (metrics, _) in candidates.items():
         form = str(metrics.get("form"))
@@ -539,6 +541,7 @@ def fit_ensemble(
         "winner": winner,
         "winner_sample": _clean(win_sample),
         "calibration": calibration,
+        "diversity": _clean_tree(diversity),
         "notes": notes,
         "search": {
             "algorithm": "optuna-tpe (multivariate)" if search == "tpe" else "random (BasicVariantGenerator)",
@@ -586,6 +589,16 @@ def fit_ensemble(
         static_metrics=static_metrics, model_val_metrics={n: {**m, "threshold": thresholds[n]} for n, m in model_val.items()},
         trials=table, primary=primary, served=served, calibration=calibration, best_by_form=best_by_form,
     )
+
+
+def _clean_tree(obj: Any) -> Any:
+    """Nested dicts/lists with NaN/inf → None and numpy → Python (strict JSON)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _clean_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_tree(v) for v in obj]
+    value = _json_float(obj)
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _fmt(value: Any) -> str:

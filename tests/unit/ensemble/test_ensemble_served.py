@@ -245,3 +245,21 @@ def test_members_of_reads_flags_or_lists():
     assert members_of({"members": ["noise", "a"]}, NAMES) == ("a", "noise")
     with pytest.raises(ValueError, match="not models"):
         members_of({"members": ["x"]}, NAMES)
+
+
+# ---------------------------------------------------------------------------- diversity
+
+
+def test_error_correlation_and_leave_one_out():
+    from fabray.ensemble.diversity import diversity_report, error_correlation
+
+    data = _series()
+    twin = np.stack([data.scores[:, 0], data.scores[:, 0], data.scores[:, 2]], axis=1)
+    corr = error_correlation(twin, data.outcomes)
+    assert corr[0, 1] == pytest.approx(1.0) and corr[0, 2] < 0.8  # residuals share −y, so not 0
+    report = diversity_report({"form": "static"}, data)
+    json.dumps(report)
+    loo = report["leave_one_out"]
+    assert set(loo["without"]) == set(NAMES)
+    assert loo["without"]["noise"]["delta_lead_score"] <= 0  # dropping the noise member costs nothing
+    assert loo["without"]["a"]["delta_lead_score"] > 0  # dropping a member that knows costs
