@@ -109,7 +109,7 @@ def default_zoo_run(template: Path, out: Path) -> Path:
     from fabray.models import MODELS, build_model
     from fabray.train.driver import effective_overrides
 
-    if (out / "manifest.json").exists():
+    if (out / "manifest.json").exists() and "ensemble" not in json.loads((out / "manifest.json").read_text()):
         return out
     manifest = json.loads((template / "manifest.json").read_text())
     first = next(iter(manifest["models"].values()))
@@ -127,6 +127,9 @@ def default_zoo_run(template: Path, out: Path) -> Path:
                          "model": f"models/{name}/model.keras", "preprocessing": f"models/{name}/preprocessing.json"}
     manifest.update(models=entries, run_id="default-zoo-untrained")
     manifest.pop("config", None)
+    # the template's fitted ensemble (ensemble.json, not copied) is for its own models, not these
+    # six: the zoo is served with the configured ensemble (it failed to load before: issue 13)
+    manifest.pop("ensemble", None)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
 

@@ -296,6 +296,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from fabray.data.io import read_table
+    from fabray.serve.replay import alerts_table, replay
+
+    token = open(args.token_file).read().strip() if args.token_file else os.environ.get("FABRAY_API_TOKEN")
+    result = replay(read_table(args.data), args.url.rstrip("/"), token, speed=args.speed, horizon=args.horizon,
+                    limit=args.minutes)
+    print(json.dumps(result.summary()))
+    if result.alerts:
+        print(alerts_table(result.alerts))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fabray.demo import run_demo
 
@@ -437,6 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (unset: Ctrl-C)")
+
+    p = add("replay", _cmd_replay, "Feed a zone-minute file into a running server minute by minute "
+            "(POST /v1/observe) and print the alerts it raised with their lead times.")
+    p.add_argument("--data", required=True, help="zone-minute data file (Parquet or CSV, the data contract)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server")
+    p.add_argument("--speed", type=float, default=0.0,
+                   help="data minutes per real minute (60: one minute per second); 0: as fast as it answers")
+    p.add_argument("--minutes", type=int, default=None, help="send only the first N minutes")
+    p.add_argument("--horizon", type=int, default=10, help="minutes of plan sent ahead with each row")
+    p.add_argument("--token-file", default=None, help="file holding the API token; unset: $FABRAY_API_TOKEN")
 
     p = add("demo", _cmd_demo, "Run the whole chain on a small simulated fab.")
     p.add_argument("--workdir", default="demo-run", help="where the demo writes its files")

@@ -470,6 +470,22 @@ class ServeLimits(_Section):
     )
 
 
+class ServeFeed(_Section):
+    """The live feed and its alerts (`POST /v1/observe`, `GET /v1/alerts`; DESIGN §6)."""
+
+    max_rows: int = Field(5000, ge=1, description="Rows one /v1/observe call may carry (413 above).")
+    alerts_kept: int = Field(1000, ge=1, description="Alerts remembered (the oldest are forgotten first).")
+    weights_history: int = Field(5000, ge=1, description="Weight changes kept for GET /v1/weights.")
+    webhook_url: str | None = Field(
+        None, description="URL each opened and closed alert is POSTed to (JSON); None: no webhook.",
+    )
+    webhook_timeout_s: float = Field(2.0, gt=0, description="Time allowed per webhook attempt.")
+    webhook_retries: int = Field(3, ge=0, le=10, description="Attempts after a failed one (backoff doubles).")
+    webhook_queue_size: int = Field(
+        1000, ge=1, description="Alert events waiting for the webhook; more are dropped, never waited for.",
+    )
+
+
 class ServeConfig(_Section):
     """The Ray Serve application (`fabray serve`, `cluster/serve.yaml`; DESIGN §6)."""
 
@@ -552,6 +568,7 @@ class ServeConfig(_Section):
         default_factory=ServeLimits, description="What a client may ask of the service: data folders, "
         "body read deadline, request timeout, body and job limits.",
     )
+    feed: ServeFeed = Field(default_factory=ServeFeed, description="The live feed, alerts and webhook.")
 
 
 class RoiConfig(_Section):

@@ -5,7 +5,10 @@
                │        │            concurrent windows into one model call per model
                │        └──▶ EnsembleKeeper × 1   the dynamic ensemble's online weights,
                │                                  pending predictions, persisted to the store
-               ├──▶ EnsembleKeeper   /v1/feedback moves the weights
+               ├──▶ EnsembleKeeper   /v1/feedback moves the weights; /v1/observe: the live
+               │        │            feed's buffers, derived outcomes and alerts (feed.py,
+               │        │            alerts.py) live beside the weights they move
+               │        └──▶ Predictor   scores the feed's windows
                └──▶ JobManager × 1   batch jobs (Ray Data) and retraining (a Ray task), the
                         │            periodic scheduler; job status lives in the store
                         └──▶ BatchScorer × 1   the predictor class again, warm, apart from the
@@ -42,6 +45,8 @@ from fabray.files import utc_now
 from fabray.serve.auth import load_token
 from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
 from fabray.serve.jobs import count_active, new_job, public_error, recover_interrupted, redact_paths, root_cause
+from fabray.serve.alerts import AlertBook, sender_from_config
+from fabray.serve.feed import FeedDesk, FeedSpec
 from fabray.serve.keeper import EnsembleKeeper
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
@@ -107,16 +112,33 @@ def _record(metric: Any, method: str, value: float, tags: Optional[dict] = None)
 
 @serve.deployment(name=KEEPER, num_replicas=1, max_ongoing_requests=1000)
 class EnsembleKeeperDeployment:
-    """The single holder of the dynamic ensemble's online state (see keeper.py)."""
+    """The single holder of the online state: the dynamic ensemble (keeper.py), and the live
+    feed with its alerts (feed.py, alerts.py), which moves the ensemble's weights in-process."""
 
-    async def __init__(self, store_dir: str, persist_interval_s: float, pending_capacity: int) -> None:
-        self.keeper = EnsembleKeeper(ModelStore(store_dir).state_dir, pending_capacity)
+    async def __init__(self, store_dir: str, persist_interval_s: float, pending_capacity: int,
+                       serve_cfg: Optional[dict] = None) -> None:
+        store = ModelStore(store_dir)
+        self.keeper = EnsembleKeeper(store.state_dir, pending_capacity)
         self.persist_interval_s = persist_interval_s
+        cfg = ServeConfig.model_validate(serve_cfg or {})
+        self.degraded = cfg.degraded
+        self.desk = FeedDesk(store.root / "feed" / "state.json", self.keeper,
+                             AlertBook(cfg.feed.alerts_kept, sender_from_config(cfg.feed)),
+                             cfg.feed.weights_history)
+        self._feed_lock = asyncio.Lock()  # one observe call at a time: rows apply in order
+        self._feed_dirty = False
+        self._predictor: Any = None
         self._loop = asyncio.create_task(self._persist_loop())
 
     async def _persist_loop(self) -> None:
         while True:
             await asyncio.sleep(self.persist_interval_s)
+            if self._feed_dirty:  # an earlier write after an observe call failed
+                try:
+                    await asyncio.to_thread(self.desk.write, self.desk.snapshot())
+                    self._feed_dirty = False
+                except Exception:  # noqa: BLE001 - keep serving; try again next period
+                    logger.exception("persisting the live feed's state failed")
             payloads = self.keeper.snapshot()  # on the loop: consistent, and fast
             if not payloads:
                 continue
@@ -147,6 +169,54 @@ class EnsembleKeeperDeployment:
 
     async def save(self) -> list:
         return self.keeper.save(force=True)
+
+    # ------------------------------------------------------------------ the live feed
+
+    def _predictor_handle(self) -> Any:
+        if self._predictor is None:  # bound after this deployment: found by name in the app
+            self._predictor = serve.get_deployment_handle(PREDICTOR)
+        return self._predictor
+
+    async def _ensure_live(self, version: str) -> None:
+        """A restarted keeper loads a version's ensemble (and its pending predictions) when a
+        predictor hands it over: before the feed applies outcomes, make sure it has."""
+        if not self.keeper.has(version):
+            await self._predictor_handle().ensure_ensemble.remote()
+
+    async def _score(self, zones: list, windows: np.ndarray, reasons: list) -> list:
+        return await self._predictor_handle().predict.remote({"zones": zones, "windows": windows, "reasons": reasons})
+
+    async def observe(self, rows: list, meta: dict) -> dict:
+        """One /v1/observe call (feed.py's `FeedDesk.observe`); its state is on disk before
+        the answer leaves (the feed's, and the ensemble weights its outcomes moved)."""
+        spec = FeedSpec.from_meta(meta, self.degraded)
+        await self._ensure_live(spec.version)
+        async with self._feed_lock:
+            out = await self.desk.observe(rows, spec, self._score)
+            feed_state, ensemble_state = self.desk.snapshot(), self.keeper.snapshot()
+            try:
+                await asyncio.to_thread(self._write_states, feed_state, ensemble_state)
+            except Exception:  # noqa: BLE001 - answered; the persist loop writes it again
+                logger.exception("persisting the live feed's state failed")
+                self._feed_dirty = True
+                self.keeper.mark_dirty(list(ensemble_state))
+        return out
+
+    def _write_states(self, feed_state: dict, ensemble_state: dict) -> None:
+        self.desk.write(feed_state)
+        self.keeper.write(ensemble_state)
+
+    async def alerts(self, zone: Optional[str], status: Optional[str], limit: int) -> dict:
+        return {"alerts": self.desk.alerts.list(zone, status, limit), "summary": self.desk.alerts.summary()}
+
+    async def weight_history(self, version: str, zones: list, zone: Optional[str], limit: int) -> dict:
+        await self._ensure_live(version)
+        shown = [zone] if zone is not None else list(zones)
+        current = self.keeper.weights(version, shown) if self.keeper.has(version) else {}
+        return {"version": version, "current": current, "history": self.desk.weight_history(zone, limit)}
+
+    async def feed_status(self) -> dict:
+        return self.desk.status() | {"alerts": self.desk.alerts.summary()}
 
     def __del__(self) -> None:
         try:
@@ -249,10 +319,17 @@ class PredictorDeployment:
 
     async def info(self) -> dict:
         meta = self.bundle.meta()
+        meta["horizon"] = self.bundle.predictor.horizon  # the live feed derives outcomes with it
         meta["refused"] = dict(self.refused)
         meta["batching"] = dict(self.stats)
         meta["replica"] = serve.get_replica_context().replica_id.unique_id
         return meta
+
+    async def ensure_ensemble(self) -> None:
+        """Hand the served version's ensemble to the keeper (a restarted keeper asks)."""
+        bundle = self.bundle
+        await self.keeper.ensure.remote(bundle.version, bundle.fitted_state, bundle.ensemble_params,
+                                        list(bundle.model_names))
 
     def check_health(self) -> None:
         if self.bundle is None:
@@ -525,6 +602,7 @@ class Ingress:
             api_token_env=self.cfg.api_token_env,
             body_read_timeout_s=self.limits.body_read_timeout_s,
             small_body_bytes=self.limits.small_body_bytes,
+            max_observe_rows=self.cfg.feed.max_rows,
         )
         self._meta: Optional[dict] = None
         self._meta_at = 0.0
@@ -567,6 +645,22 @@ class Ingress:
 
     async def feedback(self, items: list) -> dict:
         return await self._call(self.keeper.feedback.remote(items))
+
+    async def observe_feed(self, rows: list) -> dict:
+        meta = await self.meta()
+        return await self._call(self.keeper.observe.remote(rows, meta))
+
+    async def alerts(self, zone: Optional[str], status: Optional[str], limit: int) -> dict:
+        return await self._call(self.keeper.alerts.remote(zone, status, limit))
+
+    async def weight_history(self, zone: Optional[str], limit: int) -> dict:
+        meta = await self.meta()
+        if zone is not None and zone not in meta["zones"]:
+            raise ApiError(404, f"unknown zone {zone!r}; model version {meta['version']} knows {meta['zones']}")
+        return await self._call(self.keeper.weight_history.remote(meta["version"], meta["zones"], zone, limit))
+
+    async def feed_status(self) -> dict:
+        return await self._call(self.keeper.feed_status.remote())
 
     async def models(self) -> dict:
         pointer = self.store.pointer()
@@ -704,7 +798,7 @@ def build_app(args: ServeArgs) -> Application:
     logs = {"logging_config": {"enable_access_log": serve_cfg.access_log}}
 
     keeper = EnsembleKeeperDeployment.options(ray_actor_options={"num_cpus": 0.05}, **logs).bind(
-        root, serve_cfg.state_persist_interval_s, serve_cfg.pending_predictions)
+        root, serve_cfg.state_persist_interval_s, serve_cfg.pending_predictions, cfg)
     if serve_cfg.autoscaling is not None:
         scaling = {"autoscaling_config": {
             "min_replicas": serve_cfg.autoscaling.min_replicas,

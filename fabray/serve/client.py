@@ -9,7 +9,7 @@ plan for those minutes and the next `horizon` (known-future inputs).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,3 +67,37 @@ def predict_body(
         if plan.notna().all(axis=None):  # the plan is sent only when it covers every minute
             body["plan"] = {c: [float(v) for v in plan[c]] for c in plan_cols}
     return body
+
+
+def feed_minutes(frame: pd.DataFrame, *, horizon: int = 10) -> Iterator[tuple[pd.Timestamp, list[dict[str, Any]]]]:
+    """`/v1/observe` rows of a zone-minute frame, minute by minute (what `fabray replay` sends):
+    (timestamp, every zone's row of that minute as a record: the data contract's columns in raw
+    units, JSON null for an empty transport time, the plan columns and, when the frame has
+    them, `plan_ahead`: the plan for the next `horizon` minutes, known ahead)."""
+    frame = frame.assign(**{schema.TIMESTAMP: pd.to_datetime(frame[schema.TIMESTAMP])})
+    frame = frame.sort_values([schema.TIMESTAMP, schema.ZONE], kind="stable")
+    plan_cols = [c for c in schema.PLAN_COLUMNS if c in frame.columns]
+    ahead: dict[str, np.ndarray] = {}
+    if plan_cols:
+        for col in plan_cols:  # [N, horizon]: the zone's plan at t+1 … t+horizon, NaN where unknown
+            series = frame.set_index([schema.ZONE, schema.TIMESTAMP])[col]
+            shifted = [series.reindex(list(zip(frame[schema.ZONE], frame[schema.TIMESTAMP]
+                                               + pd.Timedelta(minutes=k)))).to_numpy(np.float64)
+                       for k in range(1, horizon + 1)]
+            ahead[col] = np.stack(shifted, axis=1)
+    columns = [*schema.FEATURES, *plan_cols]
+    values = frame[columns].to_numpy(np.float64)  # [N, C]
+    zones = frame[schema.ZONE].astype(str).to_numpy()
+    stamps = frame[schema.TIMESTAMP].to_numpy()
+    starts = np.flatnonzero(np.append(True, stamps[1:] != stamps[:-1]))
+    stops = np.append(starts[1:], len(stamps))
+    for start, stop in zip(starts, stops):
+        when = pd.Timestamp(stamps[start])
+        rows = []
+        for i in range(start, stop):
+            record: dict[str, Any] = {schema.TIMESTAMP: when.strftime("%Y-%m-%dT%H:%M"), schema.ZONE: zones[i]}
+            record.update({c: (None if np.isnan(v) else float(v)) for c, v in zip(columns, values[i])})
+            if ahead and all(not np.isnan(ahead[c][i]).any() for c in plan_cols):
+                record["plan_ahead"] = {c: ahead[c][i].tolist() for c in plan_cols}
+            rows.append(record)
+        yield when, rows

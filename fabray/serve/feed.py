@@ -310,7 +310,7 @@ class LiveFeed:
                 problems.append({"row": row.index, "zone": row.zone, "timestamp": stamp,
                                  "problem": f"out of order: after rows[{newest[row.zone][1]}] at "
                                             f"{minute_text(newest[row.zone][0])}"})
-            elif last is not None and row.minute == last:
+            elif last is not None and (row.minute == last or (row.minute < last and row.minute in buffer.minutes)):
                 problems.append({"row": row.index, "zone": row.zone, "timestamp": stamp,
                                  "problem": "duplicate: this minute was already received"})
             elif last is not None and row.minute < last:

@@ -62,13 +62,15 @@ def test_out_of_order_and_duplicate_rows_are_refused_naming_them_and_nothing_cha
     feed.ingest([row("Z01", 0), row("Z01", 1), row("Z02", 1)], s)
     before = json.dumps(feed.to_state())
     with pytest.raises(FeedRefused) as err:
-        feed.ingest([row("Z02", 2), row("Z01", 1), row("Z01", 0), row("Z02", 2)], s)
+        feed.ingest([row("Z02", 2), row("Z01", 1), row("Z01", 0), row("Z02", 2), row("Z03", 5), row("Z03", 4)], s)
     assert err.value.status == 409
     problems = {(p["row"], p["zone"]): p["problem"] for p in err.value.problems}
-    assert "already received" in problems[(1, "Z01")]
-    assert "out of order" in problems[(2, "Z01")]
+    assert "already received" in problems[(1, "Z01")] and "already received" in problems[(2, "Z01")]
     assert "duplicate" in problems[(3, "Z02")] and "rows[0]" in problems[(3, "Z02")]
-    assert (0, "Z02") not in problems
+    assert "out of order" in problems[(5, "Z03")] and "rows[4]" in problems[(5, "Z03")]
+    assert (0, "Z02") not in problems and (4, "Z03") not in problems
+    with pytest.raises(FeedRefused, match="out of order: the zone's last minute is 2025-01-06T08:01"):
+        feed.ingest([row("Z02", 0)], s)  # older than the zone's last minute, never received
     assert "rows[1] (Z01 2025-01-06T08:01)" in str(err.value)
     assert json.dumps(feed.to_state()) == before  # all or nothing
 

@@ -168,3 +168,25 @@ def test_the_feed_scores_derives_outcomes_moves_weights_and_raises_alerts(server
     feed = requests.get(url + "/v1/feed", timeout=10).json()
     assert feed["zones"]["Z01"]["last_minute"] == "2025-01-06T08:42"
     assert "/v1/observe" in requests.get(url + "/openapi.json", timeout=10).json()["paths"]
+
+
+def test_replay_feeds_a_file_minute_by_minute_and_a_second_replay_changes_nothing(server):
+    from fabray.serve.replay import alerts_table, replay
+
+    url, service = server
+    frame = pd.DataFrame([row(z, m, queue=15.0 if m >= 70 else 2.0) for m in range(60, 80) for z in ZONES])
+    frame.loc[3, "transport_time_s"] = None  # an empty minute travels as JSON null
+    first = replay(frame, url, TOKEN)
+    assert first.minutes == 20 and first.rows == 40 and first.skipped_minutes == 0
+    # every minute scored: the buffers already hold the earlier test's minutes, and the gap before
+    # minute 60 (flagged) leaves at most serve.degraded.max_gap_minutes missing in a window
+    assert first.scored == 40 and first.gaps[0]["missing_minutes"] == 17
+    assert first.opened and {a["alert_id"] for a in first.alerts} == set(first.opened)
+    table = alerts_table(first.alerts)
+    assert table.count("\n") == len(first.alerts) and first.alerts[0]["suggestion"]["action"] in table
+    state = service.desk.snapshot()
+    again = replay(frame, url, TOKEN)
+    assert again.minutes == 0 and again.skipped_minutes == 20
+    assert service.desk.snapshot() == state
+    with pytest.raises(Exception, match="401|refused"):
+        replay(frame.assign(timestamp=frame["timestamp"].str.replace("08:", "10:")), url, "wrong-token")
