@@ -29,7 +29,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     from fabray.config import load_config
     from fabray.data import io
-    from fabray.data.simulate import delay_labels, simulate_preset, summarize, zone_nominal_s
+    from fabray.data.simulate import delay_labels, simulate_preset, summarize
+    from fabray.data.windows import zone_nominal_s
 
     io.table_format(args.out)  # Parquet or CSV by extension, else BadInputError before any work
     if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
@@ -39,13 +40,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     frame = simulate_preset(args.preset, seed=args.seed, zones=args.zones, config=config.simulation)
     out = io.write_table(frame, args.out)
-    summary = summarize(frame, config.task)
+    summary = summarize(frame, config.task, config.split)
     print(f"{out}: {summary.line()}")
     if args.plot is not None:
         from fabray.data.plot import plot_zone_day
 
-        _, events = delay_labels(frame, config.task)
-        fig = plot_zone_day(frame, events, zone_nominal_s(frame, config.task), config.task.sla_delay_s)
+        _, events = delay_labels(frame, config.task, config.split)
+        fig = plot_zone_day(frame, events, zone_nominal_s(frame, config.task, config.split), config.task.sla_delay_s)
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=110)
         logger.info("drew %s", args.plot)

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from fabray import schema
-from fabray.config import SimulationConfig, TaskConfig
+from fabray.config import SimulationConfig, SplitConfig, TaskConfig
 from fabray.data.targets import delay_events, delay_targets
 from fabray.errors import BadInputError
 
@@ -684,21 +684,19 @@ def _fifo_wait_s(requests: np.ndarray, completions: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- targets and summary
 
 
-def zone_nominal_s(frame: pd.DataFrame, task: TaskConfig | None = None) -> dict[str, float]:
-    """Each zone's nominal transport time: from `task` when given there, else its median."""
-    configured = (task.nominal_transport_time_s if task else None) or {}
-    medians = frame.groupby(schema.ZONE, sort=False)[schema.TRANSPORT_TIME].median()
-    return {str(z): float(configured.get(str(z), m)) for z, m in medians.items()}
-
-
-def delay_labels(frame: pd.DataFrame, task: TaskConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def delay_labels(
+    frame: pd.DataFrame, task: TaskConfig | None = None, split: SplitConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(delay_s, delay_event) per row, computed zone by zone with fabray.data.targets.
 
     The frame must be sorted by zone then timestamp with no gaps (as `simulate` writes it).
-    NaN where the target is undefined (the last `horizon` minutes of a zone).
+    NaN where the target is undefined (the last `horizon` minutes of a zone). The nominal
+    transport times are training's (`fabray.data.windows.zone_nominal_s` on `split`'s train span).
     """
+    from fabray.data.windows import zone_nominal_s
+
     task = task or TaskConfig()
-    nominal = zone_nominal_s(frame, task)
+    nominal = zone_nominal_s(frame, task, split)
     delay = np.full(len(frame), np.nan)
     zones = frame[schema.ZONE].to_numpy()
     tt = frame[schema.TRANSPORT_TIME].to_numpy(dtype=np.float64)
@@ -730,9 +728,12 @@ class SimulationSummary:
         return text
 
 
-def summarize(frame: pd.DataFrame, task: TaskConfig | None = None) -> SimulationSummary:
-    """Rows, zones, minutes per zone and the delay-event rate of a simulated frame."""
-    _, events = delay_labels(frame, task)
+def summarize(
+    frame: pd.DataFrame, task: TaskConfig | None = None, split: SplitConfig | None = None
+) -> SimulationSummary:
+    """Rows, zones, minutes per zone and the delay-event rate of a simulated frame (events as
+    training labels them: nominal transport times fitted on `split`'s train span)."""
+    _, events = delay_labels(frame, task, split)
     defined = ~np.isnan(events)
     counts = frame.groupby(schema.ZONE, sort=False).size()
     congested, shares = float("nan"), {}

@@ -419,5 +419,22 @@ def _resolve_nominal(
     return nominal
 
 
+def zone_nominal_s(
+    df: pd.DataFrame,
+    task: TaskConfig | None = None,
+    split: SplitConfig | None = None,
+    given: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Each zone's nominal transport time exactly as `prepare` fits it for training: `given`, then
+    `task.nominal_transport_time_s`, then the median transport_time_s over the zone's train-span
+    rows of `split` (default `SplitConfig()`). `fabray simulate`'s printed event rate and plot use
+    it, so they count the events training labels."""
+    task, split = task or TaskConfig(), split or SplitConfig()
+    zone_codes, zones, timestamps, raw, _ = _sorted_arrays(df)
+    transport = raw[:, schema.FEATURES.index(schema.TRANSPORT_TIME)]
+    fit_rows = _split_span(zone_codes, timestamps, split) == 0
+    return _resolve_nominal(zones, zone_codes, transport, fit_rows, task, given)
+
+
 def _rows(mask: pd.Series, limit: int = 10) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask.to_numpy())[:limit]]

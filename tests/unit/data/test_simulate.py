@@ -21,8 +21,8 @@ from fabray.data.simulate import (
     simulate,
     simulate_preset,
     summarize,
-    zone_nominal_s,
 )
+from fabray.data.windows import zone_nominal_s
 from fabray.data.validate import load_validated
 from fabray.errors import BadInputError
 
@@ -188,10 +188,20 @@ def test_delays_come_from_the_configured_drivers() -> None:
     assert summarize(simulate_preset("tiny", zones=2, config=busy)).event_rate > 0.12
 
 
-def test_configured_nominal_wins_over_the_median(fab: pd.DataFrame) -> None:
-    nominal = zone_nominal_s(fab, TaskConfig(nominal_transport_time_s={"Z01": 123.0}))
+def test_configured_nominal_wins_over_the_train_span_median_training_uses(fab: pd.DataFrame) -> None:
+    """`fabray simulate`'s event rate and training label with the same nominal: the configured
+    one, else the median over the zone's train span (not over the whole file)."""
+    from fabray.config import SplitConfig
+    from fabray.data.windows import prepare
+
+    task = TaskConfig(nominal_transport_time_s={"Z01": 123.0})
+    nominal = zone_nominal_s(fab, task)
     assert nominal["Z01"] == 123.0
-    assert nominal["Z02"] == pytest.approx(fab.loc[fab[schema.ZONE] == "Z02", schema.TRANSPORT_TIME].median())
+    z02 = fab.loc[fab[schema.ZONE] == "Z02"].sort_values(schema.TIMESTAMP)[schema.TRANSPORT_TIME]
+    train_rows = int(np.floor(len(z02) * SplitConfig().train_fraction))  # the tiny fab has no gaps
+    assert nominal["Z02"] == pytest.approx(z02.iloc[:train_rows].median())
+    assert nominal["Z02"] != pytest.approx(z02.median())  # the whole file's would differ
+    assert nominal == prepare(fab, task, SplitConfig()).nominal_s
 
 
 # ---------------------------------------------------------------------------- behaviour of the delays
