@@ -13,8 +13,9 @@ simulated with another seed). Then, without Ray (this measures the forms, not Tu
   draws of `fabray.ensemble.search_space.form_search_space` with the form fixed (member subsets of
   two or more models and each form's hyper-parameters drawn), ranked on validation by the lead
   score (F1 breaks ties);
-- `served`: the best of all of them on validation: what `fabray ensemble` would serve (a single
-  member if one wins).
+- `served`: what `fabray ensemble` would serve: the best of all of them on validation, unless that
+  is a combination whose lead over the best member is within one standard error over validation
+  time blocks (`fabray.ensemble.objective.clear_win`); then the best member.
 
 Each is turned into its `ServedEnsemble` (`fabray.ensemble.objective.fit_served`: calibrated on
 validation, threshold solved on validation, trackers warmed to the end of validation) and replayed
@@ -59,7 +60,7 @@ def _draws(names: tuple[str, ...], form: str, trials: int, rng: np.random.Genera
 
 def search_forms(data: Any, trials: int, seed: int) -> dict[str, dict[str, Any]]:
     """{label: {"sample", "val_uncalibrated", "candidates"}} of the best candidate per form on validation."""
-    from fabray.ensemble.objective import evaluate_sample
+    from fabray.ensemble.objective import clear_win, evaluate_sample
     from fabray.ensemble.search_space import fixed_candidates
     from fabray.train.tune_ensemble import rank_key
 
@@ -81,7 +82,12 @@ def search_forms(data: Any, trials: int, seed: int) -> dict[str, dict[str, Any]]
         logger.info("%s: best of %d, val lead_score %.1f (%s)", label, len(samples), metrics["lead_score"],
                     metrics["members"])
     best = max(out, key=lambda k: rank_key(out[k]["val_uncalibrated"], "lead_score"))
-    out["served"] = {**out[best], "chosen_from": best}
+    verdict = None
+    if best != "best_member":  # as `fabray ensemble`: a combination must win clearly (one standard error)
+        verdict = clear_win(data, out[best]["sample"], out["best_member"]["sample"])
+        logger.info("%s vs best member: %s", best, verdict)
+    chosen = best if verdict is None or verdict["clear"] else "best_member"
+    out["served"] = {**out[chosen], "chosen_from": chosen, "clear_win": verdict, "best_on_validation": best}
     return out
 
 
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[label] = {
             "form": served.form, "members": list(served.members), "calibrator": calibration["chosen"],
             "brier_cv": calibration["brier_cv"], "candidates": entry["candidates"],
-            "chosen_from": entry.get("chosen_from"),
+            "chosen_from": entry.get("chosen_from"), "clear_win": entry.get("clear_win"),
             "val": {k: val.get(k) for k in KEYS}, "test": {k: test.get(k) for k in KEYS},
             "val_uncalibrated": {k: entry["val_uncalibrated"].get(k) for k in KEYS},
         }

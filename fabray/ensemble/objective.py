@@ -251,3 +251,55 @@ def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str =
     run_online(served, data.row_zones(), data.scores, data.outcomes, data.feedback_lag,
                data.gate_context() if form == "gate" else None)
     return served, metrics, report
+
+
+# ---------------------------------------------------------------------------- a win that holds
+
+#: Time blocks for `clear_win` (the one-standard-error rule of a combination over its best member).
+WIN_BLOCKS = 10
+
+
+def block_lead_raw(data: ValidationScores, prob: np.ndarray, threshold: float,
+                   k: int = WIN_BLOCKS) -> tuple[np.ndarray, np.ndarray]:
+    """Per time block of validation: (raw NAB sum [k] = Σ credit − missed − A_fp·false-alarm units,
+    episodes [k]), from the lead score of each block's rows (`fabray.metrics.lead_metrics`:
+    score = 100·(raw + E) / (2E), so raw = score·2E/100 − E)."""
+    from fabray.ensemble.gate import time_blocks
+    from fabray.metrics import lead_metrics
+
+    blocks = time_blocks(data.row_times(), k)
+    segments, delay, sla, horizon = data.lead_inputs()
+    raw, episodes = np.zeros(k), np.zeros(k)
+    for b in range(k):
+        rows = blocks == b
+        if not rows.any():
+            continue
+        lead = lead_metrics(data.outcomes[rows], prob[rows] >= threshold, np.asarray(segments)[rows],
+                            np.asarray(delay)[rows], sla, horizon)
+        e = float(lead["episodes"])
+        episodes[b] = e
+        raw[b] = lead["lead_score"] * 2.0 * e / 100.0 - e if e > 0 else -0.25 * float(lead["false_alarm_units"])
+    return raw, episodes
+
+
+def clear_win(data: ValidationScores, challenger: Mapping[str, Any], incumbent: Mapping[str, Any],
+              primary: str = "lead_score", k: int = WIN_BLOCKS) -> dict[str, Any]:
+    """Does `challenger` beat `incumbent` (e.g. the best member) on validation by more than the
+    noise? Both replayed (out of sample) at their own solved thresholds; the difference of their
+    raw lead sums is taken per time block, and the win is clear when its mean exceeds one
+    standard error (the one-standard-error rule: with a short validation period, a combination
+    that wins by less is as likely to lose on new data, and the simpler candidate is kept).
+
+    Returns {"clear": bool, "difference": Σ per-block difference in lead-score points,
+    "standard_error": its standard error in the same points, "blocks": k}."""
+    diffs = []
+    total_e = 0.0
+    for sample in (challenger, incumbent):
+        prob, _ = candidate_prob(sample, data)
+        raw, episodes = block_lead_raw(data, prob, solve_threshold(data, prob, primary), k)
+        diffs.append(raw)
+        total_e = max(total_e, float(episodes.sum()))
+    d = diffs[0] - diffs[1]  # [k]
+    scale = 100.0 / (2.0 * total_e) if total_e > 0 else 1.0  # raw → lead-score points
+    mean, se = float(d.sum() * scale), float(d.std(ddof=1) * np.sqrt(k) * scale) if k > 1 else math.inf
+    return {"clear": bool(mean > se), "difference": mean, "standard_error": se, "blocks": k}

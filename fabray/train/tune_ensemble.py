@@ -15,7 +15,9 @@ Order of work:
    `lead_score` (DESIGN §1), F1 and PR-AUC (`fabray.ensemble.objective.evaluate_sample`);
 3. fixed candidates are scored beside the trials: **every member alone**, the uniform static
    ensemble and the default gate, so the winner is never worse on validation than its best
-   member. The winner (by `ensemble.tune_metric`: `lead_score` by default with F1 breaking ties)
+   member; and a combination wins only if its lead over the best member is clear of the noise
+   (one standard error over validation time blocks, `fabray.ensemble.objective.clear_win`),
+   else the member is served. The winner (by `ensemble.tune_metric`: `lead_score` by default with F1 breaking ties)
    becomes the served ensemble (`fabray.ensemble.objective.fit_served`): calibrated on validation
    (Platt, isotonic or none by cross-fitted Brier), threshold solved on the calibrated
    probabilities, its trackers replayed to the end of validation. If a single member wins, the
@@ -405,11 +407,16 @@ def served_params(served: Any) -> Any:
 
 def search_candidates(
     data: ValidationScores, rows: list[dict[str, Any]], primary: str
-) -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], str]:
+) -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], str, dict[str, Any] | None]:
     """Every scored candidate: the Tune trials (`rows`) and the fixed ones
     (`fabray.ensemble.search_space.fixed_candidates`: each member alone, the uniform static
-    ensemble, the default gate), scored here. Returns ({name: (metrics, sample)}, the winner's
-    name by `rank_key`)."""
+    ensemble, the default gate), scored here.
+
+    The winner is the best by `rank_key`, unless it is a combination whose lead over the best
+    member is not clear of the noise (`fabray.ensemble.objective.clear_win`, one standard error
+    over validation time blocks): then the best member wins. Returns ({name: (metrics, sample)},
+    the winner's name, the clear-win verdict (None when a member won outright))."""
+    from fabray.ensemble.objective import clear_win
     from fabray.ensemble.search_space import fixed_candidates
 
     candidates: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -423,7 +430,15 @@ def search_candidates(
         metrics[OBJECTIVE] = objective(metrics, primary)
         candidates[name] = (metrics, sample)
     winner = max(candidates, key=lambda k: rank_key(candidates[k][0], primary))
-    return candidates, winner
+    verdict = None
+    if candidates[winner][0].get("form") != "member":
+        members = [n for n in candidates if candidates[n][0].get("form") == "member"]
+        best_member = max(members, key=lambda k: rank_key(candidates[k][0], primary))
+        verdict = {**clear_win(data, candidates[winner][1], candidates[best_member][1], primary),
+                   "challenger": winner, "best_member": best_member}
+        if not verdict["clear"]:
+            winner = best_member
+    return candidates, winner, verdict
 
 
 def fit_ensemble(
@@ -487,7 +502,7 @@ def fit_ensemble(
 
     # The winner among the trials and the fixed candidates (each member alone among them): the
     # served ensemble is never worse on validation than its best member.
-    candidates, winner = search_candidates(data, rows, primary)
+    candidates, winner, verdict = search_candidates(data, rows, primary)
     win_metrics, win_sample = candidates[winner]
     served, served_metrics, calibration = fit_served(win_sample, data, primary)
     diversity = diversity_report(win_sample, data, primary)
@@ -510,6 +525,11 @@ def fit_ensemble(
     notes = [f"served: {served.form} over {list(served.members)} ({winner}), chosen on validation among "
              f"{len(candidates)} candidates ({len(ok_rows)} Tune trials, every member alone, the uniform "
              f"static ensemble, the default gate) by {primary}"]
+    if verdict is not None and not verdict["clear"]:
+        notes.append(f"the best combination ({verdict['challenger']}) led the best member "
+                     f"({verdict['best_member']}) on validation by {verdict['difference']:.1f} lead-score points, "
+                     f"within one standard error ({verdict['standard_error']:.1f}, {verdict['blocks']} time "
+                     "blocks): not a clear win, so the member is served")
     if served.form == "member":
         notes.append(f"a single member ({served.members[0]}) won on validation: the ensemble served is that "
                      "member alone")
@@ -540,6 +560,7 @@ def fit_ensemble(
         "model_thresholds": thresholds,
         "winner": winner,
         "winner_sample": _clean(win_sample),
+        "clear_win": verdict,
         "calibration": calibration,
         "diversity": _clean_tree(diversity),
         "notes": notes,

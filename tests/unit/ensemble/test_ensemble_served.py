@@ -216,8 +216,9 @@ def test_an_already_calibrated_probability_is_served_as_it_is():
 def test_the_search_never_picks_worse_than_its_best_member_on_validation():
     from fabray.train.tune_ensemble import rank_key, search_candidates
 
-    data = _series()
-    candidates, winner = search_candidates(data, [], "lead_score")
+    data = _series(n_per_zone=2400)  # ~100 episodes: enough for the gate's lead to be clear
+    candidates, winner, verdict = search_candidates(data, [], "lead_score")
+    assert verdict["clear"] and verdict["difference"] > verdict["standard_error"] > 0
     best_member = max((m for n, (m, _) in candidates.items() if n.startswith("member_")),
                       key=lambda m: rank_key(m, "lead_score"))
     assert rank_key(candidates[winner][0], "lead_score") >= rank_key(best_member, "lead_score")
@@ -233,7 +234,7 @@ def test_a_lone_member_that_wins_is_what_is_served():
     warn = np.maximum(data.outcomes, np.r_[data.outcomes[3:], np.zeros(3)])
     scores = np.stack([0.1 + 0.8 * warn, rng.random(warn.size), rng.random(warn.size)], axis=1)  # 'a' is perfect
     only_a = ValidationScores(**{**data.__dict__, "scores": scores})
-    candidates, winner = search_candidates(only_a, [], "lead_score")
+    candidates, winner, _ = search_candidates(only_a, [], "lead_score")
     assert winner == "member_a", {n: round(m["lead_score"], 1) for n, (m, _) in candidates.items()}
     served, metrics, _ = fit_served(candidates[winner][1], only_a)
     assert served.form == "member" and served.members == ("a",) and metrics["lead_score"] == pytest.approx(100.0)
@@ -263,3 +264,20 @@ def test_error_correlation_and_leave_one_out():
     assert set(loo["without"]) == set(NAMES)
     assert loo["without"]["noise"]["delta_lead_score"] <= 0  # dropping the noise member costs nothing
     assert loo["without"]["a"]["delta_lead_score"] > 0  # dropping a member that knows costs
+
+
+def test_a_combination_that_wins_by_noise_is_not_served():
+    from fabray.ensemble.objective import clear_win
+    from fabray.train.tune_ensemble import search_candidates
+
+    data = _series()
+    rng = np.random.default_rng(5)
+    warn = np.maximum(data.outcomes, np.r_[data.outcomes[3:], np.zeros(3)])
+    a = np.clip(0.1 + 0.8 * warn + 0.25 * rng.standard_normal(warn.size), 0.01, 0.99)
+    twin = np.clip(a + 0.02 * rng.standard_normal(warn.size), 0.01, 0.99)  # a near copy: nothing to add
+    noisy = ValidationScores(**{**data.__dict__, "scores": np.stack([a, twin, rng.random(warn.size)], axis=1)})
+    verdict = clear_win(noisy, {"form": "static", "members": ["a", "b"]}, {"form": "member", "members": ["a"]})
+    assert not verdict["clear"]
+    candidates, winner, verdict = search_candidates(noisy, [], "lead_score")
+    assert candidates[winner][0]["form"] == "member"
+    assert verdict is None or not verdict["clear"]
