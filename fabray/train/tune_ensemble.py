@@ -199,9 +199,12 @@ def configured_point(ens_config: Any, model_names: Sequence[str]) -> dict[str, A
     space = search_space(model_names)
     m = len(model_names)
     weights = ens_config.base_weights or {}
+    from fabray.ensemble.objective import GATE_DEFAULTS
+
     point = {
         "form": "dynamic",
         **{f"use_{n}": True for n in model_names},
+        **GATE_DEFAULTS,  # unused by a dynamic point; Optuna wants every dimension of the space
         "half_life": ens_config.half_life,
         "floor_share": ens_config.floor * m,
         "step_cap": ens_config.step_cap,

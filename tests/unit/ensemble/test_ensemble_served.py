@@ -281,3 +281,14 @@ def test_a_combination_that_wins_by_noise_is_not_served():
     candidates, winner, verdict = search_candidates(noisy, [], "lead_score")
     assert candidates[winner][0]["form"] == "member"
     assert verdict is None or not verdict["clear"]
+
+
+def test_the_configured_point_covers_every_dimension_of_the_tune_space():
+    """Optuna's warm start refuses a point that lacks a dimension of the space."""
+    from fabray.config import EnsembleConfig
+    from fabray.train.tune_ensemble import configured_point, tune_space
+
+    names = ("lstm", "gru", "rule")
+    point = configured_point(EnsembleConfig(), names)
+    assert set(point) == set(tune_space(names))
+    assert point["form"] == "dynamic" and all(point[f"use_{n}"] for n in names)
