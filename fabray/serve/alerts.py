@@ -110,6 +110,8 @@ class AlertBook:
         self._alerts: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._open: dict[str, str] = {}  # zone → alert id
         self._run_start: dict[str, int | None] = {}  # zone → first minute of its current event run
+        self._closed_new: list[dict[str, Any]] = []  # closed since the last `drain_closed`
+        self._next_number = 1
 
     def on_scored(self, zone: str, minute: int, answer: Mapping[str, Any], spec: Any,
                   suggestion_inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -128,6 +130,7 @@ class AlertBook:
             return None
         alert = {
             "alert_id": uuid.uuid4().hex[:16],
+            "number": self._next_number,
             "zone": zone,
             "status": "open",
             "opened_at": _minute_text(minute),
@@ -150,6 +153,7 @@ class AlertBook:
             "outcome": None,
             "lead_min": None,
         }
+        self._next_number += 1
         self._alerts[alert["alert_id"]] = alert
         self._open[zone] = alert["alert_id"]
         self._trim()
@@ -185,6 +189,7 @@ class AlertBook:
             alert["episode_end"] = episode_end
             alert["lead_min"] = alert["episode_start"] - alert["opened_minute"]
         self._open.pop(alert["zone"], None)
+        self._closed_new.append(dict(alert))
         self._notify("alert_closed", alert)
         return alert
 
@@ -219,11 +224,32 @@ class AlertBook:
 
     # ------------------------------------------------------------------ persistence
 
-    def to_state(self) -> dict[str, Any]:
-        return {"alerts": list(self._alerts.values()), "run_start": self._run_start}
+    # Closed alerts never change again: they are persisted once, appended to a log
+    # (`drain_closed`); the state written every minute holds only the open ones (`to_state`).
 
-    def load_state(self, data: Mapping[str, Any]) -> None:
-        self._alerts = OrderedDict((a["alert_id"], dict(a)) for a in data.get("alerts", []))
+    def to_state(self) -> dict[str, Any]:
+        """The open alerts and each zone's event run (small: written with every observe call)."""
+        return {"open": [self._alerts[i] for i in self._open.values() if i in self._alerts],
+                "run_start": self._run_start, "next_number": self._next_number}
+
+    def drain_closed(self) -> list[dict[str, Any]]:
+        """Alerts closed since the last call (to append to the closed-alerts log)."""
+        out, self._closed_new = self._closed_new, []
+        return out
+
+    def all_alerts(self) -> list[dict[str, Any]]:
+        """Every alert kept, oldest first (open and closed)."""
+        return [dict(a) for a in self._alerts.values()]
+
+    def load_state(self, data: Mapping[str, Any], closed: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Back from `to_state` and the closed-alerts log (an alert in both is closed: the log
+        is appended before the state is written)."""
+        alerts = {a["alert_id"]: dict(a) for a in data.get("open", [])}
+        alerts.update({a["alert_id"]: dict(a) for a in closed})
+        self._alerts = OrderedDict(sorted(alerts.items(), key=lambda kv: kv[1]["number"]))
+        self._trim()
+        self._next_number = max([int(data.get("next_number", 1)),
+                                 *(a["number"] + 1 for a in self._alerts.values())])
         self._open = {a["zone"]: a["alert_id"] for a in self._alerts.values() if a["status"] == "open"}
         self._run_start = {str(k): (None if v is None else int(v)) for k, v in (data.get("run_start") or {}).items()}
 

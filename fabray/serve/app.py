@@ -126,17 +126,17 @@ class EnsembleKeeperDeployment:
                              AlertBook(cfg.feed.alerts_kept, sender_from_config(cfg.feed)),
                              cfg.feed.weights_history)
         self._feed_lock = asyncio.Lock()  # one observe call at a time: rows apply in order
-        self._feed_dirty = False
+        self._feed_unwritten: list = []  # feed snapshots not yet on disk, oldest first
         self._predictor: Any = None
         self._loop = asyncio.create_task(self._persist_loop())
 
     async def _persist_loop(self) -> None:
         while True:
             await asyncio.sleep(self.persist_interval_s)
-            if self._feed_dirty:  # an earlier write after an observe call failed
+            if self._feed_unwritten:  # an earlier write failed
                 try:
-                    await asyncio.to_thread(self.desk.write, self.desk.snapshot())
-                    self._feed_dirty = False
+                    async with self._feed_lock:
+                        await asyncio.to_thread(self._write_feed)
                 except Exception:  # noqa: BLE001 - keep serving; try again next period
                     logger.exception("persisting the live feed's state failed")
             payloads = self.keeper.snapshot()  # on the loop: consistent, and fast
@@ -193,18 +193,20 @@ class EnsembleKeeperDeployment:
         await self._ensure_live(spec.version)
         async with self._feed_lock:
             out = await self.desk.observe(rows, spec, self._score)
-            feed_state, ensemble_state = self.desk.snapshot(), self.keeper.snapshot()
+            self._feed_unwritten.append(self.desk.snapshot())  # snapshots are written in order
+            ensemble_state = self.keeper.snapshot()
             try:
-                await asyncio.to_thread(self._write_states, feed_state, ensemble_state)
+                await asyncio.to_thread(self._write_feed)
+                await asyncio.to_thread(self.keeper.write, ensemble_state)
             except Exception:  # noqa: BLE001 - answered; the persist loop writes it again
                 logger.exception("persisting the live feed's state failed")
-                self._feed_dirty = True
                 self.keeper.mark_dirty(list(ensemble_state))
         return out
 
-    def _write_states(self, feed_state: dict, ensemble_state: dict) -> None:
-        self.desk.write(feed_state)
-        self.keeper.write(ensemble_state)
+    def _write_feed(self) -> None:
+        while self._feed_unwritten:
+            self.desk.write(self._feed_unwritten[0])
+            self._feed_unwritten.pop(0)
 
     async def alerts(self, zone: Optional[str], status: Optional[str], limit: int) -> dict:
         return {"alerts": self.desk.alerts.list(zone, status, limit), "summary": self.desk.alerts.summary()}

@@ -19,9 +19,10 @@ zone's last `lookback + horizon` minutes (bounded memory) and
 `FeedDesk` runs one observe call end to end around a scoring callable: ingest, move the
 dynamic weights with the outcomes that came due (`EnsembleKeeper.feedback`, no client call),
 score, record the predictions, open and close alerts, and return the state to persist. Its state
-(buffers, pending outcomes, weight history, alerts) is one JSON document written before the call
-is answered (`STORE/feed/state.json`), so a restart loses nothing: a new desk reads it back and
-continues as if nothing happened (rows sent again are refused as duplicates).
+(buffers, pending outcomes, open alerts) is written before the call is answered
+(`STORE/feed/state.json`; the weight history and closed alerts are appended to logs beside it),
+so a restart loses nothing: a new desk reads it back and continues as if nothing happened (rows
+sent again are refused as duplicates).
 
 Pure Python + numpy: the Serve deployment in app.py holds one desk in the single-replica
 keeper, beside the ensemble it moves.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +52,8 @@ from fabray.serve.validation import check_values, check_window
 logger = logging.getLogger(__name__)
 
 FEED_FORMAT = "fabray-feed"
+HISTORY_LOG = "weights.jsonl"
+ALERTS_LOG = "alerts.jsonl"
 #: Rows one observe call may carry (a full fab minute is one row per zone).
 MAX_ROWS = 20_000
 
@@ -529,7 +533,16 @@ class FeedDesk:
         self.feed = LiveFeed()
         self.history: deque[dict[str, Any]] = deque(maxlen=int(history_size))
         self.counts = {"rows": 0, "scored": 0, "outcomes_applied": 0, "outcomes_undefined": 0}
+        self._history_new: list[dict[str, Any]] = []  # weight changes since the last snapshot
+        self._log_lines = {HISTORY_LOG: 0, ALERTS_LOG: 0}
         self._load()
+
+    # Persistence: `state.json` (buffers, counts, open alerts: small) is rewritten with every
+    # call; the weight history and the closed alerts only grow, so they are appended to
+    # `weights.jsonl` and `alerts.jsonl` beside it (and compacted when twice their limit).
+
+    def _log(self, name: str) -> Path:
+        return self.state_path.parent / name
 
     def _load(self) -> None:
         if self.state_path is None or not self.state_path.is_file():
@@ -540,15 +553,19 @@ class FeedDesk:
             data = json.loads(self.state_path.read_text())
             if data.get("format") != FEED_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}")
-            self.feed = LiveFeed.from_state(data["feed"])
-            self.history.extend(data.get("history", []))
-            self.counts.update(data.get("counts", {}))
-            self.alerts.load_state(data.get("alerts") or {})
+            feed = LiveFeed.from_state(data["feed"])
+            history = _read_log(self._log(HISTORY_LOG))
+            closed = _read_log(self._log(ALERTS_LOG))
+            self.alerts.load_state(data.get("alerts") or {}, closed)
         except (OSError, ValueError, KeyError, TypeError) as err:
             logger.error("the live feed's state %s cannot be read (%s): starting empty", self.state_path, err)
-            self.feed = LiveFeed()
             return
-        logger.info("live feed restored from %s: %d zones", self.state_path, len(self.feed.zones))
+        self.feed = feed
+        self.history.extend(history)
+        self.counts.update(data.get("counts", {}))
+        self._log_lines = {HISTORY_LOG: len(history), ALERTS_LOG: len(closed)}
+        logger.info("live feed restored from %s: %d zones, %d alerts", self.state_path, len(feed.zones),
+                    len(self.alerts.all_alerts()))
 
     async def observe(self, rows: Sequence[Mapping[str, Any]], spec: FeedSpec, score: Scorer) -> dict[str, Any]:
         """Ingest `rows`, apply the outcomes that came due, score every zone that got its
@@ -607,8 +624,9 @@ class FeedDesk:
             at = minute_text(max(o["minute"] for o in batch.outcomes))
             for version, zones in result["weights"].items():
                 for zone, weights in zones.items():
-                    self.history.append({"prediction_minute": at, "version": version, "zone": zone,
-                                         "weights": weights})
+                    entry = {"prediction_minute": at, "version": version, "zone": zone, "weights": weights}
+                    self.history.append(entry)
+                    self._history_new.append(entry)
         return int(result["applied"])
 
     def _suggestion_inputs(self, zone: str, spec: FeedSpec) -> dict[str, Any]:
@@ -631,13 +649,57 @@ class FeedDesk:
     # ------------------------------------------------------------------ persistence
 
     def snapshot(self) -> dict[str, Any]:
-        """The whole feed state as one JSON-able document (cheap; write it off the event loop)."""
-        return {"format": FEED_FORMAT, "feed": self.feed.to_state(), "history": list(self.history),
-                "counts": dict(self.counts), "alerts": self.alerts.to_state()}
+        """What changed since the last snapshot, JSON-able, for `write` (take it on the event
+        loop, after the call that changed it; write it off the loop). Snapshots must be written
+        in the order they were taken."""
+        history, self._history_new = self._history_new, []
+        return {"state": {"format": FEED_FORMAT, "feed": self.feed.to_state(), "counts": dict(self.counts),
+                          "alerts": self.alerts.to_state()},
+                "history": history, "closed_alerts": self.alerts.drain_closed()}
+
+    def full_state(self) -> dict[str, Any]:
+        """Everything the desk holds (buffers, counts, weight history, every alert kept): what
+        a restart must give back."""
+        return {"feed": self.feed.to_state(), "counts": dict(self.counts), "history": list(self.history),
+                "alerts": self.alerts.all_alerts(), "run_start": self.alerts.to_state()["run_start"]}
 
     def write(self, payload: Mapping[str, Any]) -> None:
+        """Persist a `snapshot`: append the logs first, then replace the state (a crash between
+        the two leaves an alert both open in the state and closed in the log: read as closed)."""
         if self.state_path is None:
             return
-        from fabray.files import atomic_write_json
+        import json
 
-        atomic_write_json(self.state_path, payload)
+        from fabray.files import atomic_write_text
+
+        for name, entries, limit in ((HISTORY_LOG, payload["history"], self.history.maxlen),
+                                     (ALERTS_LOG, payload["closed_alerts"], self.alerts.capacity)):
+            if not entries:
+                continue
+            path = self._log(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as fh:
+                fh.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries))
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._log_lines[name] += len(entries)
+            if self._log_lines[name] > 2 * limit:  # compact: keep the newest `limit` lines
+                kept = _read_log(path)[-limit:]
+                atomic_write_text(path, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in kept))
+                self._log_lines[name] = len(kept)
+        atomic_write_text(self.state_path, json.dumps(payload["state"], separators=(",", ":")))
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """The entries of a JSON-lines log; a torn last line (a crash mid-append) is skipped."""
+    import json
+
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            logger.warning("%s: skipping a damaged line", path)
+    return out

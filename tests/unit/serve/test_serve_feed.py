@@ -126,7 +126,9 @@ class RecordingKeeper:
 
     def feedback(self, items):
         self.items += items
-        return {"applied": len(items), "skipped_degraded": 0, "unknown": [], "weights": {}}
+        last = {i["prediction_id"].split("-")[0]: int(i["prediction_id"].split("-")[1]) for i in items}  # zone-n
+        weights = {z: {"lstm": 0.5 + 0.001 * n, "rule": 0.5 - 0.001 * n} for z, n in sorted(last.items())}
+        return {"applied": len(items), "skipped_degraded": 0, "unknown": [], "weights": {"v1": weights}}
 
 
 def _fake_scorer(calls):
@@ -174,16 +176,18 @@ def test_a_restart_loses_nothing_and_replaying_the_feed_changes_nothing(tmp_path
     rows = [[row(z, m, queue=12.0 if 15 <= m < 20 else 2.0, tt=220.0 if 17 <= m < 22 else 110.0)
              for z in ("Z01", "Z02")] for m in range(40)]
     calls_a, calls_b = [], []
-    a = FeedDesk(tmp_path / "a.json", RecordingKeeper(), AlertBook())
-    for minute_rows in rows[:25]:
+    a = FeedDesk(tmp_path / "feed" / "state.json", RecordingKeeper(), AlertBook(capacity=3), history_size=4)
+    for minute_rows in rows[:25]:  # written after each call, as the server does
         asyncio.run(a.observe(minute_rows, s, _fake_scorer(calls_a)))
-    a.write(a.snapshot())
-    b = FeedDesk(tmp_path / "a.json", RecordingKeeper(), AlertBook())  # the restarted service
-    assert json.dumps(b.snapshot(), sort_keys=True) == json.dumps(a.snapshot(), sort_keys=True)
+        a.write(a.snapshot())
+    assert [x["status"] for x in a.alerts.all_alerts()] == ["closed", "closed"]  # Z01's and Z02's
+    assert len(a.history) == 4 and (tmp_path / "feed" / "weights.jsonl").is_file()
+    b = FeedDesk(tmp_path / "feed" / "state.json", RecordingKeeper(), AlertBook(capacity=3), history_size=4)
+    assert json.dumps(b.full_state(), sort_keys=True) == json.dumps(a.full_state(), sort_keys=True)
     for minute_rows in rows[:25]:  # the client replays what it sent: refused, nothing changes
         with pytest.raises(FeedRefused):
             asyncio.run(b.observe(minute_rows, s, _fake_scorer(calls_b)))
-    assert json.dumps(b.snapshot(), sort_keys=True) == json.dumps(a.snapshot(), sort_keys=True)
+    assert json.dumps(b.full_state(), sort_keys=True) == json.dumps(a.full_state(), sort_keys=True)
     calls_b.extend(calls_a)  # same prediction ids from here on
     assert not b.keeper.items
     for minute_rows in rows[25:]:
@@ -191,7 +195,7 @@ def test_a_restart_loses_nothing_and_replaying_the_feed_changes_nothing(tmp_path
         out_b = asyncio.run(b.observe(minute_rows, s, _fake_scorer(calls_b)))
         assert out_a == out_b
     assert b.keeper.items and a.keeper.items[-len(b.keeper.items):] == b.keeper.items
-    assert json.dumps(b.snapshot(), sort_keys=True) == json.dumps(a.snapshot(), sort_keys=True)
+    assert json.dumps(b.full_state(), sort_keys=True) == json.dumps(a.full_state(), sort_keys=True)
 
 
 def test_outcomes_move_the_weights_with_no_feedback_call(tmp_path):

@@ -184,9 +184,9 @@ def test_replay_feeds_a_file_minute_by_minute_and_a_second_replay_changes_nothin
     assert first.opened and {a["alert_id"] for a in first.alerts} == set(first.opened)
     table = alerts_table(first.alerts)
     assert table.count("\n") == len(first.alerts) and first.alerts[0]["suggestion"]["action"] in table
-    state = service.desk.snapshot()
+    state = service.desk.full_state()
     again = replay(frame, url, TOKEN)
     assert again.minutes == 0 and again.skipped_minutes == 20
-    assert service.desk.snapshot() == state
+    assert service.desk.full_state() == state
     with pytest.raises(Exception, match="401|refused"):
         replay(frame.assign(timestamp=frame["timestamp"].str.replace("08:", "10:")), url, "wrong-token")
