@@ -475,12 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fabray.console import quiet_console
+
     args = build_parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # keep printed lines in order with log lines
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    with quiet_console(args.command, verbose=args.verbose) as library_log:  # -v: everything here
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        code = _run(args)
+    if library_log is not None and library_log.exists():
+        logger.info("library messages (TensorFlow, absl, Ray): %s (-v shows them here)", library_log)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except BadInputError as err:

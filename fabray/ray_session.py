@@ -42,6 +42,9 @@ def ray_session(
     """
     import ray
 
+    from fabray.console import quiet_ray_logger
+
+    quiet_ray_logger()  # quiet CLI: Ray's driver-side messages to the log file (fabray.console)
     if ray.is_initialized():
         yield RaySession(started=False, joined=False, address=None)
         return

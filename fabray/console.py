@@ -1,0 +1,118 @@
+"""A quiet console: fabray's own lines and bars on the terminal, library chatter in a log file.
+
+By default (`fabray` without `-v`) a command runs inside `quiet_console(command)`:
+
+- file descriptor 2 points at the log file, so what native code writes there goes to it:
+  TensorFlow's and absl's C++ start-up lines (oneDNN, "Could not find cuda drivers", cuInit
+  errors) and the Ray processes this command starts (GCS, raylet: they inherit it);
+- Python's `sys.stderr` stays on the terminal (a copy of the old descriptor), so fabray's log
+  lines, error messages and tqdm bars still show;
+- the Python loggers of the libraries (`LIBRARY_LOGGERS`: ray, tensorflow, absl, ...) and Python
+  warnings write to the log file only; `quiet_ray_logger()` (called where Ray is imported, in
+  `fabray.ray_session`) moves Ray's own console handler there too (Ray installs it on import).
+
+The log file is `$FABRAY_LOG_DIR/<command>-<UTC time>-<pid>.log` (default
+`~/.cache/fabray/logs`, or `$XDG_CACHE_HOME/fabray/logs`); the command's last log line names
+it at the end (an empty log file is removed). `-v` keeps everything on the terminal as before. Ray workers' own output stays in Ray's
+session directory unless `-v` (`ray_session(worker_logs=...)`). When stderr is not a real file
+descriptor (pytest's capsys, a notebook), nothing is redirected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOG_DIR_ENV = "FABRAY_LOG_DIR"
+#: Python loggers of libraries whose messages go to the log file in quiet mode.
+LIBRARY_LOGGERS = ("ray", "tensorflow", "absl", "keras", "h5py", "py.warnings", "urllib3", "filelock",
+                   "alembic", "mlflow", "optuna", "lightgbm", "matplotlib")
+
+_state: dict[str, logging.Handler] = {}
+
+
+def log_dir() -> Path:
+    """Where quiet-mode log files go: $FABRAY_LOG_DIR, else the user's cache directory."""
+    if os.environ.get(LOG_DIR_ENV):
+        return Path(os.environ[LOG_DIR_ENV]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "fabray" / "logs"
+
+
+def _real_stderr() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False  # pytest's capsys, notebooks: leave them alone
+
+
+@contextmanager
+def quiet_console(command: str, *, verbose: bool = False) -> Iterator[Path | None]:
+    """Run a command with library chatter in a log file (module docstring); yields its path,
+    or None when nothing is redirected (`verbose`, or stderr is not file descriptor 2).
+
+    Configure logging handlers for the terminal inside the block: they then write to the
+    terminal's copy of stderr, not to descriptor 2."""
+    if verbose or not _real_stderr():
+        yield None
+        return
+    directory = log_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.log"
+        log = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as err:
+        logger.warning("cannot write a log file under %s (%s): library messages stay here", directory, err)
+        yield None
+        return
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    console = os.fdopen(os.dup(2), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                        errors="backslashreplace")
+    old_stderr = sys.stderr
+    os.dup2(log.fileno(), 2)  # native writers (TensorFlow, absl, Ray's processes) → the log file
+    sys.stderr = console  # Python's stderr (fabray's lines, errors, bars) stays on the terminal
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _state["handler"] = handler
+    moved = {}
+    for name in LIBRARY_LOGGERS:
+        lib = logging.getLogger(name)
+        moved[name] = (list(lib.handlers), lib.propagate)
+        lib.handlers = [handler]
+        lib.propagate = False
+    logging.captureWarnings(True)
+    try:
+        yield path
+    finally:
+        logging.captureWarnings(False)
+        for name, (handlers, propagate) in moved.items():
+            lib = logging.getLogger(name)
+            lib.handlers, lib.propagate = handlers, propagate
+        _state.pop("handler", None)
+        sys.stderr.flush()
+        sys.stderr = old_stderr
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        log.close()
+        if path.stat().st_size == 0:
+            path.unlink()  # nothing was said: no file to look for
+        # `console` stays open: handlers made inside (the CLI's) still write to the terminal.
+
+
+def quiet_ray_logger() -> None:
+    """In quiet mode, send Ray's driver-side Python logger (which Ray gives its own console
+    handler when imported) to the log file; a no-op otherwise."""
+    handler = _state.get("handler")
+    if handler is None:
+        return
+    ray_logger = logging.getLogger("ray")
+    ray_logger.handlers = [handler]
+    ray_logger.propagate = False
