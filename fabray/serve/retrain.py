@@ -117,6 +117,7 @@ def _train_challenger(champion_run: Path, data_path: str | Path, until: Any, out
     config = challenger_config(champion_run, overrides)
     logger.info("retraining %s on %s (rows before %s) into %s", champion_run, data_path, until, out)
     summary = retrain.retrain_run(champion_run, data_path, out, config, epochs=epochs, until=until)
+    logger.info("challenger %s:\n%s", out, summary.table())
     if not summary.ok:
         raise RuntimeError(f"the retrain into {out} failed: {summary.manifest.get('status')}")
     return summary

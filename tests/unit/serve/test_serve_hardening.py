@@ -21,7 +21,7 @@ import pytest
 from fabray.errors import BadInputError
 from fabray.serve.store import ConflictError, CorruptArtifactError, ModelStore
 
-from test_serve_store import fake_run
+from tests.unit.serve.test_serve_store import fake_run
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ def test_retrain_hands_its_epochs_overrides_and_cut_to_the_retrain_library(tmp_p
 
     def fake_retrain_run(parent, data, out, config, **kwargs):
         seen.append((parent, data, out, config, kwargs))
-        return types.SimpleNamespace(ok=True, manifest={"status": "ok"})
+        return types.SimpleNamespace(ok=True, manifest={"status": "ok"}, table=lambda: "table")
 
     monkeypatch.setattr(fabray.train.retrain, "retrain_run", fake_retrain_run)
     out = tmp_path / "job" / "run"
@@ -236,7 +236,8 @@ def test_retrain_hands_its_epochs_overrides_and_cut_to_the_retrain_library(tmp_p
     assert not list(tmp_path.glob("job/*"))  # nothing written beside the run
 
     monkeypatch.setattr(fabray.train.retrain, "retrain_run",
-                        lambda *a, **k: types.SimpleNamespace(ok=False, manifest={"status": "failed"}))
+                        lambda *a, **k: types.SimpleNamespace(ok=False, manifest={"status": "failed"},
+                                                                  table=lambda: "table"))
     with pytest.raises(RuntimeError, match="failed"):
         _train_challenger(champion, tmp_path / "new.parquet", None, out, None, {})
     with pytest.raises(BadInputError, match="retrain_overrides"):
