@@ -214,10 +214,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if isinstance(data, io.SqlSource):
         result.data["path"] = str(data)
     write_outputs(result, json_path=args.json, report_dir=args.report)
-    if args.report is not None:
-        from fabray.model_card import write_model_card
-
-        write_model_card(result, args.run, args.report)  # model_card.md, also appended to report.md
     print(leaderboard_text(result))
     if uri:
         run_id = log_evaluation(args.run, result.to_json(), uri, experiment=tracking.experiment,

@@ -94,6 +94,7 @@ class EvaluationResult:
     notes: list[str] = field(default_factory=list)
     cause: np.ndarray | None = None  # [W] the data's diagnostic cause ("" none); None without the column
     episode_causes: np.ndarray | None = None  # [E] cause of each delay episode (None without the column)
+    run_dir: str | None = None  # the evaluated run's directory (its manifest feeds the model card)
 
     def by_kind(self, kind: str) -> dict[str, Candidate]:
         return {n: c for n, c in self.candidates.items() if c.kind == kind}
@@ -477,6 +478,7 @@ def evaluate_run(
         roi=roi(ens_metrics, roi_config),
         roi_by_candidate={n: _roi_brief(roi(c.metrics, roi_config)) for n, c in cands.items()},
         ensemble_info=ens_info, skipped=skipped, notes=notes, cause=cause_w, episode_causes=ep_causes,
+        run_dir=str(predictor.run_dir),
     )
     _compare_note(result, boot)
     return result
@@ -596,7 +598,7 @@ def _krw(value: Any) -> str:
 
 def write_outputs(result: EvaluationResult, *, json_path: str | Path | None = None,
                   report_dir: str | Path | None = None) -> None:
-    """`--json` (written atomically) and `--report` (report.md + PNGs)."""
+    """`--json` (written atomically) and `--report` (report.md + PNGs, and the model card)."""
     from fabray.files import atomic_write_json
 
     if json_path is not None:
@@ -608,3 +610,7 @@ def write_outputs(result: EvaluationResult, *, json_path: str | Path | None = No
 
         out = write_report(result, Path(report_dir))
         logger.info("wrote %s", out)
+        if result.run_dir is not None:
+            from fabray.model_card import write_model_card
+
+            write_model_card(result, result.run_dir, report_dir)  # model_card.md, appended to report.md

@@ -1,6 +1,7 @@
-"""A model card for a run (Mitchell et al. 2019, "Model Cards for Model Reporting"), written by
-`fabray evaluate --report DIR` as `DIR/model_card.md` + `model_card.json` and as the last section
-of `DIR/report.md`.
+"""A model card for a run (Mitchell et al. 2019, "Model Cards for Model Reporting"), written with
+every evaluation report (`fabray evaluate --report DIR`, `Forecaster.evaluate(report=...)`, the
+demo; `fabray.evaluate.write_outputs`) as `DIR/model_card.md` + `model_card.json` and as the last
+section of `DIR/report.md`.
 
 What it holds: the run (models, code version, created), the training data (source, fingerprint,
 rows, zones, period, windows per split), the intended use and what it is not for, the test data,

@@ -2,8 +2,10 @@
 through MlflowClient: one parent run, one child per model (all six) with its parameters, per-epoch
 metrics and model.keras; the evaluation run with its metrics and report.
 
-One tiny run (the demo's small widths, 2 epochs) on the session's local Ray; skipped without the
-`mlflow` extra.
+The training data comes from a SQLite database table (`--data sqlite:///fab.db --table oht`), so
+the same run also checks a SQL source end to end (snapshot beside the run, source in the
+manifest). One tiny run (the demo's small widths, 2 epochs) on the session's local Ray; skipped
+without the `mlflow` extra.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ EPOCHS = 2
 
 @pytest.fixture(scope="module")
 def logged(ray_cluster, tmp_path_factory):
+    import sqlalchemy as sa
+
     from fabray.data.io import write_table
     from fabray.data.simulate import simulate_preset
     from fabray.demo import DEMO_CONFIG
     from fabray.models import MODELS
 
     work = tmp_path_factory.mktemp("mlflow")
-    write_table(simulate_preset("tiny", seed=3), work / "train.parquet")
+    engine = sa.create_engine(f"sqlite:///{work / 'fab.db'}")
+    simulate_preset("tiny", seed=3).to_sql("oht", engine, index=False)
+    engine.dispose()
     write_table(simulate_preset("tiny", seed=5), work / "test.parquet")
     config = {"train": {**DEMO_CONFIG["train"], "epochs": EPOCHS, "early_stopping_patience": EPOCHS},
               "tracking": {"experiment": "fabray-it"}}
@@ -39,7 +45,7 @@ def logged(ray_cluster, tmp_path_factory):
     run = work / "r1"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)  # MLflow's default artifact root (./mlruns) lands under work/
-        assert main(["train", "--data", str(work / "train.parquet"), "--out", str(run),
+        assert main(["train", "--data", f"sqlite:///{work / 'fab.db'}", "--table", "oht", "--out", str(run),
                      "--config", str(work / "tiny.yaml"), "--mlflow", uri]) == 0
         assert main(["evaluate", "--run", str(run), "--data", str(work / "test.parquet"),
                      "--config", str(work / "tiny.yaml"), "--report", str(work / "report"),
@@ -61,6 +67,9 @@ def test_one_parent_and_a_child_per_model_with_metrics_and_artifacts(logged):
     manifest = json.loads((run / "manifest.json").read_text())
     assert parent.info.status == "FINISHED" and manifest["status"] == "complete"
     assert parent.data.params["data.fingerprint"] == manifest["data"]["fingerprint"]
+    assert manifest["data"]["source"] == {"url": f"sqlite:///{work / 'fab.db'}", "table": "oht"}
+    assert manifest["data"]["path"] == str(work / "r1.data.parquet")  # the validated snapshot
+    assert parent.data.params["data.source.table"] == "oht"
     assert "manifest.json" in {f.path for f in client.list_artifacts(parent.info.run_id)}
     for child in children:
         name = child.info.run_name
@@ -82,3 +91,14 @@ def test_evaluation_is_logged_with_its_report(logged):
     assert evaluation.data.tags["fabray.run_dir"] == str(run.resolve())
     assert {f"{m}/lead_score" for m in models} | {"ensemble/lead_score"} <= set(evaluation.data.metrics)
     assert "report/report.md" in {f.path for f in client.list_artifacts(evaluation.info.run_id, "report")}
+
+
+def test_the_report_carries_the_model_card(logged):
+    run, _, models, work = logged
+    report = (work / "report" / "report.md").read_text()
+    card = json.loads((work / "report" / "model_card.json").read_text())
+    assert "## Model card" in report and "### Per zone" in report and "### Per shift" in report
+    assert card["training_data"]["source"]["table"] == "oht"
+    assert card["training_data"]["fingerprint"] == json.loads((run / "manifest.json").read_text())["data"]["fingerprint"]
+    assert {r["group"] for r in card["per_zone"]} == set(card["test_data"]["zones"])
+    assert sum(r["windows"] for r in card["per_shift"]) == card["test_data"]["windows"]
