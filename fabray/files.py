@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,39 +34,58 @@ def utc_now(unix: float | None = None) -> str:
     return when.isoformat(timespec="milliseconds")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same directory, fsync and os.replace."""
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside `path` to write the new file to; when the block succeeds it
+    replaces `path` in one step (os.replace), when it fails it is removed. So a reader sees the
+    old file or the whole new one, never half of one. `suffix` ends the temporary name (a
+    writer that picks its format by extension needs it). The file gets the mode a plain `open`
+    would give (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` atomically (`atomic_path`), flushed to disk before the replace."""
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """`obj` as indented JSON (numpy scalars and arrays, Paths as their values), written atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
-def atomic_copy(src: Path, dst: Path) -> None:
+def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy a file so that `dst` either is absent/old or is the whole new file."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask sets it, and a
+    moment with umask 0 would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_default(value: Any) -> Any:
@@ -75,4 +96,4 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-__all__ = ["atomic_copy", "atomic_write_json", "atomic_write_text", "sha256_file", "utc_now"]
+__all__ = ["atomic_copy", "atomic_path", "atomic_write_json", "atomic_write_text", "sha256_file", "utc_now"]

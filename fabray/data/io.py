@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,30 +222,18 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     Readers never see a half-written file: the table goes to a temporary file in the same
     directory, which then replaces `path` in one step. Returns the path written.
     """
+    from fabray.files import atomic_path
+
     path = Path(path)
     fmt = table_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".csv.gz" if path.name.lower().endswith(".csv.gz") else path.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; a data file is shared
+    with atomic_path(path, suffix) as tmp:  # pandas picks the compression by the suffix
         if fmt == "parquet":
-            df.to_parquet(tmp_name, index=False)
+            df.to_parquet(tmp, index=False)
         else:
-            df.to_csv(tmp_name, index=False)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+            df.to_csv(tmp, index=False)
     logger.debug("wrote %s: %d rows", path, len(df))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _is_default_index(index: pd.Index) -> bool:

@@ -59,3 +59,23 @@ def test_sigmoid_is_float64_and_safe_at_any_logit():
     np.testing.assert_allclose(got[1:4], 1 / (1 + np.exp(-np.array([-1.0, 0.0, 2.0]))), rtol=1e-12)
     assert 0 < got[0] < 1e-25 and got[-1] == 1.0
     assert sigmoid(0.0) == 0.5
+
+
+def test_atomic_path_replaces_on_success_removes_on_failure_and_keeps_the_umask_mode(tmp_path):
+    from fabray.files import atomic_path
+
+    path = tmp_path / "t.csv.gz"
+    with atomic_path(path, ".csv.gz") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith(".tmp.csv.gz") and not path.exists()
+        tmp.write_text("new")
+    assert path.read_text() == "new"
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["t.csv.gz"]
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o640  # as open() would make it, not 0600
