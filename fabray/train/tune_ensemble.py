@@ -563,7 +563,7 @@ def fit_ensemble(
         "model_thresholds": thresholds,
         "winner": winner,
         "winner_sample": _clean(win_sample),
-        "clear_win": verdict,
+        "clear_win": _clean_tree(verdict),
         "calibration": calibration,
         "diversity": _clean_tree(diversity),
         "notes": notes,
