@@ -113,6 +113,9 @@ class AlertBook:
         self._closed_new: list[dict[str, Any]] = []  # closed since the last `drain_closed`
         self._next_number = 1
 
+    def is_open(self, zone: str) -> bool:
+        return zone in self._open
+
     def on_scored(self, zone: str, minute: int, answer: Mapping[str, Any], spec: Any,
                   suggestion_inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
         """A scored minute: open an alert when the alarm rises (returned), or note the alarm's

@@ -186,13 +186,16 @@ class EnsembleKeeperDeployment:
     async def _score(self, zones: list, windows: np.ndarray, reasons: list) -> list:
         return await self._predictor_handle().predict.remote({"zones": zones, "windows": windows, "reasons": reasons})
 
+    async def _explain(self, windows: np.ndarray) -> list:
+        return await self._predictor_handle().rules_fired.remote(windows)
+
     async def observe(self, rows: list, meta: dict) -> dict:
         """One /v1/observe call (feed.py's `FeedDesk.observe`); its state is on disk before
         the answer leaves (the feed's, and the ensemble weights its outcomes moved)."""
         spec = FeedSpec.from_meta(meta, self.degraded)
         await self._ensure_live(spec.version)
         async with self._feed_lock:
-            out = await self.desk.observe(rows, spec, self._score)
+            out = await self.desk.observe(rows, spec, self._score, self._explain)
             self._feed_unwritten.append(self.desk.snapshot())  # snapshots are written in order
             ensemble_state = self.keeper.snapshot()
             try:
@@ -327,6 +330,12 @@ class PredictorDeployment:
         meta["replica"] = serve.get_replica_context().replica_id.unique_id
         return meta
 
+    async def rules_fired(self, windows: np.ndarray) -> list:
+        """The rules of the served `rule` model that fire on raw windows [K, L, F]: per window
+        [{"rule", "activation"}] with activation >= 0.5, strongest first (empty lists when the
+        version has no rule model)."""
+        return await asyncio.to_thread(_rules_fired, self.bundle, windows)
+
     async def ensure_ensemble(self) -> None:
         """Hand the served version's ensemble to the keeper (a restarted keeper asks)."""
         bundle = self.bundle
@@ -410,7 +419,9 @@ class PredictorDeployment:
         unscorable = [d and not np.isfinite(r) for d, r in zip(degraded, rules)]
         safe_scores = np.where(finite, scores, 0.0)
         safe_rules = np.where(np.isfinite(rules), rules, 0.0)
-        combined = await self.keeper.combine.remote(bundle.version, zones, safe_scores, safe_rules, degraded)
+        predictor = getattr(bundle, "predictor", None)  # [B, F] last minutes, scaled: the learned gate's context
+        last_rows = None if predictor is None else predictor.scaler.transform(windows[:, -1, :])
+        combined = await self.keeper.combine.remote(bundle.version, zones, safe_scores, safe_rules, degraded, last_rows)
         if combined is None:
             await self.keeper.ensure.remote(bundle.version, bundle.fitted_state, bundle.ensemble_params,
                                             list(bundle.model_names))
@@ -443,6 +454,22 @@ class PredictorDeployment:
         _record(self._scored, "inc", n_degraded, {"degraded": "true"})
         _record(self._batch_windows, "observe", len(answers))
         return answers
+
+
+def _rules_fired(bundle: Any, windows: np.ndarray) -> list:
+    from fabray.models.rule import RuleScore
+    from fabray.serve.keeper import RULE_MODEL
+
+    if RULE_MODEL not in bundle.model_names:
+        return [[] for _ in windows]
+    layer = next((l for l in bundle.predictor.model(RULE_MODEL).layers if isinstance(l, RuleScore)), None)
+    if layer is None:
+        return [[] for _ in windows]
+    x = bundle.predictor.scaler.transform(np.asarray(windows, dtype=np.float32))  # [K, L, F] scaled
+    activations = np.asarray(layer.rule_activations(x), dtype=np.float64)  # [K, R]
+    names = [rule["name"] for rule in layer.rules]
+    return [[{"rule": names[r], "activation": round(float(row[r]), 3)}
+             for r in np.argsort(-row) if row[r] >= 0.5] for row in activations]
 
 
 # ---------------------------------------------------------------------------- jobs

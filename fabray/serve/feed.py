@@ -514,6 +514,8 @@ class _NotScored(Exception):
 
 #: score(zones, windows [B, L, F] float32, reasons) → one answer per window (as /v1/predict's)
 Scorer = Callable[[list[str], np.ndarray, list[tuple[str, ...]]], Awaitable[list[dict[str, Any]]]]
+#: explain(windows [K, L, F] float32) → per window the rules that fired: [{"rule", "activation"}]
+Explainer = Callable[[np.ndarray], Awaitable[list[list[dict[str, Any]]]]]
 
 
 class FeedDesk:
@@ -567,9 +569,11 @@ class FeedDesk:
         logger.info("live feed restored from %s: %d zones, %d alerts", self.state_path, len(feed.zones),
                     len(self.alerts.all_alerts()))
 
-    async def observe(self, rows: Sequence[Mapping[str, Any]], spec: FeedSpec, score: Scorer) -> dict[str, Any]:
+    async def observe(self, rows: Sequence[Mapping[str, Any]], spec: FeedSpec, score: Scorer,
+                      explain: Explainer | None = None) -> dict[str, Any]:
         """Ingest `rows`, apply the outcomes that came due, score every zone that got its
-        minute, record alerts. The answer; `snapshot()` then holds what to persist."""
+        minute, record alerts (asking `explain` which rules fired for the windows that open
+        one). The answer; `snapshot()` then holds what to persist."""
         batch = self.feed.ingest(rows, spec)
         self.counts["rows"] += batch.accepted
         applied = self._apply_outcomes(batch)
@@ -585,6 +589,8 @@ class FeedDesk:
                 logger.warning("scoring the feed's windows failed: %s", err)
                 answers = [{"error": f"the models could not score this window ({type(err).__name__}); "
                                      "it is scored again with the zone's next minute"}] * len(zones)
+        if explain is not None:
+            await self._explain(batch.to_score, answers, explain)
         out_zones, opened = [], []
         for job, answer in zip(batch.to_score, answers):
             zone, minute = job["zone"], job["minute"]
@@ -610,6 +616,21 @@ class FeedDesk:
                          "due": len(batch.outcomes)},
             "alerts": {"opened": [a["alert_id"] for a in opened], "closed": [a["alert_id"] for a in closed]},
         }
+
+    async def _explain(self, jobs: list[dict[str, Any]], answers: list[dict[str, Any]], explain: Explainer) -> None:
+        """`rules_fired` on the answers that will open an alert (an alarm in a zone with none
+        open); an explainer that fails leaves them without (the alert says so by an empty list)."""
+        rising = [i for i, (job, answer) in enumerate(zip(jobs, answers))
+                  if not answer.get("error") and answer.get("decision") and not self.alerts.is_open(job["zone"])]
+        if not rising:
+            return
+        try:
+            fired = await explain(np.stack([jobs[i]["window"] for i in rising]))
+        except Exception as err:  # noqa: BLE001 - an alert without its rules beats no alert
+            logger.warning("which rules fired could not be computed: %s", err)
+            return
+        for i, rules in zip(rising, fired):
+            answers[i] = {**answers[i], "rules_fired": list(rules)}
 
     def _apply_outcomes(self, batch: Ingested) -> int:
         """Outcomes that came due → the keeper's weights (as /v1/feedback would), and the

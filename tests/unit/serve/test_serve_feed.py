@@ -341,3 +341,52 @@ def test_a_full_webhook_queue_drops_instead_of_waiting():
     results = [sender.submit({"event": str(i)}) for i in range(50)]
     assert not all(results) and sender.stats["dropped"] >= 1
     sender.close()
+
+
+# ---------------------------------------------------------------------------- rules fired
+
+
+def test_an_alert_names_the_rules_that_fired_on_its_window():
+    book, calls, asked = AlertBook(), [], []
+
+    async def explain(windows):
+        asked.append(len(windows))
+        return [[{"rule": "queue_growth", "activation": 0.97}] for _ in windows]
+
+    desk = FeedDesk(None, RecordingKeeper(), book)
+    for m in range(14):  # the alarm rises at minute 8 and stays up: one alert, explained once
+        asyncio.run(desk.observe([row("Z01", m, queue=15.0 if m >= 8 else 2.0)], spec(), _fake_scorer(calls), explain))
+    assert asked == [1]
+    assert book.list()[0]["rules_fired"] == [{"rule": "queue_growth", "activation": 0.97}]
+
+
+def test_the_served_rule_model_says_which_rules_fire():
+    import keras
+
+    from fabray.models.rule import RuleModelConfig, rule_score_layer
+    from fabray.serve.app import _rules_fired
+
+    lookback = 20
+    window = keras.Input(shape=(lookback, len(schema.FEATURES)))
+    model = keras.Model(window, rule_score_layer(RuleModelConfig())(window))  # raw inputs (no scaling)
+
+    class Bundle:
+        model_names = ("lstm", "rule")
+
+        class predictor:  # noqa: N801 - stands for RunPredictor
+            model = staticmethod(lambda name: model)
+
+            class scaler:  # noqa: N801
+                transform = staticmethod(lambda x: x)
+
+    calm = np.ones((lookback, len(schema.FEATURES)), np.float32)
+    calm[:, schema.FEATURES.index("vehicle_util")] = 0.5
+    calm[:, schema.FEATURES.index("vehicles_down")] = 0.0
+    calm[:, schema.FEATURES.index("blocked_segments")] = 0.0
+    busy = calm.copy()
+    busy[:, schema.FEATURES.index("vehicle_util")] = 0.99
+    busy[-10:, schema.FEATURES.index("queue_len")] = 30.0
+    fired = _rules_fired(Bundle, np.stack([calm, busy]))
+    assert fired[0] == []
+    assert {f["rule"] for f in fired[1]} == {"high_utilization", "queue_growth"}
+    assert all(f["activation"] >= 0.5 for f in fired[1])
