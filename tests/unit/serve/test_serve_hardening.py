@@ -171,7 +171,7 @@ def test_batch_windows_with_non_finite_scores_are_degraded_or_unscored():
 
 class _Keeper:
     class _Combine:
-        async def remote(self, version, zones, scores, rules, degraded):
+        async def remote(self, version, zones, scores, rules, degraded, last_rows=None):
             assert np.isfinite(scores).all() and np.isfinite(rules).all()
             return [{"prediction_id": f"p{i}", "probability": float(rules[i] if d else scores[i].mean()),
                      "weights": {}} for i, d in enumerate(degraded)]
