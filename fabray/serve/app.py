@@ -425,7 +425,8 @@ class PredictorDeployment:
         if combined is None:
             await self.keeper.ensure.remote(bundle.version, bundle.fitted_state, bundle.ensemble_params,
                                             list(bundle.model_names))
-            combined = await self.keeper.combine.remote(bundle.version, zones, safe_scores, safe_rules, degraded)
+            combined = await self.keeper.combine.remote(bundle.version, zones, safe_scores, safe_rules, degraded,
+                                                        last_rows)
         answers = []
         for zone, row, ok, c, why, lost in zip(zones, scores, finite, combined, reasons, unscorable):
             probability = float(c["probability"])
