@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH ?= bench-out
 ETT_DATA ?= ../shared/data/ETTh1.csv
 
-.PHONY: demo test test-unit bench clean
+.PHONY: demo test test-quick test-unit bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fabray demo
 
+# Every test (the CI's command). Markers in pyproject.toml: `slow` = more than a few seconds.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=20
+
+# Every test but the slow ones (the Serve, retrain, multi-node, autoscaling, fault and job tests).
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -21,8 +21,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,16 +106,21 @@ def ray_temp_dir(prefix: str) -> Iterator[Path]:
 
 
 def run_isolated(
-    argv: Sequence[str], ray_tmp: Path, log: Path, timeout_s: float
+    argv: Sequence[str], ray_tmp: Path, log: Path, timeout_s: float, stop: threading.Event | None = None
 ) -> subprocess.CompletedProcess:
-    """Run `python argv...` with the isolated environment, output to `log`. On timeout the
-    subprocess is ended (its cluster is cleaned up by `ray_temp_dir`)."""
+    """Run `python argv...` with the isolated environment, output to `log`. On timeout (or when
+    `stop` is set) the subprocess is ended (its cluster is cleaned up by `ray_temp_dir`)."""
+    deadline = time.monotonic() + timeout_s
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, *argv], env=isolated_env(ray_tmp), stdout=out,
                                 stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        code = None
+        while code is None and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            try:
+                code = proc.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
+        if code is None:
             proc.terminate()
             try:
                 proc.wait(timeout=20)
@@ -140,3 +146,73 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.5) -> bool:
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+class IsolatedRuns:
+    """Isolated runs started at the beginning of the session, in a background thread, one at a
+    time, while the rest of the suite goes on in this process (their clusters mostly wait on
+    start-ups and timeouts, so they overlap well with the in-process tests).
+
+    A module that needs one defines `ISOLATED_JOB = job` with `job(work: Path, stop: Event)`
+    (work: a fresh directory; `stop`: set when the session ends early) returning what its tests
+    check, and its module fixture calls `isolated_runs.result(__name__, job)`. The integration
+    conftest schedules the job of every collected module at collection and runs those modules
+    last; a module run alone just runs its job when its fixture asks.
+    """
+
+    def __init__(self, make_dir: Callable[[str], Path]) -> None:
+        self._make_dir = make_dir
+        self._jobs: dict[str, Callable[[Path, threading.Event], object]] = {}
+        self._queue: list[str] = []
+        self._done: dict[str, tuple[bool, object]] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, name: str, job: Callable[[Path, threading.Event], object]) -> None:
+        with self._cond:
+            if name in self._jobs:
+                return
+            self._jobs[name] = job
+            self._queue.append(name)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="isolated-runs", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def result(self, name: str, job: Callable[[Path, threading.Event], object]) -> object:
+        """The job's return value, once it has run (its exception is raised here)."""
+        self.schedule(name, job)
+        with self._cond:
+            self._cond.wait_for(lambda: name in self._done)
+            ok, value = self._done[name]
+        if not ok:
+            raise value  # type: ignore[misc]
+        return value
+
+    def close(self) -> None:
+        """End the job running now (if any) and skip the others."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stop.is_set())
+                if self._stop.is_set():
+                    for name in self._queue:
+                        self._done[name] = (False, RuntimeError("the session ended before this isolated run"))
+                    self._queue.clear()
+                    self._cond.notify_all()
+                    return
+                name = self._queue.pop(0)
+            try:
+                outcome = (True, self._jobs[name](self._make_dir(name.rsplit(".", 1)[-1]), self._stop))
+            except BaseException as err:  # noqa: BLE001 - handed to the fixture that waits for it
+                outcome = (False, err)
+            with self._cond:
+                self._done[name] = outcome
+                self._cond.notify_all()

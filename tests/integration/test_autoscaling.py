@@ -13,7 +13,8 @@ is missing from the wheel, its start()/shutdown() run `ray stop --force` (ending
 of the user), and it uses the fixed ports 6379 / 8265. `IsolatedAutoscalingCluster` supplies the
 config inline, starts the head on free ports under its own RAY_TMPDIR, and stops only the
 processes of that temp dir, by PID. Everything runs in a subprocess (this file as a script), away
-from the session's `ray_cluster` fixture.
+from the session's `ray_cluster` fixture; it starts at collection and runs in the background
+while the rest of the suite goes on (`ISOLATED_JOB`, tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -224,17 +226,28 @@ if __name__ == "__main__":
 # ---------------------------------------------------------------------------- the test
 
 
-@pytest.fixture(scope="module")
-def scaling(tmp_path_factory) -> dict[str, Any]:
-    from _local_clusters import log_tail, processes_of, ray_temp_dir, run_isolated
+def _isolated_job(work: Path, stop: threading.Event) -> tuple[int, Path, Path, list[int]]:
+    """This file as a script, with its own cluster: (exit code, result file, log, the PIDs of the
+    cluster still alive when the script ended, before the temp dir's own cleanup)."""
+    from _local_clusters import processes_of, ray_temp_dir, run_isolated
 
-    work = tmp_path_factory.mktemp("autoscaling")
     result, log = work / "result.json", work / "subprocess.log"
     with ray_temp_dir("fbr-as-") as ray_tmp:
-        proc = run_isolated([__file__, "--result", str(result)], ray_tmp, log, timeout_s=900)
+        proc = run_isolated([__file__, "--result", str(result)], ray_tmp, log, timeout_s=900, stop=stop)
         left = [p.pid for p in processes_of(ray_tmp)]  # before ray_temp_dir's own cleanup
+    return proc.returncode, result, log, left
+
+
+ISOLATED_JOB = _isolated_job  # started at collection, in the background (conftest.py)
+
+
+@pytest.fixture(scope="module")
+def scaling(isolated_runs) -> dict[str, Any]:
+    from _local_clusters import log_tail
+
+    code, result, log, left = isolated_runs.result(__name__, _isolated_job)
     timeline = result.with_suffix(".timeline.json")
-    assert proc.returncode == 0 and result.is_file(), (
+    assert code == 0 and result.is_file(), (
         f"autoscaling run failed:\n{log_tail(log)}\ntimeline: "
         f"{timeline.read_text() if timeline.is_file() else '-'}")
     out = json.loads(result.read_text())

@@ -1,7 +1,8 @@
 """`fabray ensemble` (Ray Tune on the session's local Ray) and `fabray evaluate` on a tiny run.
 
-One tiny run (two small models, one epoch) is trained once for the module; the Tune step runs a
-few trials on it; evaluate scores a fab simulated with another seed and writes JSON and a report.
+The session's tiny run (two small models, trained once for every module: `tiny_ensemble_run` in
+tests/integration/conftest.py) gets its ensemble from a Tune step of a few trials; evaluate
+scores a fab simulated with another seed and writes JSON and a report.
 """
 
 from __future__ import annotations
@@ -10,47 +11,31 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+
+from _tiny_run import TINY_MODELS
 
 from fabray.cli import main
 
 pytestmark = pytest.mark.ray
 
-MODELS = ("lstm", "rule")
-TINY_CONFIG = {
-    "train": {
-        "epochs": 1,
-        "batch_size": 256,
-        "models": list(MODELS),
-        "resources": {"cpus": 0.5},
-        "shuffle_buffer": 2000,
-        "model_overrides": {
-            "lstm": {"lstm_units": [8], "head_units": [8]},
-            "rule": {"lstm_units": 4, "head_units": [4]},
-        },
-    }
-}
+MODELS = TINY_MODELS
 PLOTS = ("leaderboard.png", "pr_curves.png", "timeline.png", "weights.png", "lead_times.png")
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
+def files(tiny_data, tmp_path_factory) -> dict[str, Path]:
     from fabray.data.io import write_table
     from fabray.data.simulate import simulate_preset
 
-    d = tmp_path_factory.mktemp("ens_data")
-    write_table(simulate_preset("tiny", seed=3), d / "train.parquet")
-    write_table(simulate_preset("tiny", seed=5), d / "test.parquet")  # a fab the run never saw
-    (d / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
-    return {"train": d / "train.parquet", "test": d / "test.parquet", "config": d / "tiny.yaml"}
+    test = tmp_path_factory.mktemp("ens_data") / "test.parquet"
+    write_table(simulate_preset("tiny", seed=5), test)  # a fab the run never saw
+    return {"train": tiny_data, "test": test}
 
 
 @pytest.fixture(scope="module")
-def fitted_run(ray_cluster, files, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("ens_runs") / "r1"
-    assert main(["train", "--data", str(files["train"]), "--out", str(run), "--config", str(files["config"])]) == 0
-    assert main(["ensemble", "--run", str(run), "--trials", "4", "--seed", "1"]) == 0
-    return run
+def fitted_run(tiny_ensemble_run) -> Path:
+    """The session's tiny run (trained on `files["train"]`) with its ensemble fitted."""
+    return tiny_ensemble_run
 
 
 def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
@@ -62,9 +47,10 @@ def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
     doc = json.loads((fitted_run / "ensemble.json").read_text())
     assert doc["model_names"] == list(MODELS)
     assert doc["feedback_lag"] == 10
-    assert len(doc["params"]["base_weights"]) == 2 and doc["params"]["half_life"] != "inf"  # dynamic
+    assert len(doc["params"]["base_weights"]) == 2
+    assert doc["form"] in ("member", "static", "dynamic", "gate") and doc["state"]["form"] == doc["form"]
     assert doc["static_params"]["half_life"] == "inf"
-    assert {t["zone"] for t in doc["state"]["trackers"]} == {"Z01", "Z02", "Z03", "Z04"}
+    assert {t["zone"] for t in doc["state"]["inner"]["trackers"]} == {"Z01", "Z02", "Z03", "Z04"}
     assert set(doc["model_thresholds"]) == set(MODELS)
     val = doc["validation"]
     assert 0 < val["dynamic"]["f1"] <= 1 and val["dynamic"]["threshold"] == doc["params"]["threshold"]
@@ -74,11 +60,13 @@ def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
     assert val["dynamic"]["lead_score"] is not None and val["dynamic"]["lead_score"] <= 100
 
     trials = pd.read_csv(fitted_run / "ensemble_trials.csv")
-    tune_rows = trials[~trials["trial"].str.startswith("static")]
+    fixed = {"static_uniform", "static_winner_base", "static_all", "gate_all", *(f"member_{m}" for m in MODELS)}
+    tune_rows = trials[~trials["trial"].isin(fixed)]
     assert len(tune_rows) == 4 and (tune_rows["status"] == "ok").all()
-    assert doc["winner"] in set(tune_rows["trial"])
-    best = tune_rows.sort_values(["lead_score", "f1"], ascending=False).iloc[0]
-    assert best["trial"] == doc["winner"] and best["lead_score"] == pytest.approx(val["dynamic"]["lead_score"])
+    candidates = trials[~trials["trial"].isin({"static_uniform", "static_winner_base"})]
+    assert doc["winner"] in set(candidates["trial"])
+    best = candidates.sort_values(["lead_score", "f1"], ascending=False).iloc[0]
+    assert best["lead_score"] == pytest.approx(val["served_uncalibrated"]["lead_score"])
 
     manifest = json.loads((fitted_run / "manifest.json").read_text())
     entry = manifest["ensemble"]

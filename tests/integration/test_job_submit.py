@@ -13,18 +13,23 @@ without it is refused.
 
 The head is stopped by its own means: SIGTERM to the `ray start --block` process, which shuts
 down what it started; any process of the cluster still alive afterwards (found by the cluster's
-RAY_TMPDIR) is ended by PID (`_local_clusters.ray_temp_dir`). Never `ray stop`.
+RAY_TMPDIR) is ended by PID (`_local_clusters.ray_temp_dir`). Never `ray stop`. All of it starts at
+collection and runs in the background while the rest of the suite goes on (`ISOLATED_JOB`,
+tests/integration/conftest.py); the test checks what it recorded.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -65,29 +70,31 @@ def _client(url: str, token: str | None, timeout_s: float):
         except Exception:  # noqa: BLE001 - connection refused until the dashboard is up
             if time.monotonic() > deadline:
                 raise
-            time.sleep(2)
+            time.sleep(0.5)
 
 
-def test_train_job_submitted_to_a_local_head_succeeds(tmp_path):
+def _isolated_job(work: Path, stop: threading.Event) -> dict[str, Any]:
+    """Start the head, submit the job, wait for it, try a client without the token, stop the
+    head; what happened, for the test to check."""
     from _local_clusters import free_port, isolated_env, log_tail, ray_temp_dir
-    from ray.job_submission import JobStatus
 
     from fabray.data.io import write_table
     from fabray.data.simulate import simulate_preset
 
-    data = write_table(simulate_preset("tiny", seed=6), tmp_path / "tiny.parquet")
-    config = tmp_path / "job.yaml"
+    data = write_table(simulate_preset("tiny", seed=6), work / "tiny.parquet")
+    config = work / "job.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    run = tmp_path / "runs" / "job-r1"
+    run = work / "runs" / "job-r1"
     token = secrets.token_hex(32)
     ports = {k: free_port() for k in ("gcs", "dashboard", "agent", "agent_grpc", "client", "metrics", "runtime_env")}
     url = f"http://127.0.0.1:{ports['dashboard']}"
+    out: dict[str, Any] = {"run": run, "status": None, "logs": "", "no_token_error": None}
 
     with ray_temp_dir("fbr-job-") as ray_tmp:
         env = isolated_env(ray_tmp)
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
                    PATH=f"{VENV_BIN}:{env.get('PATH', '')}")  # `python` in the entrypoint = the venv's
-        head_log = tmp_path / "head.log"
+        head_log = work / "head.log"
         with open(head_log, "w") as log:
             head = subprocess.Popen(_head_command(ports), env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -98,14 +105,14 @@ def test_train_job_submitted_to_a_local_head_succeeds(tmp_path):
             )
             deadline = time.monotonic() + 600
             status = client.get_job_status(job_id)
-            while not status.is_terminal() and time.monotonic() < deadline:
-                time.sleep(3)
+            while not status.is_terminal() and time.monotonic() < deadline and not stop.is_set():
+                time.sleep(1)
                 status = client.get_job_status(job_id)
-            logs = client.get_job_logs(job_id)
-            assert status == JobStatus.SUCCEEDED, f"job {job_id}: {status}\n{logs[-4000:]}\n{log_tail(head_log)}"
-
-            with pytest.raises(Exception, match="(?i)auth|401|403|token"):
-                _client(url, None, timeout_s=0).list_jobs()  # no token: refused
+            out.update(job_id=job_id, status=status, logs=client.get_job_logs(job_id))
+            try:
+                _client(url, None, timeout_s=0).list_jobs()  # no token: must be refused
+            except Exception as err:  # noqa: BLE001 - the test checks what it says
+                out["no_token_error"] = f"{type(err).__name__}: {err}"
         finally:
             head.send_signal(signal.SIGTERM)  # `ray start --block` shuts down what it started
             try:
@@ -113,8 +120,25 @@ def test_train_job_submitted_to_a_local_head_succeeds(tmp_path):
             except subprocess.TimeoutExpired:
                 head.kill()
                 head.wait()
+            out["head_log_tail"] = log_tail(head_log)
+    return out
+
+
+ISOLATED_JOB = _isolated_job  # started at collection, in the background (conftest.py)
+
+
+def test_train_job_submitted_to_a_local_head_succeeds(isolated_runs):
+    from ray.job_submission import JobStatus
+
+    job = isolated_runs.result(__name__, _isolated_job)
+    logs = job["logs"]
+    assert job["status"] == JobStatus.SUCCEEDED, \
+        f"job {job.get('job_id')}: {job['status']}\n{logs[-4000:]}\n{job['head_log_tail']}"
+    assert job["no_token_error"] is not None, "a client without the token was not refused"
+    assert re.search("(?i)auth|401|403|token", job["no_token_error"]), job["no_token_error"]
 
     assert "run:" in logs and "(complete)" in logs  # the CLI's last line, from the job's driver
+    run = job["run"]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     entry = manifest["models"]["lstm"]

@@ -8,7 +8,9 @@ float32 (the manifest says which precision each model used). The same code then 
 on a single-node cluster, and both runs' manifests must have the same structure.
 
 The clusters run in a subprocess (this file, run as a script) with its own RAY_TMPDIR and free
-ports, so they never meet the session's `ray_cluster` fixture or anyone else's Ray.
+ports, so they never meet the session's `ray_cluster` fixture or anyone else's Ray. The subprocess
+starts at collection and runs in the background while the rest of the suite goes on
+(`ISOLATED_JOB`, tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -122,16 +125,20 @@ def _train_on(cluster_nodes: list[dict], data: Path, out: Path, models: tuple[st
 
 
 def _main(argv: list[str]) -> int:
+    from fabray.data.io import write_table
+    from fabray.data.simulate import simulate_preset
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", required=True, help="where the tiny fab (seed 5) is written")
     parser.add_argument("--runs", required=True)
     parser.add_argument("--result", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runs = Path(args.runs)
+    data = write_table(simulate_preset("tiny", seed=5), Path(args.data))
     two_nodes = [{"cpus": 2, "gpus": 1}, {"cpus": 2, "gpus": 1}]
-    result = {"multi": _train_on(two_nodes, Path(args.data), runs / "multi", MODELS)}
-    result["single"] = _train_on([{"cpus": 2, "gpus": 1}], Path(args.data), runs / "single", ("rule",))
+    result = {"multi": _train_on(two_nodes, data, runs / "multi", MODELS)}
+    result["single"] = _train_on([{"cpus": 2, "gpus": 1}], data, runs / "single", ("rule",))
     Path(args.result).write_text(json.dumps(result, default=str))
     return 0
 
@@ -152,21 +159,26 @@ def _shape(value: Any) -> Any:
     return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
 
 
-@pytest.fixture(scope="module")
-def multinode_result(tmp_path_factory) -> dict[str, Any]:
-    from _local_clusters import log_tail, ray_temp_dir, run_isolated
+def _isolated_job(work: Path, stop: threading.Event) -> tuple[int, Path, Path]:
+    """This file as a script, with its own clusters: (exit code, result file, log)."""
+    from _local_clusters import ray_temp_dir, run_isolated
 
-    from fabray.data.io import write_table
-    from fabray.data.simulate import simulate_preset
-
-    work = tmp_path_factory.mktemp("multinode")
-    data = work / "tiny.parquet"
-    write_table(simulate_preset("tiny", seed=5), data)
     result, log = work / "result.json", work / "subprocess.log"
     with ray_temp_dir("fbr-mn-") as ray_tmp:
-        proc = run_isolated([__file__, "--data", str(data), "--runs", str(work / "runs"),
-                             "--result", str(result)], ray_tmp, log, timeout_s=1500)
-    assert proc.returncode == 0 and result.is_file(), f"multi-node run failed:\n{log_tail(log)}"
+        proc = run_isolated([__file__, "--data", str(work / "tiny.parquet"), "--runs", str(work / "runs"),
+                             "--result", str(result)], ray_tmp, log, timeout_s=1500, stop=stop)
+    return proc.returncode, result, log
+
+
+ISOLATED_JOB = _isolated_job  # started at collection, in the background (conftest.py)
+
+
+@pytest.fixture(scope="module")
+def multinode_result(isolated_runs) -> dict[str, Any]:
+    from _local_clusters import log_tail
+
+    code, result, log = isolated_runs.result(__name__, _isolated_job)
+    assert code == 0 and result.is_file(), f"multi-node run failed:\n{log_tail(log)}"
     return json.loads(result.read_text())
 
 

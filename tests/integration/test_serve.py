@@ -1,15 +1,15 @@
 """The Serve application over real HTTP on 127.0.0.1, with a real trained run (issue 6, item 5).
 
 One Serve instance for the module (on the session's 2-CPU Ray; shut down at the end, Ray left
-running). The tests run in file order and share the service's state: v1 is served first, then
-a copy of the run is hot-swapped in as v2 under continuous traffic, damaged versions are
-refused, v1 comes back by rollback, replicas are killed and replaced, and batch jobs run.
+running), serving the session's tiny run (`tiny_run`, tests/integration/conftest.py). The tests
+run in file order and share the service's state: v1 is served first, then a copy of the run is
+hot-swapped in as v2 under continuous traffic, damaged versions are refused, v1 comes back by
+rollback, replicas are killed and replaced, and batch jobs run. Waits poll with deadlines.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import yaml
+
+from _tiny_run import copy_run
 
 from fabray import schema
 
@@ -27,17 +28,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 TOKEN = "integration-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TINY_CONFIG = {
-    "train": {
-        "epochs": 1,
-        "batch_size": 256,
-        "models": ["lstm", "rule"],
-        "resources": {"cpus": 0.5},
-        "shuffle_buffer": 2000,
-        "model_overrides": {"lstm": {"lstm_units": [8], "head_units": [8]},
-                            "rule": {"lstm_units": 4, "head_units": [4]}},
-    }
-}
 
 
 def _free_port() -> int:
@@ -46,34 +36,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def data_file(tiny_data) -> Path:
+    return tiny_data
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_run) -> Path:
+    """The session's tiny run (tests/integration/conftest.py), trained on `data_file`."""
+    assert tiny_run.code == 0, "the tiny run did not train"
+    return tiny_run.run
+
+
 def _copy_run(run: Path, dst: Path, run_id: str) -> Path:
     """A copy of a run that the store sees as different content (its manifest names it)."""
-    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("ray"))
-    manifest = json.loads((dst / "manifest.json").read_text())
-    manifest["run_id"] = run_id
-    (dst / "manifest.json").write_text(json.dumps(manifest))
-    return dst
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    from fabray.data.io import write_table
-    from fabray.data.simulate import simulate_preset
-
-    path = tmp_path_factory.mktemp("data") / "tiny.parquet"
-    write_table(simulate_preset("tiny", seed=3), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained_run(ray_cluster, data_file, tmp_path_factory) -> Path:
-    from fabray.cli import main
-
-    cfg = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
-    run = tmp_path_factory.mktemp("runs") / "r1"
-    assert main(["train", "--data", str(data_file), "--out", str(run), "--config", str(cfg)]) == 0
-    return run
+    return copy_run(run, dst, run_id, ray_results=False)
 
 
 @pytest.fixture(scope="module")
@@ -302,13 +279,16 @@ def test_feedback_moves_the_weights_and_they_survive_a_keeper_restart(service, w
                       json=[{"prediction_id": a["prediction_id"], "outcome": outcome} for a in first])
     assert r.status_code == 200, r.text
     assert r.json()["applied"] == 6
+    applied_at = time.time()
     moved = r.json()["weights"]["v1"]["Z04"]
     assert moved["lstm"] > before["lstm"] and moved["rule"] < before["rule"]
     after = predict(url, {"zone": "Z04", "window": windows["Z04"]}).json()
     assert after["weights"] == pytest.approx(moved)
     assert predict(url, {"zone": "Z01", "window": windows["Z01"]}).json()["weights"] == pytest.approx(before)
 
-    time.sleep(1.5)  # > state_persist_interval_s: the state is on disk
+    # the state is on disk once the keeper has saved a snapshot taken after the feedback
+    state = service["store"].state_path("v1")
+    wait_until(lambda: state.is_file() and json.loads(state.read_text())["saved_at"] > applied_at, 30, 0.1)
     kill_replica("EnsembleKeeper")
     restored = wait_until(lambda: (r := predict(url, {"zone": "Z04", "window": windows["Z04"]})).status_code == 200
                           and r.json())
@@ -339,13 +319,14 @@ def test_hot_swap_under_traffic_fails_no_request(service, trained_run, windows):
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)
+        wait_until(lambda: len(seen) >= 5, 60, 0.05)  # traffic flows (on v1) before the swap
         r = requests.post(url + "/v1/models", headers=AUTH, timeout=300,
                           json={"run": str(r2), "promote": True, "note": "hot swap test"})
         assert r.status_code == 200, r.text
         assert r.json() == {"version": "v2", "promoted": True, "live": "v2", "history": ["v1"]}
-        wait_until(lambda: seen and seen[-1] == "v2", 60, 0.2)
-        time.sleep(1.0)
+        wait_until(lambda: seen and seen[-1] == "v2", 60, 0.05)
+        after_swap = len(seen)
+        wait_until(lambda: len(seen) >= max(after_swap + 10, 11), 60, 0.05)  # traffic goes on after it
     finally:
         stop.set()
         for t in threads:

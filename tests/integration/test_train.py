@@ -1,61 +1,30 @@
 """`fabray train` on the session's local Ray (2 CPUs): two tiny models, half a CPU each, at once.
 
-One training run (module fixture, ~1–2 minutes here) is shared by the checks on what it wrote;
-the bad-input checks never reach Ray.
+The checks on what a training run wrote use the session's tiny run (`tiny_run`, trained once for
+every module that needs one, tests/integration/conftest.py); the bad-input checks never reach Ray.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+
+from _tiny_run import TINY_EPOCHS, TINY_MODELS
 
 from fabray import schema
 from fabray.cli import main
 
 pytestmark = pytest.mark.ray
 
-MODELS = ("lstm", "rule")
-TINY_CONFIG = {
-    "train": {
-        "epochs": 2,
-        "batch_size": 256,
-        "models": list(MODELS),
-        "resources": {"cpus": 0.5},  # two trainers at once on 2 CPUs, one CPU left for Ray Data
-        "shuffle_buffer": 2000,
-        "model_overrides": {
-            "lstm": {"lstm_units": [8], "head_units": [8]},
-            "rule": {"lstm_units": 4, "head_units": [4]},
-        },
-    }
-}
+MODELS = TINY_MODELS
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    from fabray.data.io import write_table
-    from fabray.data.simulate import simulate_preset
-
-    path = tmp_path_factory.mktemp("data") / "tiny.parquet"
-    write_table(simulate_preset("tiny", seed=3), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_CONFIG))
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained_run(ray_cluster, tiny_data, tiny_config, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "r1"
-    code = main(["train", "--data", str(tiny_data), "--out", str(run), "--config", str(tiny_config)])
-    return code, run
+def trained_run(tiny_run):
+    """(exit code, run directory) of the session's tiny run (tests/integration/conftest.py)."""
+    return tiny_run.code, tiny_run.run
 
 
 def test_train_writes_every_model_and_a_manifest_whose_paths_exist(trained_run, tiny_data):
@@ -74,7 +43,7 @@ def test_train_writes_every_model_and_a_manifest_whose_paths_exist(trained_run, 
         for key in ("model", "history", "preprocessing", "config", "ray_checkpoint"):
             assert (run / entry[key]).exists(), (name, key, entry[key])
         history = json.loads((run / entry["history"]).read_text())
-        assert [h["epoch"] for h in history["epochs"]] == [1, 2]
+        assert [h["epoch"] for h in history["epochs"]] == list(range(1, TINY_EPOCHS + 1)) == [1, 2]
         best = max(history["epochs"], key=lambda h: (h["val_score"], -h["epoch"]))
         assert entry["best_epoch"] == best["epoch"]
         assert entry["val_metrics"]["pr_auc"] == pytest.approx(best["val_pr_auc"])

@@ -16,7 +16,8 @@ optimizer and early-stopping state) and continues. The test checks that:
 The State API needs the dashboard, which the session's `ray_cluster` has off; so the run happens
 in a subprocess (this file run as a script) on a one-node `ray.cluster_utils.Cluster` with the
 dashboard on 127.0.0.1, free ports and its own RAY_TMPDIR (`_local_clusters`), shut down by its
-own means, and never meets the session cluster.
+own means, and never meets the session cluster. The subprocess starts at collection and runs in
+the background while the rest of the suite goes on (`ISOLATED_JOB`, tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -111,13 +112,17 @@ def _run(data: Path, out: Path) -> dict[str, Any]:
 
 
 def _main(argv: list[str]) -> int:
+    from fabray.data.io import write_table
+    from fabray.data.simulate import simulate_preset
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", required=True, help="where the tiny fab (seed 4) is written")
     parser.add_argument("--out", required=True)
     parser.add_argument("--result", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = _run(Path(args.data), Path(args.out))
+    data = write_table(simulate_preset("tiny", seed=4), Path(args.data))
+    result = _run(data, Path(args.out))
     Path(args.result).write_text(json.dumps(result, default=str))
     return 0
 
@@ -129,20 +134,26 @@ if __name__ == "__main__":
 # ---------------------------------------------------------------------------- the test
 
 
-@pytest.fixture(scope="module")
-def fault_run(tmp_path_factory) -> dict[str, Any]:
-    from _local_clusters import log_tail, ray_temp_dir, run_isolated
+def _isolated_job(work: Path, stop: threading.Event) -> tuple[int, Path, Path]:
+    """This file as a script, on its own one-node cluster: (exit code, result file, log)."""
+    from _local_clusters import ray_temp_dir, run_isolated
 
-    from fabray.data.io import write_table
-    from fabray.data.simulate import simulate_preset
-
-    work = tmp_path_factory.mktemp("faults")
-    data = write_table(simulate_preset("tiny", seed=4), work / "tiny.parquet")
     result, log = work / "result.json", work / "subprocess.log"
     with ray_temp_dir("fbr-fault-") as ray_tmp:
-        proc = run_isolated([__file__, "--data", str(data), "--out", str(work / "run"),
-                             "--result", str(result)], ray_tmp, log, timeout_s=900)
-    assert proc.returncode == 0 and result.is_file(), f"fault run failed:\n{log_tail(log)}"
+        proc = run_isolated([__file__, "--data", str(work / "tiny.parquet"), "--out", str(work / "run"),
+                             "--result", str(result)], ray_tmp, log, timeout_s=900, stop=stop)
+    return proc.returncode, result, log
+
+
+ISOLATED_JOB = _isolated_job  # started at collection, in the background (conftest.py)
+
+
+@pytest.fixture(scope="module")
+def fault_run(isolated_runs) -> dict[str, Any]:
+    from _local_clusters import log_tail
+
+    code, result, log = isolated_runs.result(__name__, _isolated_job)
+    assert code == 0 and result.is_file(), f"fault run failed:\n{log_tail(log)}"
     out = json.loads(result.read_text())
     out["log"] = log.read_text(errors="replace")
     return out
