@@ -153,10 +153,10 @@ class EnsembleKeeperDeployment:
         self.keeper.ensure(version, fitted_state, params, model_names)
 
     async def combine(self, version: str, zones: list, scores: np.ndarray, rule_scores: np.ndarray,
-                      degraded: list) -> Optional[list]:
+                      degraded: list, last_rows: Optional[np.ndarray] = None) -> Optional[list]:
         if not self.keeper.has(version):
             return None  # a restarted keeper: the caller sends `ensure` and asks again
-        return self.keeper.combine(version, zones, scores, rule_scores, degraded)
+        return self.keeper.combine(version, zones, scores, rule_scores, degraded, last_rows)
 
     async def feedback(self, items: list) -> dict:
         return self.keeper.feedback(items)
