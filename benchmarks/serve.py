@@ -19,7 +19,10 @@ figure comes with its in-process baseline measured on the same machine at the sa
                     each, from 4 concurrent clients;
 - `batch_job`:      the batch path end to end: POST /v1/batch of a data file with every
                     complete window (≈ batches × batch-windows), Ray Data, Parquet out, polled
-                    until done; vs `inprocess_file` scoring the same windows in-process.
+                    until done; vs `inprocess_file` scoring the same windows in-process;
+- `http_feed_minute`: a full-fab minute: every zone's row in one POST /v1/observe (all zones
+                    scored, outcomes derived, the feed's state written before the answer),
+                    `--feed-minutes` of them after 100 that fill the windows (issue 13).
 
 Goals (issue 6): p99 of one window over HTTP <= 40 ms; HTTP p50 <= 1.5 × in-process p50; batch
 path throughput >= 0.9 × in-process. Printed: a table (stderr) and JSON (stdout, and --json).
@@ -285,6 +288,36 @@ def batch_job(url: str, data: Path, token: str) -> dict[str, Any]:
             "job_seconds": status.get("seconds"), "load_avg_1m": os.getloadavg()[0]}
 
 
+def http_feed_minute(url: str, data: Path, token: str, warm_minutes: int, minutes: int) -> dict[str, Any]:
+    """A full-fab minute over HTTP: every zone's row of one minute in one POST /v1/observe (all
+    zones scored, outcomes derived, state written before the answer). The first `warm_minutes`
+    fill the windows (not timed); the next `minutes` are."""
+    import pandas as pd
+    import requests
+
+    from fabray.serve.client import feed_minutes
+
+    headers = {"Authorization": f"Bearer {token}"}
+    times, zones_scored, errors = [], [], 0
+    with requests.Session() as session:
+        for i, (_, rows) in enumerate(feed_minutes(pd.read_parquet(data))):
+            if i >= warm_minutes + minutes:
+                break
+            start = time.perf_counter()
+            r = session.post(url + "/v1/observe", json={"rows": rows}, headers=headers)
+            elapsed = time.perf_counter() - start
+            if r.status_code != 200:
+                errors += 1
+                continue
+            if i >= warm_minutes:
+                times.append(elapsed)
+                zones_scored.append(sum(z["status"] == "scored" for z in r.json()["zones"]))
+    out = percentiles(times)
+    out.update(minutes=len(times), zones=len(rows), zones_scored_min=min(zones_scored, default=0), errors=errors,
+               load_avg_1m=os.getloadavg()[0])
+    return out
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -298,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zoo", default="default", choices=["default", "run"],
                         help="'default': the six models at their default sizes (untrained) with the "
                         "run's preprocessing; 'run': the run's own models")
+    parser.add_argument("--feed-minutes", type=int, default=100,
+                        help="full-fab minutes timed through POST /v1/observe (after 100 that fill the windows)")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--workdir", default=None, help="where data, run and store go (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -344,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         results["http_one_c16"] = http_concurrent(url, zones, windows, args.requests, args.clients)
         results["http_lists_32"] = http_concurrent(url, zones, windows, args.batches, 4, args.batch_windows)
         results["batch_job"] = batch_job(url, big, token)
+        results["http_feed_minute"] = http_feed_minute(url, small, token, 100, args.feed_minutes)
         results["load_avg_1m_end"] = os.getloadavg()[0]
         results["ratios"] = {
             "http_seq_p50_over_inprocess_p50": results["http_one_seq"]["p50_ms"] / results["inprocess_one"]["p50_ms"],
@@ -365,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         ("in-process, 1 window", results["inprocess_one"]),
         ("HTTP, 1 window, sequential", results["http_one_seq"]),
         (f"HTTP, 1 window, {args.clients} clients", results["http_one_c16"]),
+        (f"HTTP, full-fab minute ({results['http_feed_minute']['zones']} zones)", results["http_feed_minute"]),
     ]
     print(f"{'':36} {'p50 ms':>8} {'p99 ms':>8}", file=sys.stderr)
     for name, row in table:
