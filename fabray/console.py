@@ -8,8 +8,9 @@ By default (`fabray` without `-v`) a command runs inside `quiet_console(command)
 - Python's `sys.stderr` stays on the terminal (a copy of the old descriptor), so fabray's log
   lines, error messages and tqdm bars still show;
 - the Python loggers of the libraries (`LIBRARY_LOGGERS`: ray, tensorflow, absl, ...) and Python
-  warnings write to the log file only; `quiet_ray_logger()` (called where Ray is imported, in
-  `fabray.ray_session`) moves Ray's own console handler there too (Ray installs it on import).
+  warnings write to the log file only; `quiet_ray_logger()` (called where Ray is started, in
+  `fabray.ray_session`) moves Ray's and Serve's own console handlers there too (they install
+  them on import) and the raylet's messages to the driver.
 
 The log file is `$FABRAY_LOG_DIR/<command>-<UTC time>-<pid>.log` (default
 `~/.cache/fabray/logs`, or `$XDG_CACHE_HOME/fabray/logs`); the command's last log line names
@@ -36,6 +37,7 @@ LIBRARY_LOGGERS = ("ray", "tensorflow", "absl", "keras", "h5py", "py.warnings", 
                    "alembic", "mlflow", "optuna", "lightgbm", "matplotlib")
 
 _state: dict[str, logging.Handler] = {}
+_originals: dict[str, tuple] = {}  # name → (module, original function) swapped by quiet_ray_logger
 
 
 def log_dir() -> Path:
@@ -93,6 +95,9 @@ def quiet_console(command: str, *, verbose: bool = False) -> Iterator[Path | Non
         yield path
     finally:
         logging.captureWarnings(False)
+        for name, (module, original) in list(_originals.items()):
+            setattr(module, name, original)
+            del _originals[name]
         for name, (handlers, propagate) in moved.items():
             lib = logging.getLogger(name)
             lib.handlers, lib.propagate = handlers, propagate
@@ -108,11 +113,34 @@ def quiet_console(command: str, *, verbose: bool = False) -> Iterator[Path | Non
 
 
 def quiet_ray_logger() -> None:
-    """In quiet mode, send Ray's driver-side Python logger (which Ray gives its own console
-    handler when imported) to the log file; a no-op otherwise."""
+    """In quiet mode, send Ray's driver-side messages to the log file; a no-op otherwise.
+
+    - the Python loggers `ray` and `ray.*` that hold their own console handlers (Ray adds one to
+      `ray` when imported, Serve one to `ray.serve`): their handlers become the log file's;
+    - the raylet's and GCS's messages to the driver ("(raylet) WARNING: 8 PYTHON worker processes
+      have been started …", task retries at shutdown), which Ray prints to sys.stdout through
+      `ray._private.worker.print_to_stdstream`: that function is swapped for one writing to the
+      log file while the quiet console lasts (a private Ray function: skipped if it is gone).
+    """
     handler = _state.get("handler")
     if handler is None:
         return
-    ray_logger = logging.getLogger("ray")
-    ray_logger.handlers = [handler]
-    ray_logger.propagate = False
+    for name in ["ray", *[n for n in logging.root.manager.loggerDict if n.startswith("ray.")]]:
+        lib = logging.getLogger(name)
+        if name == "ray" or lib.handlers:
+            lib.handlers = [handler]
+            lib.propagate = False
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or "print_to_stdstream" in _originals:
+        return
+
+    def to_log_file(data: dict, ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            handler.stream.write(f"({data.get('pid', 'ray')}) {line}\n")
+
+    _originals["print_to_stdstream"] = (ray_worker, original)
+    ray_worker.print_to_stdstream = to_log_file

@@ -296,7 +296,8 @@ def run_tune(
             max_concurrent_trials=concurrency, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage), verbose=1,
+            name=f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage),
+            verbose=0,  # no per-trial tables on the console: fabray prints the candidates' table
         ),
     )
     results = tuner.fit()

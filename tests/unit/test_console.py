@@ -73,3 +73,27 @@ def test_tensorflow_start_up_lines_leave_the_console(tmp_path):
     assert "absl" in log.read_text() or "oneDNN" in log.read_text()
     loud = _run(code, tmp_path / "v", "-v", "models", "--repeats", "0", "--names", "rule")
     assert "absl" in loud.stderr or "oneDNN" in loud.stderr
+
+
+def test_rays_driver_messages_go_to_the_log_file(tmp_path):
+    """Ray's logger (with the console handler Ray adds on import) and the raylet's messages to
+    the driver ("(raylet) WARNING: 8 PYTHON worker processes …") go to the log file; no Ray is
+    started."""
+    code = """
+import logging
+from fabray.console import quiet_console, quiet_ray_logger
+with quiet_console("probe") as path:
+    import ray
+    from ray._private import worker
+    quiet_ray_logger()
+    logging.getLogger("ray").warning("RAYLOG chatter")
+    worker.print_to_stdstream({"lines": ["RAYLET chatter"], "pid": "raylet", "is_err": False})
+    print("FABRAY line")
+print("restored", worker.print_to_stdstream.__name__)
+"""
+    proc = _run(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "FABRAY line" in proc.stdout and "restored print_to_stdstream" in proc.stdout
+    assert "RAYLOG" not in proc.stdout + proc.stderr and "RAYLET" not in proc.stdout + proc.stderr
+    (log,) = (tmp_path / "logs").iterdir()
+    assert "RAYLOG chatter" in log.read_text() and "(raylet) RAYLET chatter" in log.read_text()
