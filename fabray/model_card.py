@@ -131,7 +131,10 @@ def measured_failure_modes(card: Mapping[str, Any], result: Any) -> list[str]:
     out = []
     for key, label in (("per_zone", "zone"), ("per_shift", "shift")):
         rows = [r for r in card[key] if r["episodes"] > 0 and r["warned_at_start_fraction"] is not None]
-        if len(rows) > 1:
+        if rows and all(r["warned_at_start_fraction"] == 0 for r in rows):
+            out.append(f"No {label} had any of its delay episodes warned at or before their start "
+                       f"({sum(r['episodes'] for r in rows)} episodes in all).")
+        elif len(rows) > 1:
             worst = min(rows, key=lambda r: r["warned_at_start_fraction"])
             best = max(rows, key=lambda r: r["warned_at_start_fraction"])
             if worst["warned_at_start_fraction"] < best["warned_at_start_fraction"]:

@@ -78,6 +78,14 @@ def test_per_zone_and_per_shift_metrics_and_measured_failure_modes():
     json.dumps(card)  # JSON-able
 
 
+def test_no_warned_episode_anywhere_is_said_once_per_grouping():
+    result = _result()
+    result.candidates["ensemble"].alarm = np.zeros(2 * W, dtype=bool)
+    measured = build_model_card(result, MANIFEST, [360])["failure_modes"]["measured"]
+    assert "No zone had any of its delay episodes warned at or before their start (2 episodes in all)." in measured
+    assert not any("Weakest" in m for m in measured)
+
+
 def test_unseen_zones_and_overlapping_periods_are_named():
     manifest = {**MANIFEST, "data": {**MANIFEST["data"], "zones": ["A"], "last_timestamp": "2026-03-02 05:00:00"}}
     measured = " ".join(build_model_card(_result(), manifest, [360])["failure_modes"]["measured"])
