@@ -199,7 +199,38 @@ def run_capacity(steps: int) -> dict[str, Any]:
     flops = 2 * n**3 / float(np.median(seconds))
     return {"measurements": [m.to_dict() for m in measurements], "matmul_fp32_gflops": round(flops / 1e9, 2),
             "matmul": f"numpy float32 {n}x{n} @ {n}x{n}, median of 5, all cores ({os.cpu_count()})",
+            "step_overhead_s": step_overhead(cap.DEFAULT_BATCH_SIZES),
             "host": cap.host_info()}
+
+
+def step_overhead(batch_sizes: Sequence[int], lookback: int = 100, n_features: int = 33, steps: int = 300) -> dict[str, float]:
+    """Seconds per training step of Keras' fit loop with a trivial model (mean over time + one
+    Dense) on [B, lookback, F] batches from tf.data: the host-side cost of a step (dispatch, the
+    iterator, the batch's copy) that a faster accelerator does not remove. Timed: the second
+    epoch of `steps` steps."""
+    import keras
+    import tensorflow as tf
+
+    out = {}
+    for batch in batch_sizes:
+        x = np.random.default_rng(0).standard_normal((batch * 8, lookback, n_features), dtype=np.float32)
+        y = np.zeros((batch * 8, 1), np.float32)
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).repeat().take(steps).prefetch(2)
+        model = keras.Sequential([keras.Input((lookback, n_features)), keras.layers.GlobalAveragePooling1D(),
+                                  keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        times: list[float] = []
+
+        class Timer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                times.append(time.perf_counter() - self.t)
+
+        model.fit(ds, epochs=2, verbose=0, callbacks=[Timer()])
+        out[str(batch)] = round(times[-1] / steps, 6)
+    return out
 
 
 # ---------------------------------------------------------------------------- growth and projection (pure)
@@ -269,7 +300,10 @@ def project(sizes: Sequence[dict[str, Any]], capacity: dict[str, Any]) -> dict[s
         epoch_windows = here["epoch_windows"]
         pipeline_s = epoch_windows / measured["pipeline"]["full_pass"]["windows_per_s"]
         compute_s = here["epoch_s_here"] / ratio
-        epoch_h100 = max(compute_s, pipeline_s)
+        # Every model's worker runs its own fit loop on its own host core: the slowest floor counts.
+        overhead = capacity.get("step_overhead_s", {}).get(str(phase.batch_size))
+        step_s = math.ceil(epoch_windows / phase.batch_size) * overhead if overhead else 0.0
+        epoch_h100 = max(compute_s, pipeline_s, step_s)
         speedup = here["epoch_s_here"] / epoch_h100
         h100 = cap.project_phase(phase, measurements, cap.Assumptions(gpu_speedup=speedup, train_fraction=train_fraction))
         at_30x = cap.project_phase(phase, measurements, cap.Assumptions(train_fraction=train_fraction))
@@ -286,7 +320,9 @@ def project(sizes: Sequence[dict[str, Any]], capacity: dict[str, Any]) -> dict[s
             "epoch_h_here_cpu": here["epoch_s_here"] / 3600,
             "epoch_s_h100_compute_bound": compute_s,
             "epoch_s_h100_pipeline_bound": pipeline_s,
-            "bound": "pipeline" if pipeline_s >= compute_s else "compute",
+            "epoch_s_h100_step_overhead_bound": step_s if overhead else None,  # None: not measured
+            "bound": max((("compute", compute_s), ("pipeline", pipeline_s), ("step_overhead", step_s)),
+                         key=lambda kv: kv[1])[0],
             "effective_h100_speedup": speedup,
             "full_train_h_h100_incl_prepare": h100["full_train_h_h100"] + prep_h,
             "daily_retrain_h_h100_incl_prepare": h100["daily_retrain_h_h100"] + prep_h,
@@ -303,10 +339,11 @@ def project(sizes: Sequence[dict[str, Any]], capacity: dict[str, Any]) -> dict[s
         "replaces": "fabray capacity's ASSUMED gpu_speedup=30",
         "speedup_origin": (
             f"per phase: effective = epoch here ÷ max(epoch here ÷ peak ratio, epoch windows ÷ pipeline "
-            f"windows/s measured here at that row count). Peak ratio = {H100_FP32_TFLOPS} TFLOPS ({H100_SOURCE}) "
+            f"windows/s measured here at that row count, steps per epoch × the host-side seconds per Keras "
+            f"training step measured here with a trivial model at the phase's batch). Peak ratio = {H100_FP32_TFLOPS} TFLOPS ({H100_SOURCE}) "
             f"÷ {capacity['matmul_fp32_gflops']} GFLOPS measured here ({capacity['matmul']}) = {ratio:.0f}x: an "
             "upper bound (small recurrent layers do not reach peak on a GPU). The pipeline bound assumes each "
-            "model's worker keeps one host core for its input pipeline, as here. Both are bounds, so the H100 "
+            "model's worker keeps one host core for its input pipeline and fit loop, as here. All three are bounds, so the H100 "
             "times are LOWER BOUNDS (optimistic); `at_assumed_30x` gives the old assumption's figures beside them."),
         "peak_fp32_ratio": round(ratio, 1),
         "train_windows_per_row": round(train_fraction, 4),
@@ -345,13 +382,15 @@ def print_report(report: dict[str, Any]) -> None:
     proj = report.get("projection")
     if proj:
         lines.append(f"\nPROJECTED phases ({proj['replaces']} replaced; {proj['speedup_origin']})")
-        lines.append(f"{'phase':>5} {'rows':>10} {'epoch CPU h':>11} {'H100 epoch s':>12} {'bound':>8} {'speedup':>8} "
-                     f"{'full train H100 h':>17} {'retrain H100 min':>16} {'H100s':>5} {'seed':>4}")
+        lines.append(f"{'phase':>5} {'rows':>10} {'epoch CPU h':>11} {'H100 epoch s':>12} {'bound':>13} {'speedup':>8} "
+                     f"{'full train H100 h':>17} {'retrain H100 min':>16} {'(at 30x)':>9} {'H100s':>5} {'seed':>4}")
         for p in proj["phases"]:
-            lines.append(f"{p['phase']:>5} {p['rows']:>10,} {p['epoch_h_here_cpu']:>11.2f} "
-                         f"{max(p['epoch_s_h100_compute_bound'], p['epoch_s_h100_pipeline_bound']):>12.1f} "
-                         f"{p['bound']:>8} {p['effective_h100_speedup']:>8.1f} {p['full_train_h_h100_incl_prepare']:>17.2f} "
-                         f"{60 * p['daily_retrain_h_h100_incl_prepare']:>16.1f} {p['h100_needed']:>5} {p['seed_h100']:>4}")
+            epoch = max(p['epoch_s_h100_compute_bound'], p['epoch_s_h100_pipeline_bound'],
+                        p.get('epoch_s_h100_step_overhead_bound') or 0.0)
+            lines.append(f"{p['phase']:>5} {p['rows']:>10,} {p['epoch_h_here_cpu']:>11.2f} {epoch:>12.1f} "
+                         f"{p['bound']:>13} {p['effective_h100_speedup']:>8.1f} {p['full_train_h_h100_incl_prepare']:>17.2f} "
+                         f"{60 * p['daily_retrain_h_h100_incl_prepare']:>16.1f} "
+                         f"{60 * p['at_assumed_30x']['daily_retrain_h_h100_incl_prepare']:>9.1f} {p['h100_needed']:>5} {p['seed_h100']:>4}")
     for note in report.get("not_run", []):
         lines.append(f"NOT RUN: {note}")
     print("\n".join(lines), file=sys.stderr)
@@ -373,10 +412,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--_size", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--from-json", type=Path, default=None,
                    help="recompute growth and projection from a saved report (no measuring)")
+    p.add_argument("--remeasure-capacity", action="store_true",
+                   help="with --from-json: measure the models (and step overhead) again, keep the sizes")
     p.add_argument("--_capacity", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.from_json:
         report = json.loads(args.from_json.read_text())
+        if args.remeasure_capacity:
+            report["capacity"] = _child(["--_capacity", "--capacity-steps", str(args.capacity_steps)], timeout=1800)
+            report["capacity_load_average"] = [round(v, 2) for v in os.getloadavg()]
         report["growth"] = growth(report["sizes"])
         if "capacity" in report:
             report["projection"] = project(report["sizes"], report["capacity"])

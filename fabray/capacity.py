@@ -320,7 +320,10 @@ def _measure_cases(
 class Assumptions:
     """What the projection assumes; every field is printed beside the result."""
 
-    gpu_speedup: float = 30.0  # H100 windows/s ÷ this machine's, training and inference
+    #: H100 windows/s ÷ this machine's, training and inference: an ASSUMPTION. benchmarks/scale.py
+    #: replaces it by a bound whose origin it states (the H100 datasheet's FP32 rate ÷ a matmul
+    #: rate measured here, and the input pipeline measured here): benchmarks/results/scale.json.
+    gpu_speedup: float = 30.0
     train_fraction: float = 0.7  # share of the rows whose windows train (the split's default)
     full_train_epochs: int = 20  # epochs of a full training (train.epochs' default)
     retrain_epochs: int = 3  # epochs of the daily incremental retrain
