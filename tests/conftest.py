@@ -7,3 +7,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Ray Train's controller polls its workers every 2 s by default, so each training ends up to 2 s
+# after its last epoch; the tests train a dozen tiny runs.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+# The integration tests share 2 cores with the unit tests (make test: two xdist workers) and
+# with the isolated clusters running in the background: give Ray Train's workers time to start.
+os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")

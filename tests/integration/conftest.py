@@ -14,8 +14,9 @@ treat what they return as read-only (copy a run before changing it: `_tiny_run.c
   by test_train, test_serve and (through `tiny_ensemble_run`) test_ensemble_evaluate.
 - `tiny_ensemble_run`: a copy of `tiny_run` on which `fabray ensemble --trials 4 --seed 1` ran.
 - `isolated_runs`: modules that need a cluster of their own (multi-node, autoscaling, a killed
-  worker, a job head) declare `ISOLATED_JOB`; those jobs start at collection, one at a time in a
-  background thread, and the modules run last (`_local_clusters.IsolatedRuns`).
+  worker, a job head) declare `ISOLATED_JOB`; those jobs start with the session's first
+  integration test, one at a time in a background thread, and the modules run last
+  (`_local_clusters.IsolatedRuns`).
 
 Names here are stable: other modules may use them. (The helper modules `_tiny_run` and
 `_local_clusters` are importable because pyproject's pytest `pythonpath` lists this folder.)
@@ -41,23 +42,39 @@ def _isolated(config: pytest.Config) -> IsolatedRuns:
     return runs
 
 
+HERE = Path(__file__).resolve().parent
+
+
+def _is_integration(item: pytest.Item) -> bool:
+    return HERE in Path(item.path).resolve().parents
+
+
 def _has_isolated_job(item: pytest.Item) -> bool:
     return getattr(getattr(item, "module", None), "ISOLATED_JOB", None) is not None
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules with an isolated run go last: their runs go on in the background meanwhile."""
+    """Every integration test goes in one xdist group (`make test` runs `-n 2 --dist loadgroup`:
+    one worker runs them in order, with the session's Ray and tiny run, while the other runs the
+    unit tests), and the modules with an isolated run go last: their runs go on in the
+    background meanwhile."""
+    for item in items:
+        if _is_integration(item):
+            item.add_marker(pytest.mark.xdist_group("integration"))
     items[:] = [i for i in items if not _has_isolated_job(i)] + [i for i in items if _has_isolated_job(i)]
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the isolated run of every selected module now (one at a time, in the background)."""
-    if session.config.option.collectonly:
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """At the first integration test of this process, start the isolated run of every module of
+    the session that has one (one at a time, in the background)."""
+    runs = _isolated(item.config)
+    if runs.started:
         return
-    for item in session.items:
-        if _has_isolated_job(item):
-            _isolated(session.config).schedule(item.module.__name__, item.module.ISOLATED_JOB)
+    runs.started = True
+    for other in item.session.items:
+        if _has_isolated_job(other):
+            runs.schedule(other.module.__name__, other.module.ISOLATED_JOB)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
