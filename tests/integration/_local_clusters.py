@@ -156,8 +156,8 @@ class IsolatedRuns:
     A module that needs one defines `ISOLATED_JOB = job` with `job(work: Path, stop: Event)`
     (work: a fresh directory; `stop`: set when the session ends early) returning what its tests
     check, and its module fixture calls `isolated_runs.result(__name__, job)`. The integration
-    conftest schedules the job of every module of the session at its first integration test and
-    runs those modules last; a job not scheduled yet runs when its fixture asks.
+    conftest schedules the job of every module of the session at the first test of their xdist
+    group and runs those modules last; a job not scheduled yet runs when its fixture asks.
     """
 
     def __init__(self, make_dir: Callable[[str], Path]) -> None:

@@ -13,8 +13,8 @@ is missing from the wheel, its start()/shutdown() run `ray stop --force` (ending
 of the user), and it uses the fixed ports 6379 / 8265. `IsolatedAutoscalingCluster` supplies the
 config inline, starts the head on free ports under its own RAY_TMPDIR, and stops only the
 processes of that temp dir, by PID. Everything runs in a subprocess (this file as a script), away
-from the session's `ray_cluster` fixture; it starts with the session's first integration test
-and runs in the background while the rest of the suite goes on (`ISOLATED_JOB`, conftest.py).
+from the session's `ray_cluster` fixture; it starts early in the session and runs in the
+background while the rest of the suite goes on (`ISOLATED_JOB`, conftest.py).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def _isolated_job(work: Path, stop: threading.Event) -> tuple[int, Path, Path, l
     return proc.returncode, result, log, left
 
 
-ISOLATED_JOB = _isolated_job  # run in the background from the first integration test (conftest.py)
+ISOLATED_JOB = _isolated_job  # run in the background, started early (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ without it is refused.
 The head is stopped by its own means: SIGTERM to the `ray start --block` process, which shuts
 down what it started; any process of the cluster still alive afterwards (found by the cluster's
 RAY_TMPDIR) is ended by PID (`_local_clusters.ray_temp_dir`). Never `ray stop`. All of it starts
-with the session's first integration test and runs in the background while the rest of the suite
-goes on (`ISOLATED_JOB`, conftest.py); the test checks what it recorded.
+early in the session and runs in the background while the rest of the suite goes on
+(`ISOLATED_JOB`, conftest.py); the test checks what it recorded.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _isolated_job(work: Path, stop: threading.Event) -> dict[str, Any]:
     return out
 
 
-ISOLATED_JOB = _isolated_job  # run in the background from the first integration test (conftest.py)
+ISOLATED_JOB = _isolated_job  # run in the background, started early (conftest.py)
 
 
 def test_train_job_submitted_to_a_local_head_succeeds(isolated_runs):

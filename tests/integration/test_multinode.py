@@ -9,8 +9,8 @@ on a single-node cluster, and both runs' manifests must have the same structure.
 
 The clusters run in a subprocess (this file, run as a script) with its own RAY_TMPDIR and free
 ports, so they never meet the session's `ray_cluster` fixture or anyone else's Ray. The subprocess
-starts with the session's first integration test and runs in the background while the rest of
-the suite goes on (`ISOLATED_JOB`, conftest.py).
+starts early in the session and runs in the background while the rest of the suite goes on
+(`ISOLATED_JOB`, conftest.py).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def _isolated_job(work: Path, stop: threading.Event) -> tuple[int, Path, Path]:
     return proc.returncode, result, log
 
 
-ISOLATED_JOB = _isolated_job  # run in the background from the first integration test (conftest.py)
+ISOLATED_JOB = _isolated_job  # run in the background, started early (conftest.py)
 
 
 @pytest.fixture(scope="module")

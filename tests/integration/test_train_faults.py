@@ -16,9 +16,8 @@ optimizer and early-stopping state) and continues. The test checks that:
 The State API needs the dashboard, which the session's `ray_cluster` has off; so the run happens
 in a subprocess (this file run as a script) on a one-node `ray.cluster_utils.Cluster` with the
 dashboard on 127.0.0.1, free ports and its own RAY_TMPDIR (`_local_clusters`), shut down by its
-own means, and never meets the session cluster. The subprocess starts with the session's first
-integration test and runs in the background while the rest of the suite goes on (`ISOLATED_JOB`,
-conftest.py).
+own means, and never meets the session cluster. The subprocess starts early in the session
+and runs in the background while the rest of the suite goes on (`ISOLATED_JOB`, conftest.py).
 """
 
 from __future__ import annotations
@@ -146,7 +145,7 @@ def _isolated_job(work: Path, stop: threading.Event) -> tuple[int, Path, Path]:
     return proc.returncode, result, log
 
 
-ISOLATED_JOB = _isolated_job  # run in the background from the first integration test (conftest.py)
+ISOLATED_JOB = _isolated_job  # run in the background, started early (conftest.py)
 
 
 @pytest.fixture(scope="module")
