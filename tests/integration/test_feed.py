@@ -3,7 +3,8 @@ through `POST /v1/observe`; every zone scored like /v1/predict scores the same w
 move the weights with no /v1/feedback call; rows out of order or duplicated refused; a killed
 keeper replica (the feed's holder) comes back with nothing lost.
 
-One Serve instance for the module, on the session's 2-CPU Ray; shut down at the end."""
+One Serve instance for the module over the session's tiny run (conftest.py), on the session's
+2-CPU Ray; shut down at the end."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-import yaml
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -22,14 +22,6 @@ TOKEN = "integration-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LOOKBACK, HORIZON = 100, 10
 MINUTES = LOOKBACK + 3 * HORIZON  # scored minutes and outcomes that come due
-TINY_CONFIG = {
-    "train": {
-        "epochs": 1, "batch_size": 256, "models": ["lstm", "rule"], "resources": {"cpus": 0.5},
-        "shuffle_buffer": 2000,
-        "model_overrides": {"lstm": {"lstm_units": [8], "head_units": [8]},
-                            "rule": {"lstm_units": 4, "head_units": [4]}},
-    }
-}
 
 
 def _free_port() -> int:
@@ -39,24 +31,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    from fabray.data.io import write_table
-    from fabray.data.simulate import simulate_preset
-
-    path = tmp_path_factory.mktemp("data") / "tiny.parquet"
-    write_table(simulate_preset("tiny", seed=5), path)
-    return path
+def data_file(tiny_data) -> Path:
+    return tiny_data
 
 
 @pytest.fixture(scope="module")
-def trained_run(ray_cluster, data_file, tmp_path_factory) -> Path:
-    from fabray.cli import main
-
-    cfg = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
-    run = tmp_path_factory.mktemp("runs") / "r1"
-    assert main(["train", "--data", str(data_file), "--out", str(run), "--config", str(cfg)]) == 0
-    return run
+def trained_run(tiny_run) -> Path:
+    assert tiny_run.code == 0, "the session's tiny run did not train"
+    return tiny_run.run
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +97,8 @@ def test_the_feed_scores_every_zone_like_predict_and_outcomes_move_the_weights(s
         r = observe(url, rows)
         assert r.status_code == 200, r.text
         statuses = {z["status"] for z in r.json()["zones"]}
-        assert statuses == ({"warming_up"} if i < LOOKBACK - 1 else {"scored"}), r.json()["zones"][0]
+        assert statuses == ({"warming_up"} if i < LOOKBACK - 1 else {"scored"}), \
+            [(z["zone"], z["status"], z.get("reason")) for z in r.json()["zones"]]
     body = r.json()
     zones = sorted(z["zone"] for z in body["zones"])
     assert len(zones) == 4 and body["accepted"] == 4
