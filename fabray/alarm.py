@@ -14,7 +14,7 @@ definition:
     hyst[t]  = prob[t] >= threshold·clear_ratio and (prob[t] >= threshold or hyst[t − 1])
 
 The state restarts at each segment (a zone change or a gap in the minutes). `AlarmPolicy.alarms`
-computes a whole series at once (vectorised); `AlarmState.step` one minute at a time; a unit test
+computes a whole series at once (vectorised, in `fabray.metrics.policy_alarms`); `AlarmState.step` one minute at a time; a unit test
 keeps them equal. `fit_alarm_policy` chooses the policy on validation by the lead score
 (`fabray.metrics.lead_score`), preferring the plain threshold on ties. Pure numpy, no Ray.
 """
@@ -73,35 +73,12 @@ class AlarmPolicy:
 
     def alarms(self, prob: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
         """[N] bool alarm of a probability series [N] in (segment, time) order; `segments` [N]
-        restarts the state where it changes (None: one segment). NaN probabilities never raise."""
-        p = np.nan_to_num(np.asarray(prob, dtype=np.float64).reshape(-1), nan=-np.inf)  # [N]
-        n = p.size
-        if self.plain:
-            return p >= self.threshold
-        new_seg = np.ones(n, dtype=bool)
-        if segments is not None:
-            seg = np.asarray(segments).reshape(-1)
-            if seg.size != n:
-                raise ValueError(f"segments has {seg.size} rows, prob {n}")
-            new_seg[1:] = seg[1:] != seg[:-1]
-        else:
-            new_seg[1:] = False
-        idx = np.arange(n)
-        raised = p >= self.threshold  # [N]
-        keep = p >= self.clear_at  # [N] ⊇ raised
-        # hysteresis: inside each run of `keep` (within a segment), on from its first raise on
-        prev_keep = np.zeros(n, dtype=bool)
-        prev_keep[1:] = keep[:-1]
-        run_start = keep & (new_seg | ~prev_keep)
-        run_first = np.maximum.accumulate(np.where(run_start, idx, 0))  # [N] start of the current run
-        raises = np.cumsum(raised)  # [N]
-        before_run = raises[run_first] - raised[run_first]  # raises before the run began
-        hyst = keep & (raises - before_run > 0)
-        # hold: minutes since the last raise within the segment
-        seg_first = np.maximum.accumulate(np.where(new_seg, idx, 0))  # [N]
-        last_raise = np.maximum.accumulate(np.where(raised, idx, -1))  # [N]
-        held = (last_raise >= seg_first) & (idx - last_raise <= self.hold_min)
-        return hyst | held
+        restarts the state where it changes (None: one segment). NaN probabilities never raise.
+        Vectorised in `fabray.metrics.policy_alarms` (which the metrics' threshold search uses
+        too, so metrics need not import this module)."""
+        from fabray.metrics import policy_alarms
+
+        return policy_alarms(prob, segments, self.threshold, self.clear_ratio, self.hold_min)
 
 
 class AlarmState:

@@ -344,8 +344,47 @@ __all__ += [
     "lead_summary",
     "lead_metrics",
     "best_lead_threshold",
+    "policy_alarms",
     "lead_by_cause",
 ]
+
+
+def policy_alarms(
+    prob: np.ndarray, segments: np.ndarray | None, threshold: float, clear_ratio: float = 1.0,
+    hold_min: int = 0,
+) -> np.ndarray:
+    """[N] bool alarm of a probability series [N] in (segment, time) order under an alarm policy
+    (`fabray.alarm.AlarmPolicy`: raise at `threshold`, keep above `threshold · clear_ratio`, hold
+    `hold_min` minutes after the last raise); `segments` [N] restarts the state where it changes
+    (None: one segment). NaN probabilities never raise."""
+    p = np.nan_to_num(np.asarray(prob, dtype=np.float64).reshape(-1), nan=-np.inf)  # [N]
+    n = p.size
+    if clear_ratio == 1.0 and hold_min == 0:  # a plain threshold
+        return p >= threshold
+    new_seg = np.ones(n, dtype=bool)
+    if segments is not None:
+        seg = np.asarray(segments).reshape(-1)
+        if seg.size != n:
+            raise ValueError(f"segments has {seg.size} rows, prob {n}")
+        new_seg[1:] = seg[1:] != seg[:-1]
+    else:
+        new_seg[1:] = False
+    idx = np.arange(n)
+    raised = p >= threshold  # [N]
+    keep = p >= threshold * clear_ratio  # [N] ⊇ raised
+    # hysteresis: inside each run of `keep` (within a segment), on from its first raise on
+    prev_keep = np.zeros(n, dtype=bool)
+    prev_keep[1:] = keep[:-1]
+    run_start = keep & (new_seg | ~prev_keep)
+    run_first = np.maximum.accumulate(np.where(run_start, idx, 0))  # [N] start of the current run
+    raises = np.cumsum(raised)  # [N]
+    before_run = raises[run_first] - raised[run_first]  # raises before the run began
+    hyst = keep & (raises - before_run > 0)
+    # hold: minutes since the last raise within the segment
+    seg_first = np.maximum.accumulate(np.where(new_seg, idx, 0))  # [N]
+    last_raise = np.maximum.accumulate(np.where(raised, idx, -1))  # [N]
+    held = (last_raise >= seg_first) & (idx - last_raise <= hold_min)
+    return hyst | held
 
 
 def _as_alarm(alarm: np.ndarray) -> np.ndarray:
@@ -719,12 +758,10 @@ def best_lead_threshold(
         return 0.5, math.nan
     levels = np.linspace(0.0, 1.0, max(int(candidates), 1) + 1)
     grid = np.unique(np.clip(np.quantile(scored, levels, method="lower"), 0.0, 1.0))[::-1]  # high → low
-    from fabray.alarm import AlarmPolicy
-
     prob_filled = np.nan_to_num(prob, nan=-np.inf)
     best_thr, best = 0.5, -math.inf
     for thr in grid:
-        alarm = AlarmPolicy(float(thr), clear_ratio, hold_min).alarms(prob_filled, frame.segments)
+        alarm = policy_alarms(prob_filled, frame.segments, float(thr), clear_ratio, hold_min)
         score = lead_score(frame.score(alarm), profile)
         if score > best:  # strict: the first (highest) threshold keeps ties
             best_thr, best = float(thr), score
