@@ -66,7 +66,13 @@ def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
     candidates = trials[~trials["trial"].isin({"static_uniform", "static_winner_base"})]
     assert doc["winner"] in set(candidates["trial"])
     best = candidates.sort_values(["lead_score", "f1"], ascending=False).iloc[0]
-    assert best["lead_score"] == pytest.approx(val["served_uncalibrated"]["lead_score"])
+    verdict = doc["clear_win"]  # a combination is served only if it beats the best member clearly
+    if verdict is None or verdict["clear"]:
+        assert best["lead_score"] == pytest.approx(val["served_uncalibrated"]["lead_score"])
+    else:
+        assert doc["form"] == "member" and doc["winner"] == verdict["best_member"]
+        challenger = candidates[candidates["trial"] == verdict["challenger"]].iloc[0]
+        assert best["lead_score"] == pytest.approx(challenger["lead_score"])
 
     manifest = json.loads((fitted_run / "manifest.json").read_text())
     entry = manifest["ensemble"]

@@ -1,0 +1,93 @@
+"""`fabray ensemble` chooses among forms and members on validation; `fabray evaluate` replays the
+served ensemble from its fitted state through the code serving uses.
+
+One tiny run (two small models, one epoch) is trained for the module on the session's local Ray.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fabray.cli import main
+
+pytestmark = pytest.mark.ray
+
+MODELS = ("lstm", "rule")
+TINY_CONFIG = {
+    "train": {
+        "epochs": 1, "batch_size": 256, "models": list(MODELS), "resources": {"cpus": 0.5},
+        "shuffle_buffer": 2000,
+        "model_overrides": {"lstm": {"lstm_units": [8], "head_units": [8]},
+                            "rule": {"lstm_units": 4, "head_units": [4]}},
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def fitted(ray_cluster, tmp_path_factory) -> dict[str, Path]:
+    from fabray.data.io import write_table
+    from fabray.data.simulate import simulate_preset
+
+    d = tmp_path_factory.mktemp("forms")
+    write_table(simulate_preset("tiny", seed=3), d / "train.parquet")
+    write_table(simulate_preset("tiny", seed=13), d / "test.parquet")
+    (d / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    run = d / "r1"
+    assert main(["train", "--data", str(d / "train.parquet"), "--out", str(run), "--config", str(d / "tiny.yaml")]) == 0
+    assert main(["ensemble", "--run", str(run), "--trials", "6", "--seed", "2"]) == 0
+    return {"run": run, "test": d / "test.parquet", "dir": d}
+
+
+def test_the_served_ensemble_is_never_worse_than_its_best_member_on_validation(fitted):
+    doc = json.loads((fitted["run"] / "ensemble.json").read_text())
+    assert doc["form"] in ("member", "static", "dynamic", "gate")
+    assert doc["state"]["kind"] == "fabray-served-ensemble" and doc["state"]["members"] == doc["members"]
+    val = doc["validation"]
+    served = val["served_uncalibrated"]["lead_score"]
+    assert all(served >= m["lead_score"] - 1e-9 for m in val["models"].values())
+    assert set(val["best_by_form"]) >= {"member", "static", "gate"}
+    assert doc["calibration"]["chosen"] in ("identity", "platt", "isotonic")
+    assert set(doc["calibration"]["brier_cv"]) == {"identity", "platt", "isotonic"}
+    if doc["form"] == "member":
+        assert len(doc["members"]) == 1 and any("single member" in n for n in doc["notes"])
+
+
+def test_evaluate_replays_the_served_ensemble_from_its_fitted_state(fitted, tmp_path):
+    from fabray.data.validate import load_validated
+    from fabray.data.windows import ends_with_target
+    from fabray.ensemble.served import run_online
+    from fabray.metrics import event_metrics
+    from fabray.predictor import RunPredictor
+
+    out, report = tmp_path / "m.json", tmp_path / "report"
+    assert main(["evaluate", "--run", str(fitted["run"]), "--data", str(fitted["test"]), "--json", str(out),
+                 "--report", str(report)]) == 0
+    result = json.loads(out.read_text())
+    info = result["ensemble_info"]["served"]
+    doc = json.loads((fitted["run"] / "ensemble.json").read_text())
+    assert info["start"] == "fitted state" and info["form"] == doc["form"] and info["members"] == doc["members"]
+    assert result["ensemble"]["threshold"] == pytest.approx(doc["state"]["threshold"])
+    assert (report / "reliability.png").stat().st_size > 10_000
+
+    # The same numbers from the object serving loads (predictor.new_ensemble, the fitted state).
+    predictor = RunPredictor.load(fitted["run"], warm_up=False)
+    prepared = predictor.prepare(load_validated(fitted["test"]), None)
+    ends = np.asarray(ends_with_target(prepared, prepared.splits["all"]))
+    scores = predictor.score_prepared(prepared, ends)
+    matrix = np.stack([scores[n] for n in predictor.model_names], axis=1)
+    served = predictor.new_ensemble()
+    first_zone = prepared.zones[prepared.zone_codes[ends[0]]]
+    fitted_weights = served.weights(first_zone, served.context_from_rows(prepared.features[ends[:1]])
+                                    [0] if served.form == "gate" else None)
+    target = prepared.target[ends].astype(float)
+    prob, weights = run_online(served, [prepared.zones[c] for c in prepared.zone_codes[ends]], matrix, target,
+                               doc["feedback_lag"], served.context_from_rows(prepared.features[ends]))
+    assert weights[0].tolist() == pytest.approx([fitted_weights[n] for n in predictor.model_names])
+    mine = event_metrics(target, prob, served.threshold)
+    assert mine["f1"] == pytest.approx(result["ensemble"]["f1"]) and mine["pr_auc"] == pytest.approx(
+        result["ensemble"]["pr_auc"])
