@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fabray demo
 
-# Every test (the CI's command). Markers in pyproject.toml: `slow` = more than a few seconds.
+# Every test (the CI's command), in three pytest-xdist workers: the unit tests in one, the
+# integration tests in two groups of modules, each run in order by one worker with its own local
+# Ray (tests/integration/conftest.py). Markers in pyproject.toml: `slow` = more than a few seconds.
+PYTEST_WORKERS := -n 3 --dist loadgroup
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q $(PYTEST_WORKERS) --durations=20
 
 # Every test but the slow ones (the Serve, retrain, multi-node, autoscaling, fault and job tests).
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" --durations=10
+	$(BIN)/python -m pytest -q $(PYTEST_WORKERS) -m "not slow" --durations=10
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -14,8 +14,8 @@ treat what they return as read-only (copy a run before changing it: `_tiny_run.c
   by test_train, test_serve and (through `tiny_ensemble_run`) test_ensemble_evaluate.
 - `tiny_ensemble_run`: a copy of `tiny_run` on which `fabray ensemble --trials 4 --seed 1` ran.
 - `isolated_runs`: modules that need a cluster of their own (multi-node, autoscaling, a killed
-  worker, a job head) declare `ISOLATED_JOB`; those jobs start with the first test of the second
-  xdist group, one at a time in a background thread, and the modules run last
+  worker, a job head) declare `ISOLATED_JOB`; those of group 2 (`_xdist_groups`) start with the
+  group's first test, one at a time in a background thread, and the modules run last
   (`_local_clusters.IsolatedRuns`).
 
 Names here are stable: other modules may use them. (The helper modules `_tiny_run` and
@@ -30,6 +30,7 @@ import pytest
 import yaml
 from _local_clusters import IsolatedRuns
 from _tiny_run import TINY_CONFIG, TinyRun, copy_run
+from _xdist_groups import group_of
 
 _ISOLATED = pytest.StashKey[IsolatedRuns]()
 
@@ -42,36 +43,13 @@ def _isolated(config: pytest.Config) -> IsolatedRuns:
     return runs
 
 
-HERE = Path(__file__).resolve().parent
-
-
-def _is_integration(item: pytest.Item) -> bool:
-    return HERE in Path(item.path).resolve().parents
-
-
 def _has_isolated_job(item: pytest.Item) -> bool:
     return getattr(getattr(item, "module", None), "ISOLATED_JOB", None) is not None
 
 
-# `make test` runs three xdist workers (-n 3 --dist loadgroup): one takes the unit tests, the two
-# others each an xdist group of integration modules, run in file order with the group's own
-# session Ray. Modules using the tiny run are in the first group (so it is trained once); the
-# second holds the other long modules and those with an isolated run (and its background thread).
-SECOND_GROUP = {"test_ensemble_forms", "test_mlflow", "test_retrain"}
-
-
-def _xdist_group(item: pytest.Item) -> str:
-    second = _has_isolated_job(item) or Path(item.path).stem in SECOND_GROUP
-    return "integration-2" if second else "integration-1"
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Integration tests in their xdist group; the modules with an isolated run last: their runs
-    go on in the background meanwhile."""
-    for item in items:
-        if _is_integration(item):
-            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    """The modules with an isolated run go last: their runs go on in the background meanwhile."""
     items[:] = [i for i in items if not _has_isolated_job(i)] + [i for i in items if _has_isolated_job(i)]
 
 
@@ -79,11 +57,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """At the first test of the second group in this process, start the isolated run of every
     module of the session that has one (one at a time, in the background)."""
     runs = _isolated(item.config)
-    if runs.started or _xdist_group(item) != "integration-2":
+    if runs.started or group_of(item.nodeid) != "integration-2":
         return
     runs.started = True
     for other in item.session.items:
-        if _has_isolated_job(other):
+        if _has_isolated_job(other) and group_of(other.nodeid) == "integration-2":
             runs.schedule(other.module.__name__, other.module.ISOLATED_JOB)
 
 
