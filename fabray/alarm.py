@@ -92,6 +92,7 @@ class AlarmState:
     def reset(self) -> None:
         self.hyst = False
         self.since_raise: int | None = None  # minutes since the last raise, None: none yet
+        self.last = False  # the alarm of the last step
 
     def step(self, prob: float) -> bool:
         p = -math.inf if prob is None or not math.isfinite(float(prob)) else float(prob)
@@ -99,15 +100,17 @@ class AlarmState:
         self.since_raise = 0 if raised else (None if self.since_raise is None else self.since_raise + 1)
         self.hyst = p >= self.policy.clear_at and (raised or self.hyst)
         held = self.since_raise is not None and self.since_raise <= self.policy.hold_min
-        return bool(self.hyst or held)
+        self.last = bool(self.hyst or held)
+        return self.last
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hyst": self.hyst, "since_raise": self.since_raise}
+        return {"hyst": self.hyst, "since_raise": self.since_raise, "last": self.last}
 
     def load(self, data: Mapping[str, Any]) -> AlarmState:
         self.hyst = bool(data.get("hyst", False))
         since = data.get("since_raise")
         self.since_raise = None if since is None else int(since)
+        self.last = bool(data.get("last", False))
         return self
 
 

@@ -380,6 +380,11 @@ class EnsembleConfig(_Section):
     feedback_lag: int | None = Field(
         None, ge=1, description="Minutes between a prediction and its known truth. None: task.horizon.",
     )
+    alarm_hysteresis: bool = Field(
+        True, description="Alarm policies (ensemble and each model) get a clear level and a hold "
+        "fitted on validation with the threshold (`fabray.alarm`: fewer flickering false-alarm "
+        "runs); false: bare thresholds (prob >= threshold). Only with tune_metric lead_score.",
+    )
     tune_trials: int = Field(64, ge=1, description="Ray Tune trials for `fabray ensemble`.")
     tune_metric: Literal["lead_score", "f1", "pr_auc"] = Field(
         "lead_score", description="Validation metric Tune maximizes and thresholds are chosen by: "

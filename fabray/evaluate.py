@@ -383,8 +383,8 @@ def evaluate_run(
     default_thr = float(config.train.event_threshold)
     cands: dict[str, Candidate] = {}
     for name in predictor.model_names:
-        thr = spec.model_thresholds.get(name, default_thr) if spec else default_thr
-        cands[name] = Candidate(name, "model", scores[name], thr)
+        policy = spec.model_alarm(name, default_thr) if spec else default_thr
+        cands[name] = Candidate(name, "model", scores[name], policy)
 
     # Ensembles.
     names = predictor.model_names
@@ -411,7 +411,7 @@ def evaluate_run(
     ens_info["served"] = {**served.describe(), "start": "fitted state" if spec is not None else "fresh"}
     st_prob, _ = replay(matrix, target, zone_codes, None, static_params, lag)
     cands["static_ensemble"] = Candidate("static_ensemble", "static_ensemble", st_prob, static_params.threshold)
-    cands["ensemble"] = Candidate("ensemble", "ensemble", dyn_prob, served.threshold)
+    cands["ensemble"] = Candidate("ensemble", "ensemble", dyn_prob, served.alarm)
     if spec is not None:
         notes += [f"ensemble fitting: {n}" for n in spec.raw.get("notes", [])]
 

@@ -26,7 +26,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,17 @@ class EnsembleSpec:
     static_params: Any  # EnsembleParams of the static ensemble (half_life = inf)
     model_names: tuple[str, ...]
     feedback_lag: int
-    model_thresholds: dict[str, float]  # each model's F1-best threshold on validation
+    model_thresholds: dict[str, float]  # each model's validation threshold
     raw: dict[str, Any]  # the whole file, for reports
+    model_alarms: dict[str, Any] = field(default_factory=dict)  # name → fabray.alarm.AlarmPolicy
+
+    def model_alarm(self, name: str, default_threshold: float) -> Any:
+        """The model's validation alarm policy (older files: its plain threshold)."""
+        from fabray.alarm import AlarmPolicy
+
+        if name in self.model_alarms:
+            return self.model_alarms[name]
+        return AlarmPolicy(float(self.model_thresholds.get(name, default_threshold)))
 
 
 class RunPredictor:
@@ -498,6 +507,8 @@ def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
             f"{path}: fitted for models {list(names)}, but the run's trained models are "
             f"{list(model_names)}; re-run `fabray ensemble`"
         )
+    from fabray.alarm import AlarmPolicy
+
     try:
         params = EnsembleParams.from_dict(data["params"])
         static = EnsembleParams.from_dict(data["static_params"])
@@ -509,6 +520,7 @@ def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
         feedback_lag=int(data.get("feedback_lag", 1)),
         model_thresholds={str(k): float(v) for k, v in (data.get("model_thresholds") or {}).items()},
         raw=data,
+        model_alarms={str(k): AlarmPolicy.from_dict(v) for k, v in (data.get("model_alarms") or {}).items()},
     )
 
 

@@ -94,15 +94,34 @@ def solve_threshold(data: ValidationScores, prob: np.ndarray, primary: str = "le
     return float(min(max(thr, 0.0), 1.0))
 
 
-def scored_metrics(data: ValidationScores, prob: np.ndarray, threshold: float) -> dict[str, float]:
-    """Event metrics, probability losses and the lead keys (`LEAD_KEYS`) of `prob` at `threshold`."""
+def solve_alarm(data: ValidationScores, prob: np.ndarray, primary: str = "lead_score",
+                hysteresis: bool = True) -> Any:
+    """The validation alarm policy of a probability series [N] (`fabray.alarm.AlarmPolicy`):
+    threshold, hysteresis and hold by the lead score (`fabray.alarm.fit_alarm_policy`) when
+    `primary` is "lead_score" and `hysteresis`; else the plain `solve_threshold`."""
+    from fabray.alarm import AlarmPolicy, fit_alarm_policy
+
+    if primary == "lead_score" and hysteresis:
+        policy, score = fit_alarm_policy(data.outcomes, prob, *data.lead_inputs())
+        if math.isfinite(score):
+            return policy
+    return AlarmPolicy(solve_threshold(data, prob, primary))
+
+
+def scored_metrics(data: ValidationScores, prob: np.ndarray, threshold: float, alarm: Any = None) -> dict[str, float]:
+    """Event metrics, probability losses and the lead keys (`LEAD_KEYS`) of `prob` at `threshold`
+    (or under the `fabray.alarm.AlarmPolicy` `alarm`, whose threshold is `threshold`)."""
     from fabray.metrics import event_metrics, lead_metrics, probability_losses
 
-    metrics = event_metrics(data.outcomes, prob, threshold)
+    segments = data.lead_inputs()[0]
+    alarms = prob >= threshold if alarm is None else alarm.alarms(prob, segments)
+    metrics = event_metrics(data.outcomes, prob, threshold, alarm=alarms)
     metrics.update(probability_losses(data.outcomes, prob))
-    lead = lead_metrics(data.outcomes, prob >= threshold, *data.lead_inputs())
+    lead = lead_metrics(data.outcomes, alarms, *data.lead_inputs())
     metrics.update({k: lead[k] for k in LEAD_KEYS})
     metrics["threshold"] = threshold
+    if alarm is not None:
+        metrics["alarm_policy"] = alarm.to_dict()
     return metrics
 
 
@@ -211,12 +230,14 @@ def evaluate_sample(sample: Mapping[str, Any], data: ValidationScores, primary: 
     return metrics
 
 
-def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str = "lead_score") -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str = "lead_score",
+               hysteresis: bool = True) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The `ServedEnsemble` of a chosen sample, in its fitted state.
 
     1. validation probabilities as `candidate_prob` (out of sample);
     2. calibrator: Platt or isotonic by cross-fitted Brier (`choose_calibrator`, time blocks);
-    3. threshold solved on the calibrated probabilities (`primary`);
+    3. alarm policy solved on the calibrated probabilities (`solve_alarm`: threshold, and with
+       `hysteresis` a clear level and a hold, by the lead score);
     4. the rule itself: a gate is refitted on every validation row;
     5. the object replayed over the validation split (`run_online`): trackers warmed up to the
        end of validation, the state serving and `fabray evaluate` start from.
@@ -232,8 +253,9 @@ def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str =
     blocks = time_blocks(data.row_times(), CROSS_FIT_BLOCKS)
     calibrator, report = choose_calibrator(prob, data.outcomes, blocks)
     calibrated = calibrator(prob)
-    threshold = solve_threshold(data, calibrated, primary)
-    metrics: dict[str, Any] = scored_metrics(data, calibrated, threshold)
+    alarm = solve_alarm(data, calibrated, primary, hysteresis)
+    threshold = alarm.threshold
+    metrics: dict[str, Any] = scored_metrics(data, calibrated, threshold, alarm)
     metrics["form"], metrics["members"] = form, ",".join(members)
 
     cols = [data.model_names.index(n) for n in members]
@@ -247,7 +269,7 @@ def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str =
     else:
         inner = DynamicEnsemble(sample_params(sample, members), members)
     served = ServedEnsemble(form, data.model_names, members, threshold, inner, gate=gate, calibrator=calibrator,
-                            context_index=data.context_index if form == "gate" else ())
+                            context_index=data.context_index if form == "gate" else (), alarm=alarm)
     run_online(served, data.row_zones(), data.scores, data.outcomes, data.feedback_lag,
                data.gate_context() if form == "gate" else None)
     return served, metrics, report

@@ -8,8 +8,9 @@
 - `gate`: the learned gate (`fabray.ensemble.gate`) over a member subset, fed by each member's
   recent error on the zone (online error trackers with the gate's half-life) and the context.
 
-then the calibration map (`fabray.ensemble.calibrate`) and the decision threshold (on the
-calibrated probability). `combine(zone, scores, context)` → (calibrated probability, weights over
+then the calibration map (`fabray.ensemble.calibrate`) and the alarm policy on the calibrated
+probability (`fabray.alarm.AlarmPolicy`: threshold, hysteresis, hold; `decide(zone, prob, minute)`
+keeps each zone's alarm state over consecutive minutes, as `AlarmPolicy.alarms` does offline). `combine(zone, scores, context)` → (calibrated probability, weights over
 every model of the run, 0 for non-members); `update(zone, scores, outcome)` feeds back a truth.
 `to_state()` holds everything, including each zone's trackers: `fabray ensemble` stores the state
 reached at the end of the validation replay, serving and evaluation both start from it.
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from fabray.alarm import AlarmPolicy, AlarmState
 from fabray.ensemble.calibrate import Calibrator
 from fabray.ensemble.dynamic import DynamicEnsemble
 from fabray.ensemble.gate import Gate, context_rows
@@ -50,7 +52,8 @@ class ServedEnsemble:
         form: one of FORMS.
         model_names: every model of the run, in score order.
         members: the models combined (a subset, in run order; one for `member`).
-        threshold: alarm where the calibrated probability >= threshold.
+        threshold: raise the alarm where the calibrated probability >= threshold.
+        alarm: the alarm policy (None: the plain `threshold`); its threshold is `threshold`.
         inner: `DynamicEnsemble` over the members: the weights (member/static/dynamic) or, for a
             gate, the per-zone error trackers (with the gate's half-life).
         gate: the fitted `Gate` (form "gate" only).
@@ -69,6 +72,7 @@ class ServedEnsemble:
         gate: Gate | None = None,
         calibrator: Calibrator | None = None,
         context_index: Sequence[int] = (),
+        alarm: AlarmPolicy | None = None,
     ) -> None:
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}. Received: form={form!r}")
@@ -86,8 +90,12 @@ class ServedEnsemble:
             raise ValueError(f"form 'gate' needs a gate over {len(self.members)} members")
         if not (0.0 <= float(threshold) <= 1.0):
             raise ValueError(f"threshold must lie in [0, 1]. Received: threshold={threshold}")
+        if alarm is not None and alarm.threshold != float(threshold):
+            raise ValueError(f"the alarm policy's threshold {alarm.threshold} is not threshold={threshold}")
         self.form = form
         self.threshold = float(threshold)
+        self.alarm = alarm if alarm is not None else AlarmPolicy(self.threshold)
+        self._alarm_states: dict[str, tuple[AlarmState, int | None]] = {}  # zone → (state, its last minute)
         self.inner = inner
         self.gate = gate if form == "gate" else None
         self.calibrator = calibrator or Calibrator()
@@ -171,6 +179,26 @@ class ServedEnsemble:
             raw = float((w * np.where(present, s, 0.0)).sum())
         return float(self.calibrator(raw)), self._full(w)
 
+    def decide(self, zone: str, prob: float, minute: int | None = None) -> bool:
+        """The zone's alarm for a calibrated probability at `minute` (minutes since the epoch):
+        the zone's alarm state steps on when `minute` follows the zone's last one, answers the same
+        again for a repeated minute, and restarts otherwise (a gap, or `minute` None), as
+        `AlarmPolicy.alarms` restarts at a segment offline."""
+        state, last = self._alarm_states.get(zone, (None, None))
+        if state is None or state.policy != self.alarm:
+            state, last = AlarmState(self.alarm), None
+        if minute is not None and last is not None and minute == last:
+            return bool(state.last)
+        if minute is None or last is None or minute != last + 1:
+            state.reset()
+        state.step(prob)
+        self._alarm_states[zone] = (state, None if minute is None else int(minute))
+        return bool(state.last)
+
+    def forget_alarm(self, zone: str) -> None:
+        """Restart the zone's alarm state (e.g. after a degraded answer)."""
+        self._alarm_states.pop(zone, None)
+
     def update(self, zone: str, scores: Sequence[float] | Mapping[str, float] | np.ndarray, outcome: float,
                context: np.ndarray | None = None) -> None:
         """Feed back the truth of an earlier prediction (its scores then, its outcome)."""
@@ -182,7 +210,9 @@ class ServedEnsemble:
         return {
             "kind": STATE_KIND, "version": STATE_VERSION, "form": self.form,
             "model_names": list(self.model_names), "members": list(self.members),
-            "threshold": self.threshold, "calibrator": self.calibrator.to_dict(),
+            "threshold": self.threshold, "alarm": self.alarm.to_dict(),
+            "alarm_states": {z: {**st.to_dict(), "minute": m} for z, (st, m) in self._alarm_states.items()},
+            "calibrator": self.calibrator.to_dict(),
             "gate": self.gate.to_dict() if self.gate is not None else None,
             "context_index": list(self.context_index), "inner": self.inner.to_state(),
         }
@@ -199,15 +229,20 @@ class ServedEnsemble:
             raise ValueError(f"unsupported served-ensemble state version. Received: {state.get('version')!r}, "
                              f"expected {STATE_VERSION}")
         gate = Gate.from_dict(state["gate"]) if state.get("gate") else None
-        return cls(state["form"], state["model_names"], state["members"], float(state["threshold"]),
-                   DynamicEnsemble.from_state(state["inner"]), gate=gate,
-                   calibrator=Calibrator.from_dict(state.get("calibrator")),
-                   context_index=state.get("context_index") or ())
+        alarm = AlarmPolicy.from_dict(state["alarm"]) if state.get("alarm") else None
+        served = cls(state["form"], state["model_names"], state["members"], float(state["threshold"]),
+                     DynamicEnsemble.from_state(state["inner"]), gate=gate,
+                     calibrator=Calibrator.from_dict(state.get("calibrator")),
+                     context_index=state.get("context_index") or (), alarm=alarm)
+        for zone, st in (state.get("alarm_states") or {}).items():
+            minute = st.get("minute")
+            served._alarm_states[str(zone)] = (AlarmState(served.alarm).load(st), None if minute is None else int(minute))
+        return served
 
     def describe(self) -> dict[str, Any]:
         """A short JSON-able summary (form, members, threshold, calibrator method)."""
         return {"form": self.form, "members": list(self.members), "threshold": self.threshold,
-                "calibrator": self.calibrator.method}
+                "alarm": self.alarm.to_dict(), "calibrator": self.calibrator.method}
 
 
 def run_online(

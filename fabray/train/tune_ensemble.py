@@ -88,6 +88,7 @@ from fabray.ensemble.objective import (  # noqa: F401 - the pure pieces, re-expo
     evaluate_sample,
     fit_served,
     scored_metrics,
+    solve_alarm,
     solve_threshold,
 )
 from fabray.errors import BadInputError
@@ -152,17 +153,17 @@ def fitted_state(params: Any, data: ValidationScores) -> dict[str, Any]:
     return ensemble.to_state()
 
 
-def model_thresholds(
-    data: ValidationScores, primary: str = "lead_score"
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Each model's validation threshold (`solve_threshold`: lead-score-best by default), and its
-    validation metrics there (event metrics, losses, lead keys)."""
-    thresholds, metrics = {}, {}
+def model_alarms(
+    data: ValidationScores, primary: str = "lead_score", hysteresis: bool = True,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Each model's validation alarm policy (`solve_alarm`: threshold, hysteresis and hold by the
+    lead score by default), and its validation metrics under it (event metrics, losses, lead keys)."""
+    policies, metrics = {}, {}
     for j, name in enumerate(data.model_names):
-        thr = solve_threshold(data, data.scores[:, j], primary)
-        thresholds[name] = thr
-        metrics[name] = scored_metrics(data, data.scores[:, j], thr)
-    return thresholds, metrics
+        policy = solve_alarm(data, data.scores[:, j], primary, hysteresis)
+        policies[name] = policy
+        metrics[name] = scored_metrics(data, data.scores[:, j], policy.threshold, policy)
+    return policies, metrics
 
 
 def tune_space(model_names: Sequence[str]) -> dict[str, Any]:
@@ -490,7 +491,9 @@ def fit_ensemble(
             f"the validation split of {run_data.path} has no delay event: nothing to fit an "
             "ensemble's F1 on (more data, or a lower sla_delay_s)"
         )
-    thresholds, model_val = model_thresholds(data, primary)
+    hysteresis = bool(ens_cfg.alarm_hysteresis)
+    alarms, model_val = model_alarms(data, primary, hysteresis)
+    thresholds = {name: policy.threshold for name, policy in alarms.items()}
     names = data.model_names
 
     start_point = configured_point(ens_cfg, names)
@@ -508,7 +511,7 @@ def fit_ensemble(
     # served ensemble is never worse on validation than its best member.
     candidates, winner, verdict = search_candidates(data, rows, primary)
     win_metrics, win_sample = candidates[winner]
-    served, served_metrics, calibration = fit_served(win_sample, data, primary)
+    served, served_metrics, calibration = fit_served(win_sample, data, primary, hysteresis)
     diversity = diversity_report(win_sample, data, primary)
     best_by_form: dict[str, dict[str, Any]] = {}
     for name, (metrics, _) in candidates.items():
@@ -562,6 +565,7 @@ def fit_ensemble(
         "static_params": static_params.to_dict(),
         "static_name": static_name,
         "model_thresholds": thresholds,
+        "model_alarms": {name: policy.to_dict() for name, policy in alarms.items()},
         "winner": winner,
         "winner_sample": _clean(win_sample),
         "clear_win": _clean_tree(verdict),

@@ -63,12 +63,16 @@ def test_candidate_metrics_solve_the_threshold_for_the_lead_score_by_default():
 
 def test_model_thresholds_prefer_early_warnings_over_echoes():
     data = _episodes_validation()
-    thresholds, metrics = te.model_thresholds(data)
+    policies, metrics = te.model_alarms(data)
     assert metrics["early"]["warned_at_start_fraction"] == 1.0
     assert metrics["echo"]["warned_at_start_fraction"] == 0.0
     assert metrics["early"]["lead_score"] > metrics["echo"]["lead_score"]
-    f1_thresholds, _ = te.model_thresholds(data, "f1")
-    assert f1_thresholds["echo"] == pytest.approx(best_threshold(data.outcomes, data.scores[:, 1])[0])
+    assert metrics["early"]["alarm_policy"] == policies["early"].to_dict()
+    f1_policies, _ = te.model_alarms(data, "f1")
+    assert f1_policies["echo"].plain
+    assert f1_policies["echo"].threshold == pytest.approx(best_threshold(data.outcomes, data.scores[:, 1])[0])
+    plain, _ = te.model_alarms(data, hysteresis=False)
+    assert all(p.plain for p in plain.values())
 
 
 def test_lead_inputs_fall_back_to_zones_without_segments():
