@@ -106,7 +106,7 @@ def test_scores(predictor: Any, config: Any, test_data: str | None) -> tuple[Any
 
 def test_metrics(served: Any, predictor: Any, prepared: Any, ends: np.ndarray, scores: np.ndarray,
                  lag: int) -> dict[str, Any]:
-    """Replay `served` (from its fitted state) over the test windows; its metrics at its threshold."""
+    """Replay `served` (from its fitted state) over the test windows; its metrics under its alarm policy."""
     from fabray.ensemble.objective import ValidationScores, scored_metrics
     from fabray.ensemble.served import run_online
     from fabray.evaluate import minute_delays
@@ -121,7 +121,7 @@ def test_metrics(served: Any, predictor: Any, prepared: Any, ends: np.ndarray, s
         minute_delay_s=minute_delays(prepared, ends, predictor.scaler), sla_delay_s=float(predictor.task.sla_delay_s),
         horizon=int(predictor.task.horizon),
     )
-    return scored_metrics(data, prob, served.threshold)
+    return scored_metrics(data, prob, served.threshold, served.alarm)  # under its served alarm policy
 
 
 KEYS = ("lead_score", "f1", "pr_auc", "brier", "warned_at_start_fraction", "false_alarm_runs_per_zone_day", "threshold")
