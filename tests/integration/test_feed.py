@@ -152,7 +152,7 @@ def test_a_keeper_restart_mid_feed_loses_nothing(service, minutes):
     ray.kill(ray.get_actor(names[0]["name"], namespace=names[0]["namespace"]), no_restart=True)
 
     # replaying the last minute after the restart: refused, the state is what it was
-    replay = wait_until(lambda: (r := observe(url, minutes[MINUTES - 1][1])).status_code in (409, 200) and r)
+    replay = wait_until(lambda: (r := observe(url, minutes[MINUTES - 1][1])).status_code in (409, 200) and [r])[0]
     assert replay.status_code == 409, replay.text
     after = requests.get(url + "/v1/feed", timeout=30).json()
     assert after["zones"] == before["zones"] and after["counts"] == before["counts"]
