@@ -6,9 +6,13 @@ plain 10-minute event as training target, thresholds and Tune's objective by min
 default configuration (context inputs, early-warning target, lead-score thresholds). Both train
 the six models at small widths on the same file, fit the ensemble with Ray Tune and run
 `fabray evaluate` on its held-out test split; the table compares their `lead` objects.
+"plain_alarms" is "after" with bare thresholds for the ensemble and the models
+(`ensemble.alarm_hysteresis: false`) instead of the fitted alarm policies of `fabray.alarm`; it
+copies the models "after" trained, so only the ensemble fit differs (the baselines' policies in
+`fabray evaluate` follow the run's training config, so they are the same in both).
 
     python benchmarks/lead_before_after.py --seed 9101 --zones 6 --days 11 --out /tmp/ba
-        [--json benchmarks/results/lead_before_after.json]
+        [--json benchmarks/results/lead_before_after.json] [--variants after,plain_alarms]
 
 About 25 minutes for both on 2 CPU cores. Not part of `make test`.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +38,11 @@ CONFIGS = {
                "site": {"calendar": False, "plan": False, "neighbours": False},
                "ensemble": {"tune_metric": "f1"}},
     "after": {"train": SMALL_TRAIN},
+    # the default configuration with bare thresholds instead of fitted alarm policies (hysteresis,
+    # hold): the ablation of `fabray.alarm`; it reuses the "after" training (same train config)
+    "plain_alarms": {"train": SMALL_TRAIN, "ensemble": {"alarm_hysteresis": False}},
 }
+REUSE_TRAINING = {"plain_alarms": "after"}  # variant → the variant whose trained models it copies
 KEYS = ("warned_at_start", "warned_before_onset", "warned_5min_before_onset", "median_lead_min",
         "false_alarm_runs_per_zone_day")
 
@@ -44,7 +53,7 @@ def _fabray(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def run(seed: int, zones: int, days: int, out: Path, trials: int) -> dict:
+def run(seed: int, zones: int, days: int, out: Path, trials: int, variants: list[str] | None = None) -> dict:
     from fabray.config import SimulationConfig
     from fabray.data.io import write_table
     from fabray.data.simulate import SimulationSize, simulate
@@ -54,12 +63,20 @@ def run(seed: int, zones: int, days: int, out: Path, trials: int) -> dict:
     write_table(simulate(SimulationSize(zones, days * 1440, zones * days * 1440), SimulationConfig(), seed), data)
     result = {"seed": seed, "zones": zones, "days": days, "cpus": os.cpu_count(),
               "load_avg_start": os.getloadavg(), "variants": {}}
-    for name, config in CONFIGS.items():
+    for name in variants or list(CONFIGS):
+        config = CONFIGS[name]
         cfg = out / f"{name}.yaml"
         cfg.write_text(yaml.safe_dump(config, sort_keys=False))
         started = time.perf_counter()
-        _fabray("train", "--data", str(data), "--out", str(out / name), "--config", str(cfg))
-        _fabray("ensemble", "--run", str(out / name), "--trials", str(trials))
+        source = REUSE_TRAINING.get(name)
+        if source is not None and (out / source).is_dir():
+            shutil.copytree(out / source, out / name)
+            for stale in ("ensemble.json",):
+                (out / name / stale).unlink(missing_ok=True)
+            print(f"+ {name}: the models trained for {source}, copied", flush=True)
+        else:
+            _fabray("train", "--data", str(data), "--out", str(out / name), "--config", str(cfg))
+        _fabray("ensemble", "--run", str(out / name), "--trials", str(trials), "--config", str(cfg))
         _fabray("evaluate", "--run", str(out / name), "--data", str(data),
                 "--json", str(out / f"{name}.json"), "--report", str(out / f"{name}-report"))
         metrics = json.loads((out / f"{name}.json").read_text())
@@ -92,8 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=16, help="Ray Tune trials of each ensemble")
     parser.add_argument("--out", type=Path, required=True, help="working folder (data, runs, reports)")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    parser.add_argument("--variants", default=",".join(CONFIGS),
+                        help=f"comma-separated, in order (default all: {','.join(CONFIGS)})")
     args = parser.parse_args(argv)
-    result = run(args.seed, args.zones, args.days, args.out, args.trials)
+    unknown = sorted(set(args.variants.split(",")) - set(CONFIGS))
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; known: {list(CONFIGS)}")
+    result = run(args.seed, args.zones, args.days, args.out, args.trials, args.variants.split(","))
     print(table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
