@@ -10,7 +10,8 @@ By default (`fabray` without `-v`) a command runs inside `quiet_console(command)
 - the Python loggers of the libraries (`LIBRARY_LOGGERS`: ray, tensorflow, absl, ...) and Python
   warnings write to the log file only; `quiet_ray_logger()` (called where Ray is started, in
   `fabray.ray_session`) moves Ray's and Serve's own console handlers there too (they install
-  them on import) and the raylet's messages to the driver.
+  them on import) and the raylet's messages to the driver;
+- `QUIET_ENV` is set for the command (Ray Tune's output engine that stays silent at verbose=0).
 
 The log file is `$FABRAY_LOG_DIR/<command>-<UTC time>-<pid>.log` (default
 `~/.cache/fabray/logs`, or `$XDG_CACHE_HOME/fabray/logs`); the command's last log line names
@@ -35,6 +36,10 @@ LOG_DIR_ENV = "FABRAY_LOG_DIR"
 #: Python loggers of libraries whose messages go to the log file in quiet mode.
 LIBRARY_LOGGERS = ("ray", "tensorflow", "absl", "keras", "h5py", "py.warnings", "urllib3", "filelock",
                    "alembic", "mlflow", "optuna", "lightgbm", "matplotlib")
+
+#: Environment for quiet mode: Ray Tune's legacy output, which prints nothing at verbose=0 (the
+#: new output engine prints an experiment header and a TensorBoard hint even then).
+QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
 
 _state: dict[str, logging.Handler] = {}
 _originals: dict[str, tuple] = {}  # name → (module, original function) swapped by quiet_ray_logger
@@ -91,10 +96,17 @@ def quiet_console(command: str, *, verbose: bool = False) -> Iterator[Path | Non
         lib.handlers = [handler]
         lib.propagate = False
     logging.captureWarnings(True)
+    saved_env = {name: os.environ.get(name) for name in QUIET_ENV}
+    os.environ.update(QUIET_ENV)
     try:
         yield path
     finally:
         logging.captureWarnings(False)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         for name, (module, original) in list(_originals.items()):
             setattr(module, name, original)
             del _originals[name]

@@ -21,7 +21,9 @@ with quiet_console("probe", verbose={verbose}) as path:
     warnings.warn("PYWARN chatter")
     logging.getLogger("fabray.probe").info("FABRAY line")
     print("ERROR message for people", file=sys.stderr)
+    print("ENV", os.environ.get("RAY_AIR_NEW_OUTPUT"))
 print("LOG", path)
+print("ENV AFTER", os.environ.get("RAY_AIR_NEW_OUTPUT"))
 os.write(2, b"AFTER on fd 2\\n")
 """
 
@@ -40,7 +42,7 @@ def test_chatter_goes_to_the_log_file_and_fabray_lines_stay(tmp_path):
     for chatter in ("NATIVE", "TFLOG", "PYWARN"):
         assert chatter not in err, chatter
     (log,) = (tmp_path / "logs").iterdir()
-    assert proc.stdout.strip() == f"LOG {log}"
+    assert proc.stdout.splitlines() == ["ENV 0", f"LOG {log}", "ENV AFTER None"]  # Tune's silent output
     text = log.read_text()
     assert all(c in text for c in ("NATIVE chatter", "TFLOG chatter", "PYWARN chatter"))
     assert "FABRAY line" not in text and "AFTER" not in text
@@ -50,7 +52,8 @@ def test_verbose_keeps_everything_on_the_terminal(tmp_path):
     proc = _run(SCRIPT.format(verbose=True), tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert all(c in proc.stderr for c in ("NATIVE", "TFLOG", "PYWARN", "FABRAY line"))
-    assert proc.stdout.strip() == "LOG None" and not (tmp_path / "logs").exists()
+    assert proc.stdout.splitlines() == ["ENV None", "LOG None", "ENV AFTER None"]
+    assert not (tmp_path / "logs").exists()
 
 
 def test_a_quiet_command_leaves_no_empty_log(tmp_path):
