@@ -126,7 +126,7 @@ def test_a_failed_model_is_recorded_and_the_others_still_land(
 
     _, done = trained_run
 
-    def fake_fit(name, shared):
+    def fake_fit(name, shared, *deadline):
         if name == "rule":
             raise RuntimeError("injected failure in rule")
         return Result.from_path(done / "ray" / name)
