@@ -598,6 +598,7 @@ class FeedDesk:
                 out_zones.append({"zone": zone, "timestamp": minute_text(minute), "status": "unscored",
                                   "reason": answer["error"]})
                 continue
+            answer = self._decide(spec, zone, minute, answer)
             self.feed.record(zone, minute, answer)
             self.counts["scored"] += 1
             alert = self.alerts.on_scored(zone, minute, answer, spec, self._suggestion_inputs(zone, spec))
@@ -616,6 +617,18 @@ class FeedDesk:
                          "due": len(batch.outcomes)},
             "alerts": {"opened": [a["alert_id"] for a in opened], "closed": [a["alert_id"] for a in closed]},
         }
+
+    def _decide(self, spec: FeedSpec, zone: str, minute: int, answer: dict[str, Any]) -> dict[str, Any]:
+        """The zone's decision this minute under the served alarm policy (hysteresis, hold: the
+        keeper's `decide`, state kept per zone over consecutive minutes); a degraded answer keeps
+        the plain threshold and restarts the zone's alarm state."""
+        decide = getattr(self.keeper, "decide", None)
+        if decide is None or not self.keeper.has(spec.version):
+            return answer
+        if answer.get("degraded"):
+            self.keeper.forget_alarm(spec.version, zone)
+            return answer
+        return {**answer, "decision": bool(decide(spec.version, zone, answer["probability"], minute))}
 
     async def _explain(self, jobs: list[dict[str, Any]], answers: list[dict[str, Any]], explain: Explainer) -> None:
         """`rules_fired` on the answers that will open an alert (an alarm in a zone with none

@@ -195,6 +195,22 @@ class EnsembleKeeper:
         return {"applied": applied, "skipped_degraded": skipped_degraded, "unknown": unknown,
                 "weights": weights}
 
+    def decide(self, version: str, zone: str, probability: float, minute: int | None) -> bool:
+        """The zone's alarm at `minute` under the served ensemble's alarm policy (threshold,
+        hysteresis, hold; `ServedEnsemble.decide`): the live feed's decision, minute after minute."""
+        ensemble = self._ensembles.get(version)
+        if ensemble is None:
+            raise BadInputError(f"no ensemble loaded for version {version!r}")
+        self._dirty.add(version)  # the zone's alarm state moved
+        return ensemble.decide(str(zone), float(probability), minute)
+
+    def forget_alarm(self, version: str, zone: str) -> None:
+        """Restart the zone's alarm state (a degraded answer breaks the minute series)."""
+        ensemble = self._ensembles.get(version)
+        if ensemble is not None:
+            ensemble.forget_alarm(str(zone))
+            self._dirty.add(version)
+
     def weights(self, version: str, zones: Sequence[str]) -> dict[str, dict[str, float]]:
         """Current weights of each zone (what its next prediction would use)."""
         ensemble = self._ensembles.get(version)

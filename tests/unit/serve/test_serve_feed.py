@@ -390,3 +390,44 @@ def test_the_served_rule_model_says_which_rules_fire():
     assert fired[0] == []
     assert {f["rule"] for f in fired[1]} == {"high_utilization", "queue_growth"}
     assert all(f["activation"] >= 0.5 for f in fired[1])
+
+
+class PolicyKeeper(RecordingKeeper):
+    """A keeper whose served ensemble has an alarm policy with a hold (the real `decide`)."""
+
+    def __init__(self):
+        super().__init__()
+        from fabray.alarm import AlarmPolicy
+        from fabray.ensemble.dynamic import DynamicEnsemble
+        from fabray.ensemble.params import EnsembleParams
+        from fabray.ensemble.served import ServedEnsemble
+
+        names = ("lstm", "rule")
+        policy = AlarmPolicy(0.5, clear_ratio=1.0, hold_min=2)
+        self.served = ServedEnsemble("static", names, names, 0.5,
+                                     DynamicEnsemble(EnsembleParams.static([1.0, 1.0], threshold=0.5), names),
+                                     alarm=policy)
+
+    def has(self, version):
+        return version == "v1"
+
+    def decide(self, version, zone, probability, minute):
+        return self.served.decide(zone, probability, minute)
+
+    def forget_alarm(self, version, zone):
+        self.served.forget_alarm(zone)
+
+
+def test_the_feed_decides_by_the_served_alarm_policy_minute_after_minute():
+    keeper, calls = PolicyKeeper(), []
+    desk = FeedDesk(None, keeper, AlertBook())
+    s = spec()
+    decisions = {}
+    queue = {L - 1: 20.0}  # one busy minute: p = 0.9 there, 0.1 after
+    for m in range(L + 4):
+        out = asyncio.run(desk.observe([row("Z01", m, queue=queue.get(m, 2.0))], s, _fake_scorer(calls)))
+        for z in out["zones"]:
+            if z["status"] == "scored":
+                decisions[m] = (z["prediction"]["probability"], z["prediction"]["decision"])
+    # the raise at minute L-1 is held 2 more minutes though the probability fell below 0.5
+    assert [decisions[m] for m in range(L - 1, L + 3)] == [(0.9, True), (0.1, True), (0.1, True), (0.1, False)]
