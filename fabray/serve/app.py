@@ -126,6 +126,7 @@ class EnsembleKeeperDeployment:
                              AlertBook(cfg.feed.alerts_kept, sender_from_config(cfg.feed)),
                              cfg.feed.weights_history)
         self._feed_lock = asyncio.Lock()  # one observe call at a time: rows apply in order
+        self._alerts_raised = _metric("Counter", "fabray_alerts_raised", "Alerts opened by the live feed.", ("zone",))
         self._feed_unwritten: list = []  # feed snapshots not yet on disk, oldest first
         self._predictor: Any = None
         self._loop = asyncio.create_task(self._persist_loop())
@@ -196,6 +197,10 @@ class EnsembleKeeperDeployment:
         await self._ensure_live(spec.version)
         async with self._feed_lock:
             out = await self.desk.observe(rows, spec, self._score, self._explain)
+            opened = set(out["alerts"]["opened"])
+            for alert in self.desk.alerts.list(limit=len(opened)) if opened else ():
+                if alert["alert_id"] in opened:
+                    _record(self._alerts_raised, "inc", 1, {"zone": str(alert["zone"])})
             self._feed_unwritten.append(self.desk.snapshot())  # snapshots are written in order
             ensemble_state = self.keeper.snapshot()
             try:

@@ -146,13 +146,11 @@ def test_the_dashboard_has_the_panels_and_a_prometheus_datasource_variable(dashb
     assert len(ids) == len(set(ids))
 
 
-def test_the_alerts_panel_says_its_metric_is_not_exported_yet(dashboard):
-    """Until the serving code exports an alerts counter, the panel is text, not a query that
-    would show "No data" forever."""
-    if "ray_fabray_alerts_raised_total" in exported_metrics():
-        pytest.fail("fabray_alerts_raised is exported now: turn the dashboard's text panel into a query")
+def test_the_alerts_panel_counts_the_alerts_the_live_feed_raises_per_zone(dashboard):
+    assert "ray_fabray_alerts_raised_total" in exported_metrics()
     alerts = next(p for p in _panels(dashboard) if p["title"].startswith("Alerts raised"))
-    assert alerts["type"] == "text" and "not export" in alerts["options"]["content"]
+    assert alerts["type"] == "timeseries"
+    assert any("ray_fabray_alerts_raised_total" in t["expr"] and "by (zone)" in t["expr"] for t in alerts["targets"])
 
 
 def test_prometheus_names_follow_the_exporter_ray_uses():
