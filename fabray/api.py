@@ -80,6 +80,26 @@ def _data_file(data: Any, path_if_frame: Path) -> Path:
     raise BadInputError(f"data must be a file path or a pandas DataFrame. Received: {type(data).__name__}")
 
 
+def _train_data(data: Any, out: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """`train`'s data as a file path, and the SQL source's description (None for a file or frame).
+
+    A file path is used as it is; a DataFrame is written, and a SQL source validated, into the
+    Parquet snapshot `<out>.data.parquet` beside the run (after checking the run directory is
+    free): the run's later steps find their data again by that file's fingerprint."""
+    from fabray.data import io
+    from fabray.train.run_dir import check_run_dir_free
+
+    if isinstance(data, io.SqlSource):
+        from fabray.data.snapshot import snapshot
+
+        run = check_run_dir_free(out)
+        return snapshot(data, run.with_name(f"{run.name}.data.parquet")), data.to_dict()
+    if isinstance(data, (str, os.PathLike)):
+        return Path(data), None
+    run = check_run_dir_free(out)  # before the frame is written beside it
+    return _data_file(data, run.with_name(f"{run.name}.data.parquet")), None
+
+
 def _clean_frame(frame: Any) -> Any:
     """A zone-minute frame or file, validated against the data contract and in its clean form
     (column order, dtypes, rows sorted by zone and time); BadInputError listing every error."""
@@ -106,6 +126,8 @@ class Forecaster:
         summary: the `RunSummary` of `train` (per-model status and validation metrics); None for
             a loaded run.
         last_fit: the `EnsembleFit` of the last `ensemble` call, else None.
+        last_evaluation: the `EvaluationResult` of the last `evaluate` call, else None.
+        last_mlflow_run: {"run_id", "uri"} of the last `evaluate` logged to MLflow, else None.
 
     Example:
         >>> fc = Forecaster.load("runs/r1")                      # doctest: +SKIP
@@ -117,6 +139,8 @@ class Forecaster:
         self.run_dir = Path(run_dir).expanduser().resolve()
         self.summary = summary
         self.last_fit: Any = None
+        self.last_evaluation: Any = None
+        self.last_mlflow_run: dict[str, str] | None = None
         self._predictor: Any = None
 
     def __repr__(self) -> str:
@@ -133,26 +157,41 @@ class Forecaster:
         config: Any = None,
         epochs: int | None = None,
         *,
+        use_gpu: str | None = None,
+        budget: str | float | None = None,
+        mlflow: str | None = None,
         address: str | None = None,
         num_cpus: int | None = None,
+        worker_logs: bool = False,
+        check: bool = True,
     ) -> Forecaster:
-        """Train the model zoo into a new run directory `out` (`fabray train`).
+        """Train the model zoo into a new run directory `out` (`fabray train`, which calls this).
 
         Args:
-            data: zone-minute data: a Parquet/CSV path, or a DataFrame (then written to
-                `<out>.data.parquet` beside the run, which later steps read again).
+            data: zone-minute data: a Parquet/CSV path; a DataFrame (then written to
+                `<out>.data.parquet` beside the run, which later steps read again); or a
+                `fabray.data.io.SqlSource` (validated into that same Parquet snapshot; the
+                manifest names the database beside it).
             out: the new run directory (must not exist or be empty; never overwritten).
             models: model names (`fabray.models.MODELS`); None: the config's `train.models`.
             config: None (defaults), a YAML path, a mapping shaped like the YAML, or a
                 `FabrayConfig`.
             epochs: maximum epochs; None: the config's `train.epochs`.
+            use_gpu: "auto", "true" or "false"; None: the config's `train.use_gpu`.
+            budget: wall-clock training budget ("60m", "1h30m", or minutes); None: the config's.
+            mlflow: log the run to this MLflow tracking URI (needs the mlflow extra); None: the
+                config's `tracking.mlflow_uri`.
             address, num_cpus: the Ray to use when none is initialized in this process (as
                 `fabray train --address/--num-cpus`).
+            worker_logs: stream Ray's worker output to this console (`fabray -v train`).
+            check: raise RuntimeError when every model failed (False: return the Forecaster
+                anyway; its `summary` says what failed, as the CLI prints it).
 
         Returns:
             A Forecaster on the run; `summary` holds each model's status and metrics. Raises
             BadInputError on bad input (before anything is written) and RuntimeError when every
-            model failed; a partial run (some models failed) is returned with a warning.
+            model failed (unless `check=False`); a partial run (some models failed) is returned
+            with a warning.
 
         Example:
             >>> from fabray.data.simulate import simulate_preset        # doctest: +SKIP
@@ -161,8 +200,8 @@ class Forecaster:
             >>> fc.summary.manifest["status"]                            # doctest: +SKIP
             'complete'
         """
-        from fabray.train import run_dir as rd
         from fabray.ray_session import ray_session
+        from fabray.tracking import with_mlflow_uri
         from fabray.train.driver import apply_cli_overrides, prepare_run, train_models
 
         if num_cpus is not None and num_cpus < 1:
@@ -171,14 +210,22 @@ class Forecaster:
             models = [str(m).strip() for m in models]
             if not models or not all(models):
                 raise BadInputError(f"models names no model. Received: {models!r}")
-        run = rd.check_run_dir_free(out)  # before the frame is written beside it
-        cfg = apply_cli_overrides(_as_config(config), models=models, epochs=epochs)
-        data_path = _data_file(data, run.with_name(f"{run.name}.data.parquet"))
-        job = prepare_run(data_path, run, cfg)  # bad input → BadInputError before Ray starts
-        with ray_session(address, num_cpus=num_cpus) as session:
+        cfg = apply_cli_overrides(_as_config(config), models=models, epochs=epochs, use_gpu=use_gpu,
+                                  budget=budget)
+        cfg = with_mlflow_uri(cfg, mlflow)  # no mlflow extra → BadInputError before any work
+        data_path, source = _train_data(data, out)
+        try:
+            job = prepare_run(data_path, out, cfg)  # bad input → BadInputError before Ray starts
+        except BaseException:
+            if source is not None:
+                data_path.unlink(missing_ok=True)  # the snapshot of a run that never started
+            raise
+        if source is not None:
+            job.data_info["source"] = source  # the manifest names the database beside the snapshot
+        with ray_session(address, num_cpus=num_cpus, worker_logs=worker_logs) as session:
             summary = train_models(job, can_autoscale=session.joined)
         status = summary.manifest["status"]
-        if status == "failed":
+        if status == "failed" and check:
             raise RuntimeError(f"every model failed in {summary.run_dir}:\n{summary.table()}")
         if not summary.ok:
             logger.warning("run %s is %s: %s failed", summary.run_dir, status, summary.failed)
@@ -231,7 +278,7 @@ class Forecaster:
 
     def ensemble(
         self,
-        trials: int = 16,
+        trials: int | None = None,
         *,
         search: str = "tpe",
         seed: int = 0,
@@ -243,7 +290,8 @@ class Forecaster:
         """Fit the dynamic ensemble with Ray Tune on the validation split (`fabray ensemble`).
 
         Writes `ensemble.json` and `ensemble_trials.csv` into the run and records them in the
-        manifest; `predict` and `evaluate` use them from then on. `config`: a YAML whose
+        manifest; `predict` and `evaluate` use them from then on (`fabray ensemble` calls this).
+        `trials`: Tune trials (None: the config's `ensemble.tune_trials`); `config`: a YAML whose
         `ensemble` section replaces the run's; `train_data`: the run's data file if it moved.
 
         Returns:
@@ -361,34 +409,59 @@ class Forecaster:
         json_path: str | Path | None = None,
         config: str | Path | None = None,
         train_data: str | Path | None = None,
+        mlflow: str | None = None,
     ) -> dict[str, Any]:
         """Evaluate every model, both ensembles and the baselines on test data (`fabray evaluate`).
 
         Args:
             test_data: a Parquet/CSV path (the run's own training file → its test split only),
-                or a DataFrame (written to `<run>.test.parquet` beside the run, which the
-                result names).
+                a DataFrame (written to `<run>.test.parquet` beside the run, which the
+                result names), or a `fabray.data.io.SqlSource` (validated into a temporary
+                Parquet file; the result names the database).
             report_dir: also write report.md and the PNG plots here.
             json_path: also write the result as JSON here (as `--json`).
-            config: a YAML whose `roi` section sets the ROI parameters.
+            config: a YAML whose `roi` section sets the ROI parameters (and `tracking`, MLflow).
             train_data: the run's training data if it moved.
+            mlflow: log the metrics and report to this MLflow tracking URI (needs the mlflow
+                extra); None: the config's `tracking.mlflow_uri`. The MLflow run is then in
+                `last_mlflow_run` ({"run_id", "uri"}).
 
         Returns:
             The same dict as `fabray evaluate --json`: "models", "ensemble", "static_ensemble",
             "baselines" (each metrics dict with its "lead" object and "lead_score"), "headline",
-            "leaderboard", "roi", "notes", ...
+            "leaderboard", "roi", "notes", ... The `fabray.evaluate.EvaluationResult` itself
+            is kept as `last_evaluation` (`fabray evaluate` prints its leaderboard).
 
         Example:
             >>> result = fc.evaluate("test.parquet")                  # doctest: +SKIP
             >>> result["headline"], result["leaderboard"][0]["name"]  # doctest: +SKIP
             ('lead_score', 'ensemble')
         """
+        from fabray.config import load_config
+        from fabray.data.io import SqlSource
+        from fabray.data.snapshot import local_file
         from fabray.evaluate import evaluate_run, write_outputs
+        from fabray.tracking import log_evaluation, tracking_uri
 
-        path = _data_file(test_data, self.run_dir.with_name(f"{self.run_dir.name}.test.parquet"))
-        result = evaluate_run(self.run_dir, path, config_path=config, train_data=train_data)
+        cfg = load_config(config)  # defaults without a config
+        uri = tracking_uri(mlflow, cfg)  # no mlflow extra → BadInputError before any work
+        if isinstance(test_data, SqlSource):
+            data: Any = test_data
+        else:
+            data = _data_file(test_data, self.run_dir.with_name(f"{self.run_dir.name}.test.parquet"))
+        with local_file(data) as path:  # a SQL source: validated into a temporary Parquet file
+            result = evaluate_run(self.run_dir, path, config_path=config, train_data=train_data)
+        if isinstance(data, SqlSource):
+            result.data["path"] = str(data)
         write_outputs(result, json_path=json_path, report_dir=report_dir)
-        return result.to_json()
+        self.last_evaluation = result
+        self.last_mlflow_run = None
+        payload = result.to_json()
+        if uri:
+            run_id = log_evaluation(self.run_dir, payload, uri, experiment=cfg.tracking.experiment,
+                                    report_dir=report_dir)
+            self.last_mlflow_run = {"run_id": run_id, "uri": uri}
+        return payload
 
 
 __all__ = ["Forecaster", "ENSEMBLE_MODES"]

@@ -120,50 +120,24 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from fabray.config import load_config
-    from fabray.ray_session import ray_session
-    from fabray.train.driver import apply_cli_overrides, prepare_run, train_models
-    from fabray.tracking import with_mlflow_uri
+    from fabray.api import Forecaster
+    from fabray.data import io
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     if args.models is not None and not models:
         raise BadInputError(f"--models names no model. Received: {args.models!r}")
     if args.num_cpus is not None and args.num_cpus < 1:
         raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
-    config = apply_cli_overrides(
-        load_config(args.config), models=models, epochs=args.epochs, use_gpu=args.use_gpu,
-        budget=args.budget,
+    data = io.data_source(args.data, table=args.table, query=args.query)  # a file path or a SqlSource
+    fc = Forecaster.train(
+        data, args.out, models=models, config=args.config, epochs=args.epochs, use_gpu=args.use_gpu,
+        budget=args.budget, mlflow=args.mlflow, address=args.address, num_cpus=args.num_cpus,
+        worker_logs=args.verbose, check=False,  # every model failed: the table says so, exit 1
     )
-    config = with_mlflow_uri(config, args.mlflow)
-    data, source = _train_data(args)
-    try:
-        job = prepare_run(data, args.out, config)  # bad input → exit 2 before Ray starts
-    except BaseException:
-        if source is not None:
-            data.unlink(missing_ok=True)  # the snapshot of a run that never started
-        raise
-    if source is not None:
-        job.data_info["source"] = source  # the manifest names the database beside the snapshot
-    with ray_session(args.address, num_cpus=args.num_cpus, worker_logs=args.verbose) as session:
-        summary = train_models(job, can_autoscale=session.joined)
+    summary = fc.summary
     print(summary.table())
     print(f"run: {summary.run_dir} ({summary.manifest['status']})")
     return 0 if summary.ok else 1
-
-
-def _train_data(args: argparse.Namespace) -> tuple[object, dict | None]:
-    """--data as a file path; a SQL source (--table/--query) is validated into a Parquet snapshot
-    beside the run, `<out>.data.parquet` (as the API does for a DataFrame): the run's later steps
-    find its data again by that file's fingerprint."""
-    from fabray.data import io
-    from fabray.data.snapshot import snapshot
-    from fabray.train.run_dir import check_run_dir_free
-
-    source = io.data_source(args.data, table=args.table, query=args.query)
-    if not isinstance(source, io.SqlSource):
-        return source, None
-    run = check_run_dir_free(args.out)
-    return snapshot(source, run.with_name(f"{run.name}.data.parquet")), source.to_dict()
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
@@ -188,10 +162,11 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from fabray.train.tune_ensemble import fit_ensemble
+    from fabray.api import Forecaster
 
-    fit = fit_ensemble(
-        args.run, trials=args.trials, search=args.search, seed=args.seed, config_path=args.config,
+    # The constructor, not Forecaster.load: fitting loads and checks the run's models itself.
+    fit = Forecaster(args.run).ensemble(
+        trials=args.trials, search=args.search, seed=args.seed, config=args.config,
         train_data=args.train_data, address=args.address, num_cpus=args.num_cpus,
     )
     print(fit.table())
@@ -200,25 +175,19 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from fabray.config import load_config
+    from fabray.api import Forecaster
     from fabray.data import io
-    from fabray.data.snapshot import local_file
-    from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
-    from fabray.tracking import log_evaluation, tracking_uri
+    from fabray.evaluate import leaderboard_text
 
-    tracking = load_config(args.config).tracking  # defaults without --config
-    uri = tracking_uri(args.mlflow, load_config(args.config))  # no mlflow extra → exit 2 first
-    data = io.data_source(args.data, table=args.table, query=args.query)
-    with local_file(data) as path:  # a SQL source: validated into a temporary Parquet file
-        result = evaluate_run(args.run, path, config_path=args.config, train_data=args.train_data)
-    if isinstance(data, io.SqlSource):
-        result.data["path"] = str(data)
-    write_outputs(result, json_path=args.json, report_dir=args.report)
-    print(leaderboard_text(result))
-    if uri:
-        run_id = log_evaluation(args.run, result.to_json(), uri, experiment=tracking.experiment,
-                                report_dir=args.report)
-        print(f"mlflow: evaluation run {run_id} at {uri}")
+    # The constructor, not Forecaster.load: evaluating loads and checks the run's models itself.
+    fc = Forecaster(args.run)
+    fc.evaluate(
+        io.data_source(args.data, table=args.table, query=args.query), args.report, json_path=args.json,
+        config=args.config, train_data=args.train_data, mlflow=args.mlflow,
+    )
+    print(leaderboard_text(fc.last_evaluation))
+    if fc.last_mlflow_run is not None:
+        print(f"mlflow: evaluation run {fc.last_mlflow_run['run_id']} at {fc.last_mlflow_run['uri']}")
     return 0
 
 
