@@ -70,9 +70,7 @@ def run(seed: int, zones: int, days: int, out: Path, trials: int, variants: list
         started = time.perf_counter()
         source = REUSE_TRAINING.get(name)
         if source is not None and (out / source).is_dir():
-            shutil.copytree(out / source, out / name)
-            for stale in ("ensemble.json",):
-                (out / name / stale).unlink(missing_ok=True)
+            shutil.copytree(out / source, out / name)  # its ensemble.json is refitted below
             print(f"+ {name}: the models trained for {source}, copied", flush=True)
         else:
             _fabray("train", "--data", str(data), "--out", str(out / name), "--config", str(cfg))
