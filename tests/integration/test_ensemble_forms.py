@@ -63,6 +63,7 @@ def test_evaluate_replays_the_served_ensemble_from_its_fitted_state(fitted, tmp_
     from fabray.ensemble.served import run_online
     from fabray.metrics import event_metrics
     from fabray.predictor import RunPredictor
+    from fabray.run_data import segment_codes
 
     out, report = tmp_path / "m.json", tmp_path / "report"
     assert main(["evaluate", "--run", str(fitted["run"]), "--data", str(fitted["test"]), "--json", str(out),
@@ -88,6 +89,8 @@ def test_evaluate_replays_the_served_ensemble_from_its_fitted_state(fitted, tmp_
     prob, weights = run_online(served, [prepared.zones[c] for c in prepared.zone_codes[ends]], matrix, target,
                                doc["feedback_lag"], served.context_from_rows(prepared.features[ends]))
     assert weights[0].tolist() == pytest.approx([fitted_weights[n] for n in predictor.model_names])
-    mine = event_metrics(target, prob, served.threshold)
+    # the served decision is the ensemble's alarm policy over each zone's minutes (fabray.alarm)
+    alarm = served.alarm.alarms(prob, segment_codes(prepared, ends))
+    mine = event_metrics(target, prob, served.threshold, alarm=alarm)
     assert mine["f1"] == pytest.approx(result["ensemble"]["f1"]) and mine["pr_auc"] == pytest.approx(
         result["ensemble"]["pr_auc"])
