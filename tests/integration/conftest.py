@@ -121,6 +121,19 @@ def tiny_run(ray_cluster, tiny_data, tiny_config, tmp_path_factory) -> TinyRun:
     return TinyRun(code, run, tiny_data, tiny_config)
 
 
+@pytest.fixture(scope="module")
+def data_file(tiny_data) -> Path:
+    """The session's tiny data file (serve and feed modules read it by this name)."""
+    return tiny_data
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_run) -> Path:
+    """The session's tiny run directory, trained (test_train overrides this with (code, run))."""
+    assert tiny_run.code == 0, "the session's tiny run did not train"
+    return tiny_run.run
+
+
 @pytest.fixture(scope="session")
 def tiny_ensemble_run(tiny_run, tmp_path_factory) -> Path:
     """A copy of the tiny run with a fitted ensemble (`fabray ensemble --trials 4 --seed 1`)."""

@@ -8,13 +8,14 @@ One Serve instance for the module over the session's tiny run (conftest.py), on 
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
+
+from _local_clusters import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -24,21 +25,7 @@ LOOKBACK, HORIZON = 100, 10
 MINUTES = LOOKBACK + 3 * HORIZON  # scored minutes and outcomes that come due
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
-
-@pytest.fixture(scope="module")
-def data_file(tiny_data) -> Path:
-    return tiny_data
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_run) -> Path:
-    assert tiny_run.code == 0, "the session's tiny run did not train"
-    return tiny_run.run
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,7 @@ def service(ray_cluster, trained_run, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("serve")
     (work / "token").write_text(TOKEN)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app = build_app({"store": str(work / "store"), "run": str(trained_run), "serve": {
         "model_poll_interval_s": 0.5, "state_persist_interval_s": 0.5, "api_token_file": str(work / "token"),

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import requests
 
+from _local_clusters import free_port
 from _tiny_run import copy_run
 
 from fabray import schema
@@ -30,22 +31,7 @@ TOKEN = "integration-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
-
-@pytest.fixture(scope="module")
-def data_file(tiny_data) -> Path:
-    return tiny_data
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_run) -> Path:
-    """The session's tiny run (tests/integration/conftest.py), trained on `data_file`."""
-    assert tiny_run.code == 0, "the tiny run did not train"
-    return tiny_run.run
 
 
 def _copy_run(run: Path, dst: Path, run_id: str) -> Path:
@@ -64,7 +50,7 @@ def service(ray_cluster, trained_run, data_file, tmp_path_factory):
     work = tmp_path_factory.mktemp("serve")
     token_file = work / "token"
     token_file.write_text(TOKEN)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     store = work / "store"
     app = build_app({
