@@ -26,6 +26,10 @@ Before a route reads any body, the `Guard` middleware checks the bearer token of
 (401/403 without reading a byte), the route's body limit (413), and gives the body a read
 deadline (408): a client that sends headers and stalls never holds a request slot for long.
 Error answers carry a message for people: never a traceback, a pid or a server path.
+
+`GET /` is the zone board (issue 13): static files shipped in the package (`board/`, no build
+step) that read the public JSON routes (/v1/feed, /v1/alerts, /v1/weights, /v1/models) from the
+browser; the page holds no token.
 """
 
 from __future__ import annotations
@@ -39,13 +43,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from fabray import schema
 from fabray.config import DegradedRules
@@ -73,6 +79,7 @@ from fabray.serve.validation import DEFAULT_UPPER_BOUND, check_window
 
 logger = logging.getLogger(__name__)
 
+BOARD_DIR = Path(__file__).with_name("board")  # the zone board's page, script and style
 MAX_FEEDBACK_ITEMS = 10_000
 MAX_BATCH_WINDOWS = 100_000
 SMALL_BODY_BYTES = 64 * 1024  # routes whose bodies are a few fields (import, promote, rollback, retrain)
@@ -425,6 +432,13 @@ def build_http_app(service: Service) -> FastAPI:
         check_bearer(authorization, settings.api_token, settings.api_token_env)
 
     # ------------------------------------------------------------ read-only
+
+    @app.get("/", include_in_schema=False)
+    async def board() -> FileResponse:
+        """The zone board: every zone's risk, recent alerts, the weights (board/index.html)."""
+        return FileResponse(BOARD_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/board", StaticFiles(directory=BOARD_DIR), name="board")  # its script and style
 
     @app.get("/healthz", summary="Liveness and the live version", responses={503: {"model": ErrorOut}})
     async def healthz() -> JSONResponse:

@@ -1,0 +1,126 @@
+"""The zone board (`GET /`, issue 13 item 4) over real HTTP on 127.0.0.1 (uvicorn in a thread; no
+Ray): the page and its script and style are served from the package, the JSON routes the page
+reads answer without a token (the page holds none), and every board file is shipped as package
+data. tests/integration/test_feed.py renders the board in headless Chromium against a live server."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+import threading
+import time
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+import requests
+import uvicorn
+
+from fabray.config import DegradedRules
+from fabray.serve.http import BOARD_DIR, HttpSettings, build_http_app
+
+TOKEN = "unit-test-token-0123456789"
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class BoardService:
+    """The read routes the board calls, answering like the live ingress (shapes of app.py)."""
+
+    def __init__(self) -> None:
+        self.settings = HttpSettings(max_body_bytes=64 * 1024, max_windows_per_request=4, degraded=DegradedRules(),
+                                     api_token=TOKEN)
+        self.routes: list[tuple[str, int]] = []
+
+    async def models(self):
+        return {"live": "v1", "history": [], "versions": [], "events": [], "ensemble": {},
+                "serving": {"version": "v1", "run_id": "r1", "models": ["lstm", "rule"], "zones": ["Z01", "Z02"],
+                            "lookback": 100, "task": "event", "threshold": 0.5, "replica": "x", "refused": {}}}
+
+    async def feed_status(self):
+        latest = {"timestamp": "2025-01-06T09:40", "probability": 0.81, "decision": True, "degraded": False}
+        return {"zones": {"Z01": {"last_minute": "2025-01-06T09:40", "minutes_kept": 100, "pending_outcomes": 10,
+                                  "latest": latest}},
+                "counts": {"rows": 200, "scored": 2, "outcomes_applied": 0}}
+
+    async def alerts(self, zone, status, limit):
+        return {"alerts": [], "summary": {"open": 0, "closed": 0, "episodes": 0, "no_episode": 0,
+                                          "median_lead_min": None}}
+
+    async def weight_history(self, zone, limit):
+        return {"version": "v1", "current": {"Z01": {"lstm": 0.6, "rule": 0.4}}, "history": []}
+
+    async def health(self):
+        return True, {"status": "ok"}
+
+    def observe(self, route, status, seconds):
+        self.routes.append((route, status))
+
+
+@pytest.fixture(scope="module")
+def board():
+    service = BoardService()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(build_http_app(service), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", service
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_page_is_served_at_the_root_with_its_script_and_style(board):
+    url, _ = board
+    page = requests.get(url + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == (BOARD_DIR / "index.html").read_text()
+    for table in ("zones", "alerts", "weights"):
+        assert f'id="{table}"' in page.text
+    assets = re.findall(r'(?:src|href)="(board/[^"]+)"', page.text)
+    assert sorted(assets) == ["board/board.css", "board/board.js"]  # relative: works under a route prefix
+    kinds = {"board/board.css": "text/css", "board/board.js": "javascript"}
+    for asset in assets:
+        r = requests.get(f"{url}/{asset}", timeout=10)
+        assert r.status_code == 200, asset
+        assert kinds[asset] in r.headers["content-type"], r.headers["content-type"]
+        assert r.text == (BOARD_DIR / Path(asset).name).read_text()
+    assert "/" not in requests.get(url + "/openapi.json", timeout=10).json()["paths"]  # a page, not an API
+
+
+def test_a_missing_asset_is_a_json_404_and_the_mount_serves_nothing_outside_the_board(board):
+    url, _ = board
+    r = requests.get(url + "/board/nothing.js", timeout=10)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = requests.get(url + "/board/..%2Fhttp.py", timeout=10)
+    assert r.status_code == 404 and "import" not in r.text
+
+
+def test_the_routes_the_page_reads_are_public_and_the_page_holds_no_token(board):
+    url, service = board
+    script = (BOARD_DIR / "board.js").read_text()
+    read = sorted(set(re.findall(r'getJson\(["`](v1/[a-z]+)', script)))
+    assert read == ["v1/alerts", "v1/feed", "v1/models", "v1/weights"]
+    for path in read:
+        r = requests.get(f"{url}/{path}", timeout=10)  # no Authorization header
+        assert r.status_code == 200, (path, r.text)
+    page_files = "".join(p.read_text() for p in BOARD_DIR.iterdir())
+    assert TOKEN not in page_files and "Authorization" not in page_files and ".innerHTML" not in page_files
+    assert ("/", 200) in service.routes
+
+
+def test_every_board_file_is_shipped_as_package_data():
+    if sys.version_info < (3, 11):
+        pytest.skip("tomllib needs Python 3.11")
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = data["fabray.serve"]
+    files = sorted(p.name for p in BOARD_DIR.iterdir() if p.is_file())
+    assert files == ["board.css", "board.js", "index.html"]
+    for name in files:
+        assert any(fnmatch(f"board/{name}", pattern) for pattern in patterns), name
