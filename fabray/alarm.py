@@ -16,7 +16,8 @@ definition:
 The state restarts at each segment (a zone change or a gap in the minutes). `AlarmPolicy.alarms`
 computes a whole series at once (vectorised, in `fabray.metrics.policy_alarms`); `AlarmState.step` one minute at a time; a unit test
 keeps them equal. `fit_alarm_policy` chooses the policy on validation by the lead score
-(`fabray.metrics.lead_score`), preferring the plain threshold on ties. Pure numpy, no Ray.
+(`fabray.metrics.lead_score`), preferring the plain threshold on ties, within the site's
+false-alarm budget when one is set (`ensemble.max_false_alarms_per_zone_day`). Pure numpy, no Ray.
 """
 
 from __future__ import annotations
@@ -125,20 +126,34 @@ def fit_alarm_policy(
     clear_ratios: Sequence[float] = CLEAR_RATIOS,
     hold_minutes: Sequence[int] = HOLD_MINUTES,
     profile: str = "standard",
+    max_false_alarms_per_zone_day: float | None = None,
 ) -> tuple[AlarmPolicy, float]:
     """The lead-score-best policy on (validation) series and its score: for each (clear_ratio,
     hold_min) of the grid, the best threshold (`fabray.metrics.best_lead_threshold`); the plain
-    threshold (1.0, 0) is tried first and kept on ties. With no episode: (AlarmPolicy(0.5), NaN)."""
-    from fabray.metrics import best_lead_threshold
+    threshold (1.0, 0) is tried first and kept on ties. With no episode: (AlarmPolicy(0.5), NaN).
 
-    best: tuple[AlarmPolicy, float] | None = None
+    `max_false_alarms_per_zone_day`: the site's false-alarm budget (None: none). A policy within
+    it always beats one over it; when none is within, the one with the fewest false-alarm runs
+    per zone-day is chosen (each threshold search then returns its highest threshold)."""
+    from fabray.metrics import best_lead_threshold, lead_metrics
+
+    best: tuple[tuple[bool, float], AlarmPolicy, float] | None = None
+    budget = math.inf if max_false_alarms_per_zone_day is None else float(max_false_alarms_per_zone_day)
     grid = [(1.0, 0)] + [(float(r), int(h)) for r in clear_ratios for h in hold_minutes if (r, h) != (1.0, 0)]
     for ratio, hold in grid:
         thr, score = best_lead_threshold(event, prob, segments, minute_delay_s, sla_delay_s, horizon,
-                                         profile=profile, clear_ratio=ratio, hold_min=hold)
+                                         profile=profile, clear_ratio=ratio, hold_min=hold,
+                                         max_false_alarms_per_zone_day=max_false_alarms_per_zone_day)
+        policy = AlarmPolicy(float(min(max(thr, 0.0), 1.0)), ratio, hold)
         if not math.isfinite(score):
-            return AlarmPolicy(float(min(max(thr, 0.0), 1.0))), math.nan
-        if best is None or score > best[1]:
-            best = (AlarmPolicy(float(min(max(thr, 0.0), 1.0)), ratio, hold), float(score))
+            return AlarmPolicy(policy.threshold), math.nan
+        if math.isinf(budget):
+            key = (True, float(score))
+        else:
+            fa = lead_metrics(event, policy.alarms(prob, segments), segments, minute_delay_s, sla_delay_s,
+                              horizon)["false_alarm_runs_per_zone_day"]
+            key = (True, float(score)) if fa <= budget else (False, -float(fa))
+        if best is None or key > best[0]:
+            best = (key, policy, float(score))
     assert best is not None
-    return best
+    return best[1], best[2]

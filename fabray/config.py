@@ -385,6 +385,11 @@ class EnsembleConfig(_Section):
         "fitted on validation with the threshold (`fabray.alarm`: fewer flickering false-alarm "
         "runs); false: bare thresholds (prob >= threshold). Only with tune_metric lead_score.",
     )
+    max_false_alarms_per_zone_day: float | None = Field(
+        None, ge=0, description="The site's false-alarm budget: alarm policies (ensemble, each model, "
+        "the baselines) are chosen on validation among those raising at most this many false-alarm "
+        "runs per zone-day (then by lead score); None: no budget, the lead score alone decides.",
+    )
     tune_trials: int = Field(64, ge=1, description="Ray Tune trials for `fabray ensemble`.")
     tune_metric: Literal["lead_score", "f1", "pr_auc"] = Field(
         "lead_score", description="Validation metric Tune maximizes and thresholds are chosen by: "

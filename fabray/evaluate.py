@@ -229,14 +229,16 @@ def minute_delays(prepared: Any, ends: np.ndarray, scaler: Any = None) -> np.nda
 
 def lead_policy(
     target: np.ndarray, prob: np.ndarray, segments: np.ndarray, minute_delay_s: np.ndarray,
-    sla_delay_s: float, horizon: int,
+    sla_delay_s: float, horizon: int, max_false_alarms_per_zone_day: float | None = None,
 ) -> Any:
     """The validation alarm policy of a scorer (`fabray.alarm.fit_alarm_policy`: threshold,
-    hysteresis and hold by the lead score); the F1-best plain threshold when validation holds no
-    delay episode (the lead score is undefined there)."""
+    hysteresis and hold by the lead score, within the false-alarm budget when one is set); the
+    F1-best plain threshold when validation holds no delay episode (the lead score is undefined
+    there)."""
     from fabray.alarm import AlarmPolicy, fit_alarm_policy
 
-    policy, score = fit_alarm_policy(target, prob, segments, minute_delay_s, sla_delay_s, horizon)
+    policy, score = fit_alarm_policy(target, prob, segments, minute_delay_s, sla_delay_s, horizon,
+                                     max_false_alarms_per_zone_day=max_false_alarms_per_zone_day)
     if not math.isfinite(score):
         return AlarmPolicy(_f1_threshold(target, prob))
     return policy
@@ -351,6 +353,11 @@ def evaluate_run(
             f"{predictor.task.task!r} (the delay task's evaluation is not built yet)"
         )
     config = run_config(predictor)
+    spec = predictor.ensemble
+    # The site's false-alarm budget the models' policies were fitted under (ensemble.json), so
+    # the baselines' are fitted under the same one.
+    alarm_budget = (spec.raw.get("max_false_alarms_per_zone_day") if spec is not None
+                    else config.ensemble.max_false_alarms_per_zone_day)
     roi_config = load_config(config_path).roi if config_path else config.roi
     task = predictor.task
     notes: list[str] = []
@@ -379,7 +386,6 @@ def evaluate_run(
     # Models.
     logger.info("scoring %d test windows with %s", len(ends), list(predictor.model_names))
     scores = predictor.score_prepared(prepared, ends)
-    spec = predictor.ensemble
     default_thr = float(config.train.event_threshold)
     cands: dict[str, Candidate] = {}
     for name in predictor.model_names:
@@ -403,6 +409,7 @@ def evaluate_run(
                     "feedback_lag": lag}
         notes.append("no ensemble.json in the run (run `fabray ensemble`): the ensembles use the "
                      "config's untuned defaults")
+    ens_info["max_false_alarms_per_zone_day"] = alarm_budget
     # The served ensemble replays the test rows through the same object and code as serving
     # (`run_online`), starting from the state fitted at the end of the validation replay.
     served = predictor.new_ensemble() if spec is not None else ServedEnsemble.from_params(dyn_params, names)
@@ -427,7 +434,8 @@ def evaluate_run(
     if run_data is not None:
         vp = run_data.prepared
         val = vp.splits["val"]
-        val_lead = (segment_codes(vp, val), minute_delays(vp, val, predictor.scaler), sla, horizon)
+        val_lead = (segment_codes(vp, val), minute_delays(vp, val, predictor.scaler), sla, horizon,
+                    alarm_budget)
         rule_thr = lead_policy(vp.target[val].astype(np.float64), bl.rules_scores(
             vp.features, val, predictor.lookback, overrides), *val_lead)
     cands["rules"] = Candidate("rules", "baseline", rule_test, rule_thr, note="untrained rule model: rule score only")

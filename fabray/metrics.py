@@ -344,6 +344,7 @@ __all__ += [
     "lead_summary",
     "lead_metrics",
     "best_lead_threshold",
+    "lead_tradeoff",
     "policy_alarms",
     "lead_by_cause",
 ]
@@ -724,6 +725,59 @@ def lead_metrics(
     return lead_summary(lead_episodes(event, alarm, segments, minute_delay_s, sla_delay_s, horizon, early_window))
 
 
+def _threshold_grid(frame: _LeadFrame, prob: np.ndarray, candidates: int) -> np.ndarray:
+    """Candidate thresholds, high → low: the distinct values among `candidates + 1` evenly spaced
+    quantiles (0 … 1, "lower" method, so each is an observed probability) of the probabilities on
+    rows whose event is defined."""
+    scored = prob[frame.defined]
+    if not np.isfinite(scored).all():
+        raise ValueError("probabilities must be finite where the event is defined. Received: NaN/inf")
+    levels = np.linspace(0.0, 1.0, max(int(candidates), 1) + 1)
+    return np.unique(np.clip(np.quantile(scored, levels, method="lower"), 0.0, 1.0))[::-1]
+
+
+def lead_tradeoff(
+    event: np.ndarray,
+    prob: np.ndarray,
+    segments: np.ndarray,
+    minute_delay_s: np.ndarray,
+    sla_delay_s: float,
+    horizon: int,
+    candidates: int = 100,
+    early_window: int | None = None,
+    clear_ratio: float = 1.0,
+    hold_min: int = 0,
+) -> dict[str, np.ndarray]:
+    """The early-warning trade-off of a probability series over its thresholds: what a site gets
+    for each false-alarm rate it tolerates (the lead-time analogue of a precision-recall curve).
+
+    For each candidate threshold (as `best_lead_threshold`'s, high → low), the alarm of the policy
+    (threshold, `clear_ratio`, `hold_min`) scored by `lead_episodes`. Returns arrays [K]:
+    threshold, false_alarm_runs_per_zone_day, warned_at_start_fraction,
+    warned_before_onset_fraction, lead_score (standard profile). Empty arrays with no scored row;
+    fractions and scores NaN with no episode.
+    """
+    frame = _LeadFrame(event, segments, minute_delay_s, sla_delay_s, horizon, early_window)
+    prob = np.asarray(prob, dtype=np.float64).reshape(-1)
+    _check_lengths(frame.n, prob=prob)
+    grid = _threshold_grid(frame, prob, candidates) if frame.rows_scored else np.zeros(0)
+    prob_filled = np.nan_to_num(prob, nan=-np.inf)
+    rows = []
+    for thr in grid:
+        rec = frame.score(policy_alarms(prob_filled, frame.segments, float(thr), clear_ratio, hold_min))
+        e = rec.n_episodes
+        rows.append((
+            float(thr), rec.false_alarm_runs / rec.zone_days,
+            float(rec.warned_at_start.sum()) / e if e else math.nan,
+            float(rec.warned_before_onset.sum()) / e if e else math.nan,
+            lead_score(rec) if e else math.nan,
+        ))
+    keys = ("threshold", "false_alarm_runs_per_zone_day", "warned_at_start_fraction",
+            "warned_before_onset_fraction", "lead_score")
+    cols = list(zip(*rows)) if rows else [()] * len(keys)
+    return {k: np.asarray(c, dtype=np.float64) for k, c in zip(keys, cols)}
+
+
 def best_lead_threshold(
     event: np.ndarray,
     prob: np.ndarray,
@@ -736,10 +790,15 @@ def best_lead_threshold(
     early_window: int | None = None,
     clear_ratio: float = 1.0,
     hold_min: int = 0,
+    max_false_alarms_per_zone_day: float | None = None,
 ) -> tuple[float, float]:
     """The threshold (alarm where `prob >= threshold`) that maximises `lead_score` under
     `profile`, and that score. `clear_ratio` / `hold_min` < 1 / > 0: the alarm is that of
     `fabray.alarm.AlarmPolicy(threshold, clear_ratio, hold_min)` (hysteresis, hold) instead.
+
+    `max_false_alarms_per_zone_day`: the site's false-alarm budget. Only thresholds whose
+    false-alarm runs per zone-day stay within it are eligible; when none does, the highest
+    candidate (fewest alarms) is returned, with its score, and a warning is logged.
 
     Candidates are the distinct values among `candidates + 1` evenly spaced quantiles (0 … 1,
     "lower" method, so each is an observed probability) of the probabilities on rows whose event
@@ -750,21 +809,31 @@ def best_lead_threshold(
     frame = _LeadFrame(event, segments, minute_delay_s, sla_delay_s, horizon, early_window)
     prob = np.asarray(prob, dtype=np.float64).reshape(-1)
     _check_lengths(frame.n, prob=prob)
-    scored = prob[frame.defined]
-    if not np.isfinite(scored).all():
-        raise ValueError("probabilities must be finite where the event is defined. Received: NaN/inf")
-    if frame.start.size == 0 or scored.size == 0:
-        logger.warning("best_lead_threshold: no delay episode among %d scored rows; returning 0.5", scored.size)
+    if frame.rows_scored:
+        grid = _threshold_grid(frame, prob, candidates)
+    if frame.start.size == 0 or frame.rows_scored == 0:
+        logger.warning("best_lead_threshold: no delay episode among %d scored rows; returning 0.5",
+                       frame.rows_scored)
         return 0.5, math.nan
-    levels = np.linspace(0.0, 1.0, max(int(candidates), 1) + 1)
-    grid = np.unique(np.clip(np.quantile(scored, levels, method="lower"), 0.0, 1.0))[::-1]  # high → low
+    budget = math.inf if max_false_alarms_per_zone_day is None else float(max_false_alarms_per_zone_day)
+    if not budget >= 0:
+        raise ValueError(f"max_false_alarms_per_zone_day must be >= 0. Received: {max_false_alarms_per_zone_day}")
     prob_filled = np.nan_to_num(prob, nan=-np.inf)
     best_thr, best = 0.5, -math.inf
+    fallback: tuple[float, float] | None = None
     for thr in grid:
-        alarm = policy_alarms(prob_filled, frame.segments, float(thr), clear_ratio, hold_min)
-        score = lead_score(frame.score(alarm), profile)
+        records = frame.score(policy_alarms(prob_filled, frame.segments, float(thr), clear_ratio, hold_min))
+        score = lead_score(records, profile)
+        if fallback is None:
+            fallback = (float(thr), float(score))
+        if records.false_alarm_runs / records.zone_days > budget:
+            continue
         if score > best:  # strict: the first (highest) threshold keeps ties
             best_thr, best = float(thr), score
+    if best == -math.inf and fallback is not None:
+        logger.warning("best_lead_threshold: no threshold keeps false alarms within %.3g per zone-day; "
+                       "returning the highest one (%.4g)", budget, fallback[0])
+        return fallback
     return best_thr, float(best)
 
 

@@ -9,7 +9,9 @@ Plots, each saying in its title what it shows:
 - `weights.png`: the dynamic ensemble's weights over that zone's whole test span;
 - `lead_times.png`: minutes of warning before each delay episode's observed onset (the first
   minute whose own delay exceeds the SLA), ensemble vs best model; missed episodes counted;
-- `reliability.png`: the served (calibrated) probability's reliability on test, beside the best model's.
+- `reliability.png`: the served (calibrated) probability's reliability on test, beside the best model's;
+- `alarm_tradeoff.png`: episodes warned at or before their start against false-alarm runs per
+  zone-day over every threshold (ensemble, best model, trees), each operating point marked.
 
 Tables in report.md: the leaderboard (ranked by the headline `lead_score`), a lead-time table
 per candidate, and, when the test data has a `cause` column, the warned fractions per episode
@@ -348,6 +350,47 @@ def plot_lead_times(result: Any, path: Path) -> Path:
     return path
 
 
+def plot_alarm_tradeoff(result: Any, path: Path) -> Path:
+    """Episodes warned at or before their start against false-alarm runs per zone-day on test,
+    over every threshold (each candidate's hysteresis and hold kept), for the served ensemble, the
+    best model and the tree baseline: what a site gets for each false-alarm rate it tolerates.
+    Each operating point (the policy fitted on validation) is marked, with the site's budget."""
+    from fabray.metrics import lead_tradeoff
+
+    plt = _plt()
+    series = [result.candidates["ensemble"], _best_model(result)]
+    if "gbt" in result.candidates:
+        series.append(result.candidates["gbt"])
+    colors = [KIND_COLORS["ensemble"], KIND_COLORS["model"], KIND_COLORS["baseline"]]
+    sla, horizon = float(result.task["sla_delay_s"]), int(result.task["horizon"])
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for cand, color in zip(series, colors):
+        pol = cand.policy
+        curve = lead_tradeoff(result.target, cand.prob, result.segments, result.minute_delay_s, sla, horizon,
+                              clear_ratio=pol.clear_ratio, hold_min=pol.hold_min)
+        ax.plot(curve["false_alarm_runs_per_zone_day"], curve["warned_at_start_fraction"], color=color, lw=1.6,
+                label=f"{_label(cand)} (clear ×{pol.clear_ratio:g}, hold {pol.hold_min} min)")
+        lead = cand.metrics.get("lead") or {}
+        ax.plot([_num(lead.get("false_alarm_runs_per_zone_day"))], [_num(lead.get("warned_at_start_fraction"))],
+                "o", color=color, ms=7, mec="black")
+    budget = (result.ensemble_info or {}).get("max_false_alarms_per_zone_day")
+    if budget is not None:
+        ax.axvline(float(budget), color="black", ls="--", lw=1, label=f"site budget: {float(budget):g} per zone-day")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("false-alarm runs per zone-day (test)")
+    ax.set_ylabel("episodes warned at or before their start")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Early warning vs false alarms over thresholds (dots: thresholds fitted on validation)",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # ---------------------------------------------------------------------------- report.md
 
 
@@ -438,7 +481,7 @@ def cause_table(result: Any) -> list[list[str]]:
 
 
 def write_report(result: Any, out_dir: Path) -> Path:
-    """Write report.md and the five PNGs into `out_dir`; returns report.md's path."""
+    """Write report.md and its PNGs into `out_dir`; returns report.md's path."""
     from fabray.files import atomic_write_text, utc_now
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -448,6 +491,7 @@ def write_report(result: Any, out_dir: Path) -> Path:
         "timeline": plot_timeline(result, out_dir / "timeline.png"),
         "weights": plot_weights(result, out_dir / "weights.png"),
         "lead_times": plot_lead_times(result, out_dir / "lead_times.png"),
+        "alarm_tradeoff": plot_alarm_tradeoff(result, out_dir / "alarm_tradeoff.png"),
         "reliability": plot_reliability(result, out_dir / "reliability.png"),
     }
     board = [["#", "name", "kind", "**lead score**", "warned at start", "median lead (min)",
@@ -549,6 +593,13 @@ def write_report(result: Any, out_dir: Path) -> Path:
         _table(lead_rows),
         "",
         "![lead times](lead_times.png)",
+        "",
+        "What each false-alarm rate buys: the share of episodes warned at or before their start "
+        "over every threshold on test (the policy's hysteresis and hold kept); the dots are the "
+        "thresholds fitted on validation, the ones served. A site sets its false-alarm budget with "
+        "`ensemble.max_false_alarms_per_zone_day` (then `fabray ensemble` fits every policy within it).",
+        "",
+        "![alarm trade-off](alarm_tradeoff.png)",
         "",
         *(["### By cause", "", CAUSE_NOTE, "", _table(cause_rows), ""] if cause_rows else
           ["The test data has no `cause` column: no per-cause table.", ""]),

@@ -53,6 +53,7 @@ class ValidationScores:
     context_names: tuple[str, ...] = ()
     context_index: tuple[int, ...] = ()  # the context's columns in the run's inputs
     times: np.ndarray | None = None  # [N] minutes (any origin); None: position within the zone
+    alarm_budget: float | None = None  # false-alarm runs per zone-day the site tolerates; None: no budget
 
     def lead_inputs(self) -> tuple[np.ndarray, np.ndarray, float, int]:
         """(segments, minute_delay_s, sla_delay_s, horizon) for `fabray.metrics` lead functions."""
@@ -83,11 +84,13 @@ class ValidationScores:
 
 def solve_threshold(data: ValidationScores, prob: np.ndarray, primary: str = "lead_score") -> float:
     """The validation threshold of a probability series [N]: lead-score-best when `primary` is
-    "lead_score" (F1-best when validation holds no episode), else F1-best."""
+    "lead_score" (F1-best when validation holds no episode), else F1-best. Within
+    `data.alarm_budget` (false-alarm runs per zone-day) when set."""
     from fabray.metrics import best_lead_threshold, best_threshold
 
     if primary == "lead_score":
-        thr, score = best_lead_threshold(data.outcomes, prob, *data.lead_inputs())
+        thr, score = best_lead_threshold(data.outcomes, prob, *data.lead_inputs(),
+                                         max_false_alarms_per_zone_day=data.alarm_budget)
         if math.isfinite(score):
             return float(min(max(thr, 0.0), 1.0))
     thr, _ = best_threshold(data.outcomes, prob)
@@ -98,11 +101,13 @@ def solve_alarm(data: ValidationScores, prob: np.ndarray, primary: str = "lead_s
                 hysteresis: bool = True) -> Any:
     """The validation alarm policy of a probability series [N] (`fabray.alarm.AlarmPolicy`):
     threshold, hysteresis and hold by the lead score (`fabray.alarm.fit_alarm_policy`) when
-    `primary` is "lead_score" and `hysteresis`; else the plain `solve_threshold`."""
+    `primary` is "lead_score" and `hysteresis`; else the plain `solve_threshold`. Within
+    `data.alarm_budget` (false-alarm runs per zone-day) when set."""
     from fabray.alarm import AlarmPolicy, fit_alarm_policy
 
     if primary == "lead_score" and hysteresis:
-        policy, score = fit_alarm_policy(data.outcomes, prob, *data.lead_inputs())
+        policy, score = fit_alarm_policy(data.outcomes, prob, *data.lead_inputs(),
+                                         max_false_alarms_per_zone_day=data.alarm_budget)
         if math.isfinite(score):
             return policy
     return AlarmPolicy(solve_threshold(data, prob, primary))

@@ -485,7 +485,8 @@ def fit_ensemble(
     primary = ens_cfg.tune_metric
     lag = ens_cfg.feedback_lag or predictor.horizon
     run_data = load_run_data(predictor, config, train_data)
-    data = validation_scores(predictor, run_data.prepared, lag)
+    data = replace(validation_scores(predictor, run_data.prepared, lag),
+                   alarm_budget=ens_cfg.max_false_alarms_per_zone_day)
     if np.nansum(data.outcomes) == 0:
         raise BadInputError(
             f"the validation split of {run_data.path} has no delay event: nothing to fit an "
@@ -566,6 +567,7 @@ def fit_ensemble(
         "static_name": static_name,
         "model_thresholds": thresholds,
         "model_alarms": {name: policy.to_dict() for name, policy in alarms.items()},
+        "max_false_alarms_per_zone_day": data.alarm_budget,
         "winner": winner,
         "winner_sample": _clean(win_sample),
         "clear_win": _clean_tree(verdict),
@@ -580,6 +582,7 @@ def fit_ensemble(
             "metric": primary, "tie_breaker": SECONDARY[primary],
             "threshold": (
                 "solved per trial: lead-score-best on validation (fabray.metrics.best_lead_threshold)"
+                + (f" within {data.alarm_budget:g} false-alarm runs per zone-day" if data.alarm_budget is not None else "")
                 if primary == "lead_score"
                 else "solved per trial: F1-best on validation (fabray.metrics.best_threshold)"
             ),

@@ -109,3 +109,67 @@ def test_fit_finds_a_policy_that_beats_the_plain_threshold_on_flicker():
     assert score > plain_score
     records = lead_episodes(event, policy.alarms(prob, segments), segments, delay, 60.0, 10)
     assert lead_score(records) == pytest.approx(score)
+
+
+def _budget_case():
+    """One zone-day: five episodes forecast clearly (0.9 from 5 min before), five faintly (0.55),
+    and ten one-minute spikes of 0.6 in quiet time. Unbudgeted, 0.55 wins (every episode, ten
+    false alarms); within 2 false alarms per zone-day only a threshold above 0.6 qualifies."""
+    n = 1440
+    event, prob = np.zeros(n), np.full(n, 0.05)
+    for k in range(10):
+        s = 60 + 130 * k
+        event[s:s + 10] = 1.0
+        prob[s - 5:s + 10] = 0.9 if k % 2 == 0 else 0.55
+        prob[s + 60] = 0.6  # quiet time: far from both neighbouring episodes' spans
+    delay = np.where(event == 1, 100.0, 0.0)
+    return event, prob, np.zeros(n), delay
+
+
+def test_a_false_alarm_budget_trades_faint_episodes_for_fewer_false_alarms():
+    from fabray.metrics import best_lead_threshold, lead_metrics
+
+    event, prob, segments, delay = _budget_case()
+    thr, _ = best_lead_threshold(event, prob, segments, delay, 60.0, 10)
+    assert thr == pytest.approx(0.55)
+    free = lead_metrics(event, prob >= thr, segments, delay, 60.0, 10)
+    assert free["warned_at_start"] == 10 and free["false_alarm_runs_per_zone_day"] == pytest.approx(10.0)
+
+    thr, score = best_lead_threshold(event, prob, segments, delay, 60.0, 10, max_false_alarms_per_zone_day=2)
+    assert thr == pytest.approx(0.9)
+    kept = lead_metrics(event, prob >= thr, segments, delay, 60.0, 10)
+    assert kept["warned_at_start"] == 5 and kept["false_alarm_runs_per_zone_day"] == 0
+    assert score == pytest.approx(kept["lead_score"])
+
+    policy, _ = fit_alarm_policy(event, prob, segments, delay, 60.0, 10, max_false_alarms_per_zone_day=2)
+    fitted = lead_metrics(event, policy.alarms(prob, segments), segments, delay, 60.0, 10)
+    assert fitted["false_alarm_runs_per_zone_day"] <= 2 and fitted["warned_at_start"] == 5
+
+
+def test_an_unreachable_budget_falls_back_to_the_fewest_alarms():
+    from fabray.metrics import best_lead_threshold
+
+    event, prob, segments, delay = _budget_case()
+    prob[660] = 1.0  # a quiet-time spike above every episode's probability
+    thr, _ = best_lead_threshold(event, prob, segments, delay, 60.0, 10, max_false_alarms_per_zone_day=0)
+    assert thr == pytest.approx(1.0)
+    policy, _ = fit_alarm_policy(event, prob, segments, delay, 60.0, 10, max_false_alarms_per_zone_day=0)
+    assert policy.threshold == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="max_false_alarms_per_zone_day"):
+        best_lead_threshold(event, prob, segments, delay, 60.0, 10, max_false_alarms_per_zone_day=-1)
+
+
+def test_the_tradeoff_curve_is_the_lead_metrics_of_each_threshold():
+    from fabray.metrics import lead_metrics, lead_tradeoff
+
+    event, prob, segments, delay = _budget_case()
+    curve = lead_tradeoff(event, prob, segments, delay, 60.0, 10, clear_ratio=0.8, hold_min=3)
+    assert np.all(np.diff(curve["threshold"]) < 0)  # high → low
+    assert np.all(np.diff(curve["warned_at_start_fraction"]) >= 0)  # lower thresholds warn no later
+    for i in range(curve["threshold"].size):
+        alarm = AlarmPolicy(float(curve["threshold"][i]), 0.8, 3).alarms(prob, segments)
+        want = lead_metrics(event, alarm, segments, delay, 60.0, 10)
+        for key in ("false_alarm_runs_per_zone_day", "warned_at_start_fraction", "warned_before_onset_fraction",
+                    "lead_score"):
+            assert curve[key][i] == pytest.approx(want[key]), key
+    assert curve["warned_at_start_fraction"][-1] == 1.0 and curve["false_alarm_runs_per_zone_day"][-1] > 2

@@ -119,7 +119,7 @@ def test_leaderboard_ranks_by_lead_score_and_json_names_the_headline():
 
 
 def test_report_tables_and_lead_time_plot(tmp_path):
-    from fabray.report import cause_table, lead_table, plot_lead_times
+    from fabray.report import cause_table, lead_table, plot_alarm_tradeoff, plot_lead_times
 
     result = _result()
     rows = lead_table(result)
@@ -131,6 +131,9 @@ def test_report_tables_and_lead_time_plot(tmp_path):
     assert [r[1] for r in causes[1:]] == ["1", "1", "2"]
     assert cause_table(_result(with_causes=False)) == []
     path = plot_lead_times(result, tmp_path / "lead_times.png")
+    assert path.stat().st_size > 5_000
+    result.ensemble_info["max_false_alarms_per_zone_day"] = 2.0
+    path = plot_alarm_tradeoff(result, tmp_path / "alarm_tradeoff.png")
     assert path.stat().st_size > 5_000
 
 
