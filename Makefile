@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH ?= bench-out
 ETT_DATA ?= ../shared/data/ETTh1.csv
 
-.PHONY: demo test test-quick test-unit bench clean
+.PHONY: demo test test-quick test-unit bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -21,8 +21,17 @@ demo: $(STAMP)
 # integration tests in two groups of modules, each run in order by one worker with its own local
 # Ray (tests/integration/conftest.py). Markers in pyproject.toml: `slow` = more than a few seconds.
 PYTEST_WORKERS := -n 3 --dist loadgroup
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q $(PYTEST_WORKERS) --durations=20
+
+# Chromium (Debian's package) for the zone board's browser test in tests/integration/test_feed.py,
+# installed when missing (CI runs as root on a fresh machine). Never fails: without apt-get or
+# root the browser test skips, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed (needs apt-get as root): the board's browser test will skip"
 
 # Every test but the slow ones (the Serve, retrain, multi-node, autoscaling, fault and job tests).
 test-quick: $(STAMP)

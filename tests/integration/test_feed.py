@@ -8,7 +8,10 @@ One Serve instance for the module over the session's tiny run (conftest.py), on 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -116,6 +119,101 @@ def test_the_feed_scores_every_zone_like_predict_and_outcomes_move_the_weights(s
     assert set(alerts["summary"]) >= {"open", "closed", "median_lead_min"}
     for alert in alerts["alerts"]:
         assert alert["suggestion"]["basis"] and alert["contributions"] and alert["horizon_min"] == HORIZON
+
+
+class _Tables(HTMLParser):
+    """The rendered board's tables: {table id: [(row attributes, [cell texts])]} (body rows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list] = {}
+        self._table = self._row = self._cell = None
+        self._in_body = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id", ""), [])
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body and self._table is not None:
+            self._row = (attrs, [])
+            self._table.append(self._row)
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self._row[1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("no chromium on PATH: `make test` installs Debian's package when run as root "
+                    "(or: apt-get install chromium); the board's browser test needs it")
+    return found
+
+
+def test_the_board_in_a_headless_browser_shows_every_zone_its_risk_the_alerts_and_weights(
+        service, tmp_path, request, record_property, capsys):
+    """Issue 13 item 4: GET / rendered by headless Chromium once the feed has scored every zone
+    (the first test fed it): each zone's row carries its risk as /v1/feed reports it, the alerts
+    and the weights are drawn; a screenshot is kept (its path printed and in the test report)."""
+    browser = chromium()
+    url = service["url"]
+    feed = requests.get(url + "/v1/feed", timeout=30).json()["zones"]
+    alerts = requests.get(url + "/v1/alerts", params={"limit": 1000}, timeout=30).json()["alerts"]
+    weights = requests.get(url + "/v1/weights", timeout=30).json()["current"]
+    assert len(feed) == 4 and all(z["latest"] for z in feed.values()), feed
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000"]
+    dom = subprocess.run([*flags, "--dump-dom", url + "/"], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0 and "</html>" in dom.stdout, dom.stderr[-2000:]
+    parser = _Tables()
+    parser.feed(dom.stdout)
+    tables = parser.tables
+
+    zones = {attrs["data-zone"]: (attrs, cells) for attrs, cells in tables["zones"]}
+    assert sorted(zones) == sorted(feed), dom.stdout[:3000]
+    threshold = requests.get(url + "/v1/models", timeout=30).json()["serving"]["threshold"]
+    for zone, (attrs, cells) in zones.items():
+        latest = feed[zone]["latest"]
+        assert float(attrs["data-probability"]) == pytest.approx(latest["probability"], abs=1e-4), zone
+        assert cells[0] == zone and cells[1] == latest["timestamp"]
+        assert float(cells[3]) == pytest.approx(latest["probability"], abs=1e-3)  # the risk, as shown
+        assert float(cells[4]) == pytest.approx(threshold, abs=1e-3)
+        assert cells[5].startswith("ON" if latest["decision"] else "off")
+        assert attrs["data-risk"] == ("high" if latest["decision"] else "mid" if latest["probability"] >= threshold / 2
+                                      else "low")
+    shown_alerts = [attrs["data-alert"] for attrs, _ in tables["alerts"] if "data-alert" in attrs]
+    assert shown_alerts == [a["alert_id"] for a in alerts[:20]]  # newest first, lead times beside them
+    for (attrs, cells), alert in zip((r for r in tables["alerts"] if "data-alert" in r[0]), alerts):
+        assert cells[0] == alert["zone"] and cells[1] == alert["opened_at"]
+        lead = alert["lead_min"]
+        assert cells[5] == ("" if lead is None else f"+{lead}" if lead > 0 else str(lead)), alert
+    assert sorted(attrs["data-zone"] for attrs, _ in tables["weights"]) == sorted(weights)
+
+    shot = tmp_path / "board.png"
+    run = subprocess.run([*flags, "--window-size=1280,900", f"--screenshot={shot}", url + "/"],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0 and shot.is_file() and shot.stat().st_size > 10_000, run.stderr[-2000:]
+    kept = request.config.cache.mkdir("board") / "board.png"  # .pytest_cache/d/board/: outlives tmp_path
+    shutil.copyfile(shot, kept)
+    record_property("board_screenshot", str(kept))
+    with capsys.disabled():
+        print(f"\nboard screenshot: {shot} (copy: {kept}); {len(zones)} zones, {len(shown_alerts)} alerts shown")
 
 
 def test_rows_out_of_order_or_duplicated_are_refused_naming_them(service, minutes):
