@@ -1,11 +1,12 @@
 """`fabray train --mlflow` and `fabray evaluate --mlflow` into a real SQLite MLflow store, read back
-through MlflowClient: one parent run, one child per model (all six) with its parameters, per-epoch
-metrics and model.keras; the evaluation run with its metrics and report.
+through MlflowClient: one parent run, one child per model (the tiny run's two) with its
+parameters, per-epoch metrics and model.keras; the evaluation run with its metrics and report.
 
 The training data comes from a SQLite database table (`--data sqlite:///fab.db --table oht`), so
 the same run also checks a SQL source end to end (snapshot beside the run, source in the
-manifest). One tiny run (the demo's small widths, 2 epochs) on the session's local Ray; skipped
-without the `mlflow` extra.
+manifest). One tiny run (the session tiny run's models and widths, `_tiny_run.TINY_CONFIG`, 2
+epochs) on the session's local Ray; skipped without the `mlflow` extra. (The logging code is the
+same for every model kind; all six kinds train end to end in test_multinode.)
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _tiny_run import TINY_CONFIG, TINY_EPOCHS, TINY_MODELS
+
 from fabray.cli import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'fabray[mlflow]')")
 
-EPOCHS = 2
+EPOCHS = TINY_EPOCHS
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +33,13 @@ def logged(ray_cluster, tmp_path_factory):
 
     from fabray.data.io import write_table
     from fabray.data.simulate import simulate_preset
-    from fabray.demo import DEMO_CONFIG
-    from fabray.models import MODELS
 
     work = tmp_path_factory.mktemp("mlflow")
     engine = sa.create_engine(f"sqlite:///{work / 'fab.db'}")
     simulate_preset("tiny", seed=3).to_sql("oht", engine, index=False)
     engine.dispose()
     write_table(simulate_preset("tiny", seed=5), work / "test.parquet")
-    config = {"train": {**DEMO_CONFIG["train"], "epochs": EPOCHS, "early_stopping_patience": EPOCHS},
+    config = {"train": {**TINY_CONFIG["train"], "epochs": EPOCHS, "early_stopping_patience": EPOCHS},
               "tracking": {"experiment": "fabray-it"}}
     (work / "tiny.yaml").write_text(yaml.safe_dump(config))
     uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -50,7 +51,7 @@ def logged(ray_cluster, tmp_path_factory):
         assert main(["evaluate", "--run", str(run), "--data", str(work / "test.parquet"),
                      "--config", str(work / "tiny.yaml"), "--report", str(work / "report"),
                      "--mlflow", uri]) == 0
-    return run, mlflow.MlflowClient(tracking_uri=uri), list(MODELS), work
+    return run, mlflow.MlflowClient(tracking_uri=uri), list(TINY_MODELS), work
 
 
 def test_one_parent_and_a_child_per_model_with_metrics_and_artifacts(logged):
@@ -61,8 +62,8 @@ def test_one_parent_and_a_child_per_model_with_metrics_and_artifacts(logged):
     assert len(parents) == 1
     parent = parents[0]
     children = [r for r in train_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == sorted(models) and len(models) == 6
-    assert len(train_runs) == 7
+    assert sorted(r.info.run_name for r in children) == sorted(models) and len(models) == 2
+    assert len(train_runs) == 3
 
     manifest = json.loads((run / "manifest.json").read_text())
     assert parent.info.status == "FINISHED" and manifest["status"] == "complete"
