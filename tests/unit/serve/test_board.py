@@ -24,6 +24,16 @@ TOKEN = "unit-test-token-0123456789"
 ROOT = Path(__file__).resolve().parents[3]
 
 
+ALERTS = [  # newest first, as /v1/alerts lists them
+    {"alert_id": "a2", "number": 2, "zone": "Z01", "status": "open", "opened_at": "2025-01-06T09:38",
+     "probability": 0.78, "outcome": None, "lead_min": None,
+     "suggestion": {"action": "lend 2 idle vehicles from Z02 to Z01", "basis": "Z02: 4 idle, risk 0.10 < 0.50"}},
+    {"alert_id": "a1", "number": 1, "zone": "Z02", "status": "closed", "opened_at": "2025-01-06T08:10",
+     "probability": 0.64, "outcome": "episode", "lead_min": 4,
+     "suggestion": {"action": "hold Z02's planned releases for 10 min", "basis": "no neighbour has idle vehicles"}},
+]
+
+
 class BoardService:
     """The read routes the board calls, answering like the live ingress (shapes of app.py)."""
 
@@ -44,8 +54,8 @@ class BoardService:
                 "counts": {"rows": 200, "scored": 2, "outcomes_applied": 0}}
 
     async def alerts(self, zone, status, limit):
-        return {"alerts": [], "summary": {"open": 0, "closed": 0, "episodes": 0, "no_episode": 0,
-                                          "median_lead_min": None}}
+        return {"alerts": ALERTS[:limit], "summary": {"open": 1, "closed": 1, "episodes": 1, "no_episode": 0,
+                                                      "median_lead_min": 4}}
 
     async def weight_history(self, zone, limit):
         return {"version": "v1", "current": {"Z01": {"lstm": 0.6, "rule": 0.4}}, "history": []}
@@ -124,3 +134,22 @@ def test_every_board_file_is_shipped_as_package_data():
     assert files == ["board.css", "board.js", "index.html"]
     for name in files:
         assert any(fnmatch(f"board/{name}", pattern) for pattern in patterns), name
+
+
+def test_the_board_renders_in_headless_chromium(board):
+    """The page's script draws the fake service's zones, alerts (lead times) and weights (the
+    live-server version of this is in tests/integration/test_feed.py)."""
+    from fabray.serve.browser import dump_dom, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no chromium on PATH (`make test` installs Debian's package as root)")
+    url, _ = board
+    dom = dump_dom(url + "/")
+    rows = {zone: risk for risk, zone in re.findall(r'<tr class="risk-(\w+)" data-zone="(Z0\d)"', dom)}
+    assert rows == {"Z01": "high", "Z02": "none"}, dom[:3000]
+    assert 'data-probability="0.8100"' in dom and ">ON<" in dom and "#2 since 2025-01-06T09:38" in dom
+    alerts = re.findall(r'data-alert="(a\d)">(.*?)</tr>', dom)
+    assert [a for a, _ in alerts] == ["a2", "a1"]
+    assert '<td class="num lead">+4</td>' in alerts[1][1] and "hold Z02" in alerts[1][1]
+    assert "(1 open, 1 closed, median lead 4 min)" in dom
+    assert '<td class="num top">0.60</td>' in dom
