@@ -33,13 +33,23 @@ KIND_COLORS = {"model": "#4C72B0", "static_ensemble": "#8172B3", "ensemble": "#C
 TIMELINE_MINUTES = 24 * 60
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close a figure; returns `path`."""
+    plt = pyplot()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _label(cand: Any) -> str:
@@ -81,7 +91,7 @@ def _num(value: Any) -> float:
 
 
 def plot_leaderboard(result: Any, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     board = result.leaderboard()[::-1]  # best at the top
     f1 = [np.nan_to_num(_num(c.metrics.get("f1"))) for c in board]
     pr = [np.nan_to_num(_num(c.metrics.get("pr_auc"))) for c in board]
@@ -111,16 +121,13 @@ def plot_leaderboard(result: Any, path: Path) -> Path:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLORS.values()]
     ax.legend(handles, [k.replace("_", " ") for k in KIND_COLORS], loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_pr_curves(result: Any, path: Path) -> Path:
     from sklearn.metrics import precision_recall_curve
 
-    plt = _plt()
+    plt = pyplot()
     keep = ~np.isnan(result.target)
     y = result.target[keep] == 1
     fig, ax = plt.subplots(figsize=(11, 6))
@@ -151,10 +158,7 @@ def plot_pr_curves(result: Any, path: Path) -> Path:
     ax.set_title("Precision–recall on test windows (dots: each one's operating threshold)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def timeline_zone(result: Any) -> int:
@@ -196,7 +200,7 @@ def _shade_events(ax: Any, t: np.ndarray, event: np.ndarray, label: str | None) 
 
 
 def plot_timeline(result: Any, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     code = timeline_zone(result)
     rows = _busiest_span(_zone_rows(result, code), result.target, TIMELINE_MINUTES)
     t = result.timestamps[rows].astype("datetime64[m]").astype("O")
@@ -224,14 +228,11 @@ def plot_timeline(result: Any, path: Path) -> Path:
     a1.set_title(f"Zone {zone}: the {len(rows) / 60:.0f} test hours with the most delay — "
                  f"transport delay, delay events (shaded) and the ensemble's alarms")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_weights(result: Any, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     code = timeline_zone(result)
     rows = _zone_rows(result, code)
     t = result.timestamps[rows].astype("datetime64[m]").astype("O")
@@ -248,10 +249,7 @@ def plot_weights(result: Any, path: Path) -> Path:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_reliability(result: Any, path: Path) -> Path:
@@ -259,7 +257,7 @@ def plot_reliability(result: Any, path: Path) -> Path:
     per probability bin, for the served ensemble (calibrated on validation) and the best model."""
     from fabray.ensemble.calibrate import brier, reliability
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="#8C8C8C", linestyle="--", linewidth=1, label="perfectly calibrated")
     calibrator = (result.ensemble_info.get("served") or {}).get("calibrator", "identity")
@@ -275,10 +273,7 @@ def plot_reliability(result: Any, path: Path) -> Path:
     ax.set_title("Reliability on the test windows (10 bins)")
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def diversity_tables(result: Any) -> list[str]:
@@ -318,7 +313,7 @@ def _best_model(result: Any) -> Any:
 def plot_lead_times(result: Any, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
-    plt = _plt()
+    plt = pyplot()
     ens = result.candidates["ensemble"]
     best = _best_model(result)
     series = [(ens, KIND_COLORS["ensemble"], True), (best, KIND_COLORS["model"], False)]
@@ -344,10 +339,7 @@ def plot_lead_times(result: Any, path: Path) -> Path:
     ax.set_title("How long before each delay episode's observed onset the alarm came")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_alarm_tradeoff(result: Any, path: Path) -> Path:
@@ -357,7 +349,7 @@ def plot_alarm_tradeoff(result: Any, path: Path) -> Path:
     Each operating point (the policy fitted on validation) is marked, with the site's budget."""
     from fabray.metrics import lead_tradeoff
 
-    plt = _plt()
+    plt = pyplot()
     series = [result.candidates["ensemble"], _best_model(result)]
     if "gbt" in result.candidates:
         series.append(result.candidates["gbt"])
@@ -385,10 +377,7 @@ def plot_alarm_tradeoff(result: Any, path: Path) -> Path:
                  fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- report.md
