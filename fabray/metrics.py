@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -736,6 +737,22 @@ def _threshold_grid(frame: _LeadFrame, prob: np.ndarray, candidates: int) -> np.
     return np.unique(np.clip(np.quantile(scored, levels, method="lower"), 0.0, 1.0))[::-1]
 
 
+def _threshold_scan(frame: _LeadFrame, prob: np.ndarray, candidates: int, clear_ratio: float,
+                    hold_min: int) -> Iterator[tuple[float, "LeadEpisodes"]]:
+    """(threshold, LeadEpisodes) for each candidate threshold, high → low, under the policy
+    (threshold, clear_ratio, hold_min). The probabilities are checked before the first item."""
+    prob = np.asarray(prob, dtype=np.float64).reshape(-1)
+    _check_lengths(frame.n, prob=prob)
+    grid = _threshold_grid(frame, prob, candidates) if frame.rows_scored else np.zeros(0)
+    prob_filled = np.nan_to_num(prob, nan=-np.inf)
+
+    def scan():
+        for thr in grid:
+            yield float(thr), frame.score(policy_alarms(prob_filled, frame.segments, float(thr), clear_ratio, hold_min))
+
+    return scan()
+
+
 def lead_tradeoff(
     event: np.ndarray,
     prob: np.ndarray,
@@ -758,13 +775,8 @@ def lead_tradeoff(
     fractions and scores NaN with no episode.
     """
     frame = _LeadFrame(event, segments, minute_delay_s, sla_delay_s, horizon, early_window)
-    prob = np.asarray(prob, dtype=np.float64).reshape(-1)
-    _check_lengths(frame.n, prob=prob)
-    grid = _threshold_grid(frame, prob, candidates) if frame.rows_scored else np.zeros(0)
-    prob_filled = np.nan_to_num(prob, nan=-np.inf)
     rows = []
-    for thr in grid:
-        rec = frame.score(policy_alarms(prob_filled, frame.segments, float(thr), clear_ratio, hold_min))
+    for thr, rec in _threshold_scan(frame, prob, candidates, clear_ratio, hold_min):
         e = rec.n_episodes
         rows.append((
             float(thr), rec.false_alarm_runs / rec.zone_days,
@@ -807,10 +819,7 @@ def best_lead_threshold(
     everywhere) or no defined row: returns (0.5, NaN).
     """
     frame = _LeadFrame(event, segments, minute_delay_s, sla_delay_s, horizon, early_window)
-    prob = np.asarray(prob, dtype=np.float64).reshape(-1)
-    _check_lengths(frame.n, prob=prob)
-    if frame.rows_scored:
-        grid = _threshold_grid(frame, prob, candidates)
+    scan = _threshold_scan(frame, prob, candidates, clear_ratio, hold_min)  # checks prob first
     if frame.start.size == 0 or frame.rows_scored == 0:
         logger.warning("best_lead_threshold: no delay episode among %d scored rows; returning 0.5",
                        frame.rows_scored)
@@ -818,11 +827,9 @@ def best_lead_threshold(
     budget = math.inf if max_false_alarms_per_zone_day is None else float(max_false_alarms_per_zone_day)
     if not budget >= 0:
         raise ValueError(f"max_false_alarms_per_zone_day must be >= 0. Received: {max_false_alarms_per_zone_day}")
-    prob_filled = np.nan_to_num(prob, nan=-np.inf)
     best_thr, best = 0.5, -math.inf
     fallback: tuple[float, float] | None = None
-    for thr in grid:
-        records = frame.score(policy_alarms(prob_filled, frame.segments, float(thr), clear_ratio, hold_min))
+    for thr, records in scan:
         score = lead_score(records, profile)
         if fallback is None:
             fallback = (float(thr), float(score))
