@@ -25,8 +25,11 @@ def _run(args: list[str], what: str, timeout_s: float) -> subprocess.CompletedPr
     if browser is None:
         raise RuntimeError("chromium is not installed (apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="fabray-chromium-") as profile:
-        done = subprocess.run([browser, *BASE_FLAGS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=timeout_s)
+        try:
+            done = subprocess.run([browser, *BASE_FLAGS, f"--user-data-dir={profile}", *args],
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"chromium could not {what} within {timeout_s:g} s") from None
     if done.returncode != 0:
         raise RuntimeError(f"chromium could not {what} (exit {done.returncode}): {done.stderr[-1500:]}")
     return done
