@@ -496,6 +496,35 @@ class ServeFeed(_Section):
     )
 
 
+class ServeMonitor(_Section):
+    """fabray watching itself (`fabray.serve.monitor`, issue 13): each zone's rolling precision,
+    recall and realised lead from the feed's own outcomes, input drift against the training
+    statistics, and when to advise a retrain. Shown in GET /v1/feed (`monitor`) and exported to
+    Prometheus."""
+
+    window_min: int = Field(
+        1440, ge=1, description="Minutes of outcomes (by prediction minute) each zone's precision, "
+        "recall, F1 and median realised lead are computed over.",
+    )
+    drift_half_life_min: float = Field(
+        360.0, gt=0, description="Half-life, in feed minutes, of the exponentially weighted recent "
+        "mean and std of each input feature (all zones pooled, as the training statistics are); "
+        "drift is scored once the feed has covered one half-life.",
+    )
+    drift_threshold: float = Field(
+        1.0, gt=0, description="Retrain advised when a feature's drift score, |recent mean − training "
+        "mean| / training std (the run's scaler), exceeds this: 1.0 = the recent mean has moved by "
+        "one training standard deviation.",
+    )
+    recall_floor: float | None = Field(
+        None, ge=0, le=1, description="Retrain advised also when the rolling recall over all zones "
+        "falls below this (once `recall_min_events` event minutes are in the window); None: drift only.",
+    )
+    recall_min_events: int = Field(
+        50, ge=1, description="Event minutes (tp + fn, all zones) the window needs before the recall floor applies.",
+    )
+
+
 class ServeConfig(_Section):
     """The Ray Serve application (`fabray serve`, `cluster/serve.yaml`; DESIGN §6)."""
 
@@ -579,6 +608,10 @@ class ServeConfig(_Section):
         "body read deadline, request timeout, body and job limits.",
     )
     feed: ServeFeed = Field(default_factory=ServeFeed, description="The live feed, alerts and webhook.")
+    monitor: ServeMonitor = Field(
+        default_factory=ServeMonitor, description="Self-monitoring: rolling per-zone precision/recall, "
+        "input drift, retrain advised.",
+    )
 
 
 class RoiConfig(_Section):

@@ -48,6 +48,7 @@ from fabray.serve.jobs import count_active, new_job, public_error, recover_inter
 from fabray.serve.alerts import AlertBook, sender_from_config
 from fabray.serve.feed import FeedDesk, FeedSpec
 from fabray.serve.keeper import EnsembleKeeper
+from fabray.serve.monitor import FeedMonitor
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
 from fabray.serve.store import ModelStore, UnknownVersionError
@@ -124,9 +125,19 @@ class EnsembleKeeperDeployment:
         self.degraded = cfg.degraded
         self.desk = FeedDesk(store.root / "feed" / "state.json", self.keeper,
                              AlertBook(cfg.feed.alerts_kept, sender_from_config(cfg.feed)),
-                             cfg.feed.weights_history)
+                             cfg.feed.weights_history, FeedMonitor(cfg.monitor))
         self._feed_lock = asyncio.Lock()  # one observe call at a time: rows apply in order
         self._alerts_raised = _metric("Counter", "fabray_alerts_raised", "Alerts opened by the live feed.", ("zone",))
+        window = f"over the last {cfg.monitor.window_min} min of outcomes (NaN: undefined)"
+        self._zone_gauges = {key: _metric("Gauge", f"fabray_zone_{key}", f"{text} of the live feed's alarms {window}.",
+                                          ("zone",))
+                             for key, text in (("precision", "Rolling precision"), ("recall", "Rolling recall"),
+                                               ("f1", "Rolling F1"),
+                                               ("median_lead_min", "Median realised lead (min) of the closed alerts"))}
+        self._drift_gauge = _metric("Gauge", "fabray_feature_drift", "Input drift score per raw feature: |recent "
+                                    "mean - training mean| / training std (NaN: not scored yet).", ("feature",))
+        self._retrain_gauge = _metric("Gauge", "fabray_retrain_advised", "1 when the feed monitor advises a retrain "
+                                      "(drift over serve.monitor.drift_threshold, or recall under its floor).")
         self._feed_unwritten: list = []  # feed snapshots not yet on disk, oldest first
         self._predictor: Any = None
         self._loop = asyncio.create_task(self._persist_loop())
@@ -201,6 +212,7 @@ class EnsembleKeeperDeployment:
             for alert in self.desk.alerts.list(limit=len(opened)) if opened else ():
                 if alert["alert_id"] in opened:
                     _record(self._alerts_raised, "inc", 1, {"zone": str(alert["zone"])})
+            self._export_monitor()
             self._feed_unwritten.append(self.desk.snapshot())  # snapshots are written in order
             ensemble_state = self.keeper.snapshot()
             try:
@@ -210,6 +222,24 @@ class EnsembleKeeperDeployment:
                 logger.exception("persisting the live feed's state failed")
                 self.keeper.mark_dirty(list(ensemble_state))
         return out
+
+    def _export_monitor(self) -> None:
+        """The feed monitor's summary → the Prometheus gauges (None → NaN: undefined, not stale)."""
+        try:
+            summary = self.desk.monitor_summary()
+        except Exception:  # noqa: BLE001 - metrics are never worth failing a request
+            logger.exception("the feed monitor's summary failed")
+            return
+
+        def value(v: Any) -> float:
+            return float("nan") if v is None else float(v)
+
+        for zone, m in summary["zones"].items():
+            for key, gauge in self._zone_gauges.items():
+                _record(gauge, "set", value(m[key]), {"zone": str(zone)})
+        for feature, d in summary["drift"]["features"].items():
+            _record(self._drift_gauge, "set", value(d["score"]), {"feature": feature})
+        _record(self._retrain_gauge, "set", float(summary["retrain_advised"]))
 
     def _write_feed(self) -> None:
         while self._feed_unwritten:
@@ -330,6 +360,7 @@ class PredictorDeployment:
     async def info(self) -> dict:
         meta = self.bundle.meta()
         meta["horizon"] = self.bundle.predictor.horizon  # the live feed derives outcomes with it
+        meta["scaler"] = self.bundle.predictor.scaler.to_dict()  # the feed monitor's training statistics
         meta["refused"] = dict(self.refused)
         meta["batching"] = dict(self.stats)
         meta["replica"] = serve.get_replica_context().replica_id.unique_id

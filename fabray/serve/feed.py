@@ -47,6 +47,7 @@ from fabray.config import DegradedRules
 from fabray.data.context import ContextSpec, neighbour_codes, neighbours_of, window_context
 from fabray.data.windows import horizon_labels
 from fabray.errors import BadInputError
+from fabray.serve.monitor import FeedMonitor, training_stats
 from fabray.serve.validation import check_values, check_window
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class FeedSpec:
     context: ContextSpec | None
     degraded: DegradedRules
     version: str = ""
+    training: Mapping[str, tuple[float, float]] | None = None  # raw inputs' training (mean, std): drift
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any], degraded: DegradedRules | Mapping[str, Any]) -> FeedSpec:
@@ -121,7 +123,7 @@ class FeedSpec:
                    nominal_s={str(k): float(v) for k, v in meta["nominal_s"].items()},
                    sla_delay_s=float(meta["sla_delay_s"]), task=str(meta["task"]),
                    threshold=float(meta["threshold"]), context=context, degraded=rules,
-                   version=str(meta.get("version", "")))
+                   version=str(meta.get("version", "")), training=training_stats(meta.get("scaler")))
 
     @property
     def capacity(self) -> int:
@@ -225,7 +227,7 @@ class ZoneBuffer:
     plan_ahead: dict[str, list[float]] | None = None  # sent with the newest row
     carry_transport_s: float | None = None  # last transport time of the rows trimmed away
     labelled_until: int | None = None  # newest minute whose label was derived
-    pending: list[list[Any]] = field(default_factory=list)  # [minute, prediction_id, degraded]
+    pending: list[list[Any]] = field(default_factory=list)  # [minute, prediction_id, degraded, decision]
     latest: dict[str, Any] | None = None  # the newest prediction's summary
 
     @property
@@ -289,6 +291,7 @@ class Ingested:
     outcomes: list[dict[str, Any]]  # {zone, minute, prediction_id, outcome}: predictions come due
     undefined_outcomes: int  # predictions whose horizon had a gap or no completion: no outcome
     labels: list[tuple[str, int, float]]  # (zone, minute, event 0/1 or NaN) in minute order per zone
+    rows: list[Row] = field(default_factory=list)  # the rows accepted (the monitor's drift reads them)
 
 
 class LiveFeed:
@@ -366,7 +369,7 @@ class LiveFeed:
                 to_score.append({"zone": zone, "minute": buffer.last, "window": window, "reasons": reasons})
         for zone in by_zone:
             self.zones[zone].trim(spec.capacity)
-        return Ingested(len(rows), gaps, to_score, unscored, outcomes, undefined, labels)
+        return Ingested(len(rows), gaps, to_score, unscored, outcomes, undefined, labels, rows)
 
     def _derive(self, zone: str, buffer: ZoneBuffer, spec: FeedSpec) -> tuple[list[dict], int, list]:
         """Labels of every minute whose horizon is now observed, and the outcomes of the
@@ -386,9 +389,9 @@ class LiveFeed:
         if last - h >= start:
             buffer.labelled_until = last - h
         due, keep, undefined = [], [], 0
-        for minute, pid, degraded in buffer.pending:
+        for minute, pid, degraded, *decision in buffer.pending:  # decision: absent in older states
             if minute + h > last:
-                keep.append([minute, pid, degraded])
+                keep.append([minute, pid, degraded, *decision])
                 continue
             i = position.get(minute)
             value = float(truth[i]) if i is not None else math.nan
@@ -396,7 +399,8 @@ class LiveFeed:
                 undefined += 1
             else:
                 due.append({"zone": zone, "minute": minute, "prediction_id": pid, "outcome": value,
-                            "degraded": bool(degraded)})
+                            "degraded": bool(degraded), "decision": decision[0] if decision else None,
+                            "event": float(event[i])})
         buffer.pending = keep
         return due, undefined, labels
 
@@ -472,7 +476,8 @@ class LiveFeed:
         """Remember a prediction of the window ending at `minute` (its outcome comes due at
         minute + horizon) and the zone's latest risk."""
         buffer = self.zones[zone]
-        buffer.pending.append([int(minute), str(answer["prediction_id"]), bool(answer.get("degraded"))])
+        buffer.pending.append([int(minute), str(answer["prediction_id"]), bool(answer.get("degraded")),
+                               bool(answer["decision"])])
         buffer.latest = {"timestamp": minute_text(minute), "probability": float(answer["probability"]),
                          "decision": bool(answer["decision"]), "degraded": bool(answer.get("degraded")),
                          "prediction_id": str(answer["prediction_id"]),
@@ -526,12 +531,16 @@ class FeedDesk:
         keeper: the `EnsembleKeeper` whose weights the outcomes move.
         alerts: the `AlertBook` (fabray.serve.alerts).
         history_size: weight changes kept (oldest dropped first).
+        monitor: the `FeedMonitor` (fabray.serve.monitor) the rows and outcomes feed; None: one
+            with the default `serve.monitor` settings.
     """
 
-    def __init__(self, state_path: str | Path | None, keeper: Any, alerts: Any, history_size: int = 5000) -> None:
+    def __init__(self, state_path: str | Path | None, keeper: Any, alerts: Any, history_size: int = 5000,
+                 monitor: FeedMonitor | None = None) -> None:
         self.state_path = None if state_path is None else Path(state_path)
         self.keeper = keeper
         self.alerts = alerts
+        self.monitor = monitor if monitor is not None else FeedMonitor()
         self.feed = LiveFeed()
         self.history: deque[dict[str, Any]] = deque(maxlen=int(history_size))
         self.counts = {"rows": 0, "scored": 0, "outcomes_applied": 0, "outcomes_undefined": 0}
@@ -566,6 +575,12 @@ class FeedDesk:
         self.history.extend(history)
         self.counts.update(data.get("counts", {}))
         self._log_lines = {HISTORY_LOG: len(history), ALERTS_LOG: len(closed)}
+        try:  # a monitor state that cannot be read costs only the monitor's history
+            if data.get("monitor"):
+                self.monitor.load_state(data["monitor"])
+        except (ValueError, KeyError, TypeError) as err:
+            logger.error("the feed monitor's state in %s cannot be read (%s): monitoring starts afresh",
+                         self.state_path, err)
         logger.info("live feed restored from %s: %d zones, %d alerts", self.state_path, len(feed.zones),
                     len(self.alerts.all_alerts()))
 
@@ -576,6 +591,9 @@ class FeedDesk:
         one). The answer; `snapshot()` then holds what to persist."""
         batch = self.feed.ingest(rows, spec)
         self.counts["rows"] += batch.accepted
+        self.monitor.training = spec.training
+        for row in batch.rows:
+            self.monitor.observe_row(row.zone, row.minute, row.values)
         applied = self._apply_outcomes(batch)
         closed = self.alerts.on_labels(batch.labels, spec.horizon)
 
@@ -649,6 +667,8 @@ class FeedDesk:
         """Outcomes that came due → the keeper's weights (as /v1/feedback would), and the
         weight history."""
         self.counts["outcomes_undefined"] += batch.undefined_outcomes
+        for o in batch.outcomes:  # the monitor's rolling precision / recall, per zone
+            self.monitor.observe_outcome(o["zone"], o["minute"], o.get("decision"), o.get("event"))
         items = [{"prediction_id": o["prediction_id"], "outcome": o["outcome"]} for o in batch.outcomes]
         if not items:
             return 0
@@ -678,7 +698,12 @@ class FeedDesk:
         return items[-limit:]
 
     def status(self) -> dict[str, Any]:
-        return {"zones": self.feed.status(), "counts": dict(self.counts)}
+        return {"zones": self.feed.status(), "counts": dict(self.counts), "monitor": self.monitor_summary()}
+
+    def monitor_summary(self) -> dict[str, Any]:
+        """The monitor's summary (`FeedMonitor.summary`): rolling per-zone metrics with the
+        alerts' realised leads, input drift, retrain advised."""
+        return self.monitor.summary(alerts=self.alerts.all_alerts())
 
     # ------------------------------------------------------------------ persistence
 
@@ -688,14 +713,15 @@ class FeedDesk:
         in the order they were taken."""
         history, self._history_new = self._history_new, []
         return {"state": {"format": FEED_FORMAT, "feed": self.feed.to_state(), "counts": dict(self.counts),
-                          "alerts": self.alerts.to_state()},
+                          "alerts": self.alerts.to_state(), "monitor": self.monitor.to_state()},
                 "history": history, "closed_alerts": self.alerts.drain_closed()}
 
     def full_state(self) -> dict[str, Any]:
         """Everything the desk holds (buffers, counts, weight history, every alert kept): what
         a restart must give back."""
         return {"feed": self.feed.to_state(), "counts": dict(self.counts), "history": list(self.history),
-                "alerts": self.alerts.all_alerts(), "run_start": self.alerts.to_state()["run_start"]}
+                "alerts": self.alerts.all_alerts(), "run_start": self.alerts.to_state()["run_start"],
+                "monitor": self.monitor.to_state()}
 
     def write(self, payload: Mapping[str, Any]) -> None:
         """Persist a `snapshot`: append the logs first, then replace the state (a crash between
