@@ -128,16 +128,19 @@ class EnsembleKeeperDeployment:
                              cfg.feed.weights_history, FeedMonitor(cfg.monitor))
         self._feed_lock = asyncio.Lock()  # one observe call at a time: rows apply in order
         self._alerts_raised = _metric("Counter", "fabray_alerts_raised", "Alerts opened by the live feed.", ("zone",))
-        window = f"over the last {cfg.monitor.window_min} min of outcomes (NaN: undefined)"
-        self._zone_gauges = {key: _metric("Gauge", f"fabray_zone_{key}", f"{text} of the live feed's alarms {window}.",
-                                          ("zone",))
-                             for key, text in (("precision", "Rolling precision"), ("recall", "Rolling recall"),
-                                               ("f1", "Rolling F1"),
-                                               ("median_lead_min", "Median realised lead (min) of the closed alerts"))}
-        self._drift_gauge = _metric("Gauge", "fabray_feature_drift", "Input drift score per raw feature: |recent "
-                                    "mean - training mean| / training std (NaN: not scored yet).", ("feature",))
-        self._retrain_gauge = _metric("Gauge", "fabray_retrain_advised", "1 when the feed monitor advises a retrain "
-                                      "(drift over serve.monitor.drift_threshold, or recall under its floor).")
+        self._zone_gauges = {  # the feed monitor (monitor.py), over serve.monitor.window_min; NaN: undefined
+            "precision": _metric("Gauge", "fabray_zone_precision", "Rolling precision of the live feed's alarms.",
+                                 ("zone",)),
+            "recall": _metric("Gauge", "fabray_zone_recall", "Rolling recall of the live feed's alarms.", ("zone",)),
+            "f1": _metric("Gauge", "fabray_zone_f1", "Rolling F1 of the live feed's alarms.", ("zone",)),
+            "median_lead_min": _metric("Gauge", "fabray_zone_median_lead_min",
+                                       "Median realised lead (min) of the zone's recently closed alerts.", ("zone",)),
+        }
+        self._drift_gauge = _metric("Gauge", "fabray_feature_drift",
+                                    "Input drift per raw feature: |recent mean - training mean| / training std.",
+                                    ("feature",))
+        self._retrain_gauge = _metric("Gauge", "fabray_retrain_advised",
+                                      "1 when the feed monitor advises a retrain (drift or recall), else 0.")
         self._feed_unwritten: list = []  # feed snapshots not yet on disk, oldest first
         self._predictor: Any = None
         self._loop = asyncio.create_task(self._persist_loop())

@@ -82,9 +82,8 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def _minute_text(minute: int) -> str:
-    from fabray.serve.feed import minute_text
-
-    return minute_text(minute)
+    """As `fabray.serve.feed.minute_text` (feed imports this module, not the other way round)."""
+    return str(np.datetime64(int(minute), "m"))
 
 
 def event_counts(codes: bytes | bytearray) -> dict[str, Any]:
@@ -321,7 +320,8 @@ class FeedMonitor:
 
     def to_state(self) -> dict[str, Any]:
         return {"format": MONITOR_FORMAT, "now": self.now,
-                "zones": {z: {"start": o.start, "codes": o.codes.decode("ascii")} for z, o in sorted(self.zones.items())},
+                "zones": {z: {"start": o.start, "codes": o.codes.decode("ascii")}
+                          for z, o in sorted(self.zones.items())},
                 "drift": self.drift.to_state(),
                 "training": None if self.training is None else {k: list(v) for k, v in self.training.items()}}
 
