@@ -191,6 +191,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from fabray.backtest import BACKTEST_FILE, run_backtest, summary_table
+
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise BadInputError(f"--num-cpus must be >= 1. Received: {args.num_cpus}")
+    doc = run_backtest(args.data, args.out, args.folds, config=args.config, trials=args.trials,
+                       seed=args.seed, address=args.address, num_cpus=args.num_cpus)
+    print(summary_table(doc["summary"]))
+    print(f"backtest: {args.out}/{BACKTEST_FILE}, {doc['plot']}")
+    return 0
+
+
 def _cmd_capacity(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -396,6 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow", default=None, metavar="URI",
                    help="log the metrics and report to this MLflow tracking URI (needs the mlflow "
                    "extra); unset: the config's tracking.mlflow_uri")
+
+    p = add("backtest", _cmd_backtest, "Rolling-origin backtest: train, fit the ensemble and evaluate "
+            "on K successive test blocks at the end of the data, and compare every model, the ensemble "
+            "and the baselines across the folds.")
+    p.add_argument("--data", required=True, help="zone-minute data file (.parquet or .csv)")
+    p.add_argument("--folds", type=int, default=3, help="K: test blocks, each as long as the config's test split")
+    p.add_argument("--out", required=True, help="new directory: one run per fold, backtest.json, backtest.png")
+    p.add_argument("--config", default=None, help="YAML config (task, split, train, ensemble sections)")
+    p.add_argument("--trials", type=int, default=None, help="Tune trials per fold; unset: the config's ensemble.tune_trials")
+    p.add_argument("--seed", type=int, default=0, help="seed of each fold's ensemble search")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")
 
     p = add("capacity", _cmd_capacity, "Measure the models here (params, memory, windows/s) and "
             "project the seed's phases: time per epoch / retrain, memory per GPU, H100s needed.")

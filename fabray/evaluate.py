@@ -139,6 +139,7 @@ def _board_entry(c: Candidate) -> dict[str, Any]:
         "episodes": lead.get("episodes"), "warned_at_start": lead.get("warned_at_start"),
         "warned_at_start_fraction": lead.get("warned_at_start_fraction"),
         "warned_before_onset": lead.get("warned_before_onset"),
+        "warned_before_onset_fraction": lead.get("warned_before_onset_fraction"),
         "warned_5min_before_onset": lead.get("warned_5min_before_onset"),
         "median_lead_min": lead.get("median_lead_min"),
         "false_alarm_runs_per_zone_day": lead.get("false_alarm_runs_per_zone_day"),
