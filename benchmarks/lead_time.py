@@ -203,7 +203,7 @@ def evaluate_scores(
 
 def fit_gbt_scores(prepared: Any, train: np.ndarray, val: np.ndarray, test: np.ndarray, seed: int,
                    **_: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from fabray import baselines as bl
+    from fabray.evaluate import baselines as bl
 
     lb = prepared.lookback
     y = prepared.fit_target
@@ -273,7 +273,7 @@ def run(
     """The whole ablation; returns the JSON document (see the module docstring)."""
     from tqdm import tqdm
 
-    from fabray import baselines as bl
+    from fabray.evaluate import baselines as bl
     from fabray.config import FabrayConfig, TaskConfig
     from fabray.data.context import ContextSpec
     from fabray.data.simulate import SimulationSize, simulate

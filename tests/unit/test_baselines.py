@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fabray import baselines as bl
+from fabray.evaluate import baselines as bl
 from fabray.schema import FEATURES
 
 

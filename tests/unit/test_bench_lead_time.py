@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fabray.baselines import gbt_available
+from fabray.evaluate.baselines import gbt_available
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fabray import baselines as bl
+from fabray.evaluate import baselines as bl
 from fabray import schema
 from fabray.config import SiteConfig, SplitConfig, TaskConfig
 from fabray.data.context import ContextSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fabray.evaluate import Candidate, _nominal_drift_notes, block_bootstrap_f1, score_candidate
+from fabray.evaluate.run import Candidate, _nominal_drift_notes, block_bootstrap_f1, score_candidate
 
 
 def _series(n: int = 2000, seed: int = 0):
@@ -64,7 +64,7 @@ def _result(with_causes: bool = True):
     """A small EvaluationResult: 2 zones × 60 minutes, three candidates scored for real."""
     from fabray.evaluate import EvaluationResult
     from fabray.metrics import episode_causes, episodes, observed_onsets
-    from fabray.roi import roi
+    from fabray.evaluate.roi import roi
 
     n = 120
     target = np.zeros(n)
@@ -119,7 +119,7 @@ def test_leaderboard_ranks_by_lead_score_and_json_names_the_headline():
 
 
 def test_report_tables_and_lead_time_plot(tmp_path):
-    from fabray.report import cause_table, lead_table, plot_alarm_tradeoff, plot_lead_times
+    from fabray.evaluate.report import cause_table, lead_table, plot_alarm_tradeoff, plot_lead_times
 
     result = _result()
     rows = lead_table(result)
@@ -151,7 +151,7 @@ def test_rules_baseline_of_a_run_without_rule_model_takes_the_context_inputs(tmp
     columns (12 features + context), not on the 12 features alone."""
     from types import SimpleNamespace
 
-    from fabray import baselines as bl
+    from fabray.evaluate import baselines as bl
     from fabray.config import FabrayConfig
     from fabray.data.scaler import Scaler
     from fabray.run_data import rule_overrides

@@ -1,4 +1,4 @@
-"""fabray.model_card: per-zone and per-shift metrics, failure modes and the Markdown, on a small
+"""fabray.evaluate.model_card: per-zone and per-shift metrics, failure modes and the Markdown, on a small
 hand-made evaluation (two zones, one delay episode each: zone A warned ahead, zone B missed)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fabray.evaluate import Candidate
-from fabray.model_card import build_model_card, model_card_markdown, shift_codes, write_model_card
+from fabray.evaluate.model_card import build_model_card, model_card_markdown, shift_codes, write_model_card
 
 W = 240  # windows per zone: 04:00 … 07:59 on one day
 

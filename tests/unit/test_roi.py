@@ -7,7 +7,7 @@ import math
 import pytest
 
 from fabray.config import RoiConfig
-from fabray.roi import roi
+from fabray.evaluate.roi import roi
 
 
 def test_counts_give_caught_false_alarms_and_monthly_value():

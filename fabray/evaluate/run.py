@@ -11,7 +11,7 @@ What is compared, all on the same test windows (each row a window end with a def
   late through the same object serving uses (`fabray.ensemble.served.run_online`), starting from
   the state fitted at the end of the validation replay, as serving does;
 - `"static_ensemble"`: fixed weights, fitted alongside it on validation;
-- baselines (`fabray.baselines`): persistence, the rules alone (untrained `rule` model), and
+- baselines (`fabray.evaluate.baselines`): persistence, the rules alone (untrained `rule` model), and
   gradient-boosted trees on lag features (trained here on the run's training split, early-stopped
   on its validation split). The rules' and the trees' thresholds are the lead-score-best ones on
   the validation split, as the models'.
@@ -336,12 +336,12 @@ def evaluate_run(
     gbt_config: Any = None,
 ) -> EvaluationResult:
     """Evaluate a run on a test file (see the module docstring)."""
-    from fabray import baselines as bl
+    from fabray.evaluate import baselines as bl
     from fabray.config import load_config
     from fabray.ensemble import EnsembleParams, replay
     from fabray.ensemble.served import ServedEnsemble, run_online
     from fabray.predictor import RunPredictor
-    from fabray.roi import roi
+    from fabray.evaluate.roi import roi
     from fabray.metrics import episode_causes as causes_of
     from fabray.metrics import episodes as find_episodes
     from fabray.metrics import observed_onsets
@@ -615,11 +615,11 @@ def write_outputs(result: EvaluationResult, *, json_path: str | Path | None = No
         atomic_write_json(path, result.to_json())
         logger.info("wrote %s", path)
     if report_dir is not None:
-        from fabray.report import write_report
+        from fabray.evaluate.report import write_report
 
         out = write_report(result, Path(report_dir))
         logger.info("wrote %s", out)
         if result.run_dir is not None:
-            from fabray.model_card import write_model_card
+            from fabray.evaluate.model_card import write_model_card
 
             write_model_card(result, result.run_dir, report_dir)  # model_card.md, appended to report.md
