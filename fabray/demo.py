@@ -3,14 +3,18 @@ command makes.
 
 simulate → validate → windows → train (six models at once on an embedded Ray) → fit the dynamic
 ensemble with Ray Tune → evaluate against the baselines and write a report → serve a few
-predictions over HTTP. Every file it makes goes under `workdir` (the config it used included),
-so a person can open them afterwards and re-run any stage by hand.
+predictions over HTTP → replay the held-out part of the data into the server's live feed minute
+by minute (`fabray replay`), print the alerts it raised with their lead times and save the zone
+board's screenshot (`report/board.png`, when Chromium is installed). Every file it makes goes
+under `workdir` (the config it used included), so a person can open them afterwards and re-run
+any stage by hand.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +48,10 @@ DEMO_CONFIG: dict = {
         },
     },
 }
-DEMO_STAGES = 6
+DEMO_STAGES = 7
+#: The replay of the held-out part: at most this many scored minutes (after `lookback` minutes
+#: that fill the server's buffers), fed as fast as the server answers.
+DEMO_REPLAY_MINUTES = 480
 
 
 def window_summary(prepared: PreparedData) -> str:
@@ -98,7 +105,9 @@ def run_demo(workdir: str | Path, *, seed: int = 7, num_cpus: int = 2, trials: i
 
     _stage(2, f"validating {data_path}; index-based windows, split by time with a leak-free gap")
     frame = load_validated(data_path)
-    print(_indent(window_summary(prepare(frame, config.task, config.split))))
+    prepared = prepare(frame, config.task, config.split)
+    print(_indent(window_summary(prepared)))
+    held_out_start = prepared.timestamps[prepared.splits["test"]].min() if len(prepared.splits["test"]) else None
 
     with ray_session(num_cpus=num_cpus) as session:
         _stage(3, f"training {', '.join(config.train.models)} at once on Ray Train → {run_dir}")
@@ -120,14 +129,18 @@ def run_demo(workdir: str | Path, *, seed: int = 7, num_cpus: int = 2, trials: i
 
     if serve:
         _stage(6, "serving: a few predictions over HTTP on 127.0.0.1")
-        _serve_demo(run_dir, data_path, config, num_cpus=num_cpus)
+        _serve_demo(run_dir, data_path, config, num_cpus=num_cpus, workdir=workdir, report_dir=report_dir,
+                    held_out_start=held_out_start)
     print(f"done: everything is under {workdir}")
     return run_dir
 
 
-def _serve_demo(run_dir: Path, data_path: Path, config: FabrayConfig, *, num_cpus: int) -> None:
-    """Start the service on its own Ray, send each zone's latest window, print the answers, stop."""
+def _serve_demo(run_dir: Path, data_path: Path, config: FabrayConfig, *, num_cpus: int, workdir: Path,
+                report_dir: Path, held_out_start: np.datetime64 | None) -> None:
+    """Start the service on its own Ray, send each zone's latest window, print the answers,
+    replay the held-out part into the live feed (`_replay_demo`), stop."""
     import json
+    import secrets
     import socket
     import urllib.request
 
@@ -140,7 +153,11 @@ def _serve_demo(run_dir: Path, data_path: Path, config: FabrayConfig, *, num_cpu
     with socket.socket() as probe:  # a free port on 127.0.0.1, so the demo never meets a busy 8000
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with serving(run_dir, overrides={"port": port}, num_cpus=num_cpus) as url:
+    token_file = workdir / "api-token"  # the live feed's route needs a token: one for this demo
+    token_file.write_text(secrets.token_hex(16))
+    token_file.chmod(0o600)
+    overrides = {"port": port, "api_token_file": str(token_file)}
+    with serving(run_dir, overrides=overrides, num_cpus=num_cpus) as url:
         print(_indent(f"serving {run_dir} on {url} (API docs: {url}/docs)"))
         zones = sorted(frame[schema.ZONE].unique())
         context = ContextSpec.from_site(config.site, config.task.horizon, list(frame.columns))
@@ -159,4 +176,50 @@ def _serve_demo(run_dir: Path, data_path: Path, config: FabrayConfig, *, num_cpu
                 f"{'DELAY ALARM' if answer['decision'] else 'no alarm'} "
                 f"(model {answer['model_version']}, degraded {answer['degraded']}; weights {weights})"
             ))
+        if held_out_start is not None:
+            _replay_demo(url, frame, config, token_file.read_text(), held_out_start, report_dir)
     print(_indent("service stopped"))
+
+
+def replay_slice(frame, start: np.datetime64, lookback: int, minutes: int):
+    """The rows the demo replays: `lookback` - 1 minutes before `start` (they fill the server's
+    buffers, so `start` is the first minute scored), then at most `minutes` minutes from it."""
+    import pandas as pd
+
+    from fabray import schema
+
+    stamps = pd.to_datetime(frame[schema.TIMESTAMP])
+    first = pd.Timestamp(start) - pd.Timedelta(minutes=lookback - 1)
+    last = pd.Timestamp(start) + pd.Timedelta(minutes=minutes - 1)
+    return frame[(stamps >= first) & (stamps <= last)]
+
+
+def _replay_demo(url: str, frame, config: FabrayConfig, token: str, start: np.datetime64, report_dir: Path) -> None:
+    """Stage 7: replay the held-out part into the live feed, print the alerts, screenshot the board."""
+    from fabray.serve.browser import find_chromium, screenshot
+    from fabray.serve.replay import alerts_table, replay
+
+    held_out = replay_slice(frame, start, config.task.lookback, DEMO_REPLAY_MINUTES)
+    _stage(7, f"replaying the held-out data into {url}/v1/observe minute by minute, as fast as it answers "
+              f"({config.task.lookback - 1} minutes to fill the buffers, then at most {DEMO_REPLAY_MINUTES} "
+              f"scored from {np.datetime_as_string(start, unit='m')}); the zone board is {url}/")
+    began = time.monotonic()
+    result = replay(held_out, url, token, horizon=config.task.horizon)
+    took = time.monotonic() - began
+    summary = result.summary()
+    print(_indent(f"{summary['minutes']} minutes, {summary['rows']} rows, {summary['scored']} windows scored, "
+                  f"{summary['outcomes_applied']} outcomes applied to the weights, in {took:.1f} s"))
+    lead = "–" if summary["median_lead_min"] is None else f"{summary['median_lead_min']:+d} min"
+    print(_indent(f"alerts raised: {summary['alerts_opened']} ({summary['alerts_closed']} closed; "
+                  f"median lead time {lead}: minutes between the alert and the delay episode's start)"))
+    if result.alerts:
+        print(_indent(alerts_table(result.alerts)))
+    if find_chromium() is None:
+        print(_indent("no zone board screenshot: chromium is not installed (apt-get install chromium)"))
+        return
+    try:
+        shot = screenshot(url + "/", report_dir / "board.png", size=(1280, 1000))
+    except (RuntimeError, OSError) as err:  # a screenshot never fails the demo
+        print(_indent(f"no zone board screenshot: {err}"))
+        return
+    print(_indent(f"zone board screenshot: {shot}"))
