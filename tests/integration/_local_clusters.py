@@ -168,7 +168,6 @@ class IsolatedRuns:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.started = False  # set once the session's jobs are scheduled
 
     def schedule(self, name: str, job: Callable[[Path, threading.Event], object]) -> None:
         with self._cond:

@@ -1,10 +1,16 @@
 """Which worker runs which integration module under `make test` (pytest-xdist, `-n 3 --dist
-loadgroup`): the unit tests spread over the workers one test at a time, and the integration
-modules in two groups, each group run in file order by one worker with its own session Ray.
+loadgroup`): the integration modules in three groups, each group run in file order by one worker
+with its own session Ray; the unit tests, one test at a time, fill whichever worker is free
+(xdist hands out the groups first: they are the largest scopes).
 
-Modules using the session's tiny run are in group 1 (so it is trained once); group 2 holds the
-other long modules and those with an isolated run (`ISOLATED_JOB`, started in the background
-with the group's first test). Decided from the test's node id alone: xdist's scheduler sees
+Group 1 holds the modules using the session's tiny run (so it is trained once); groups 2 and 3
+the modules that train their own runs or start Ray Train themselves, and the modules with an
+isolated run (`ISOLATED_JOB`: started in the background with the group's first test, one at a
+time per group, the module run last): the multi-node one in group 3, the others in group 2, so
+that two isolated chains overlap. The groups are sized so that their chains take about the same
+time under `make test` (module times of a full run, 2026-11-29: serve 501 s, retrain 437 s,
+backtest 340 s, the isolated chain about 900 s, ensemble_evaluate 198 s, quickstart 179 s,
+mlflow 166 s, ensemble_forms 153 s, feed 153 s, ray_windows 71 s). Decided from the test's node id alone: xdist's scheduler sees
 nothing else. (xdist's own `xdist_group` marker renames node ids, which pytest 9 no longer
 allows; tests/conftest.py installs a scheduler that groups with `group_of` instead.)
 """
@@ -12,8 +18,12 @@ allows; tests/conftest.py installs a scheduler that groups with `group_of` inste
 from __future__ import annotations
 
 GROUP_2 = frozenset({
-    "test_ensemble_forms", "test_mlflow", "test_retrain",
-    "test_autoscaling", "test_job_submit", "test_multinode", "test_train_faults",  # isolated runs
+    "test_mlflow", "test_ray_windows", "test_retrain",
+    "test_autoscaling", "test_job_submit", "test_train_faults",  # isolated runs
+})
+GROUP_3 = frozenset({
+    "test_backtest", "test_ensemble_forms", "test_quickstart",
+    "test_multinode",  # isolated run
 })
 
 
@@ -23,4 +33,6 @@ def group_of(nodeid: str) -> str | None:
     if not path.startswith("tests/integration/"):
         return None
     module = path.rsplit("/", 1)[-1].removesuffix(".py")
-    return "integration-2" if module in GROUP_2 else "integration-1"
+    if module in GROUP_2:
+        return "integration-2"
+    return "integration-3" if module in GROUP_3 else "integration-1"

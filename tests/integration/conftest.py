@@ -14,9 +14,10 @@ treat what they return as read-only (copy a run before changing it: `_tiny_run.c
   by test_train, test_serve and (through `tiny_ensemble_run`) test_ensemble_evaluate.
 - `tiny_ensemble_run`: a copy of `tiny_run` on which `fabray ensemble --trials 4 --seed 1` ran.
 - `isolated_runs`: modules that need a cluster of their own (multi-node, autoscaling, a killed
-  worker, a job head) declare `ISOLATED_JOB`; those of group 2 (`_xdist_groups`) start with the
-  group's first test, one at a time in a background thread, and the modules run last
-  (`_local_clusters.IsolatedRuns`).
+  worker, a job head) declare `ISOLATED_JOB`; those of an xdist group (`_xdist_groups`) start
+  with the group's first test in this process, one at a time in a background thread, and the
+  modules run last (`_local_clusters.IsolatedRuns`). Two groups hold isolated modules, so under
+  `make test` two such chains run at once, in two workers.
 
 Names here are stable: other modules may use them. (The helper modules `_tiny_run` and
 `_local_clusters` are importable because pyproject's pytest `pythonpath` lists this folder.)
@@ -33,6 +34,7 @@ from _tiny_run import TINY_CONFIG, TinyRun, copy_run
 from _xdist_groups import group_of
 
 _ISOLATED = pytest.StashKey[IsolatedRuns]()
+_STARTED_GROUPS = pytest.StashKey[set]()
 
 
 def _isolated(config: pytest.Config) -> IsolatedRuns:
@@ -54,14 +56,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """At the first test of the second group in this process, start the isolated run of every
-    module of the session that has one (one at a time, in the background)."""
-    runs = _isolated(item.config)
-    if runs.started or group_of(item.nodeid) != "integration-2":
+    """At the first test of an integration group in this process, start the isolated run of
+    every module of that group that has one (one at a time, in the background)."""
+    group = group_of(item.nodeid)
+    started = item.config.stash.setdefault(_STARTED_GROUPS, set())
+    if group is None or group in started:
         return
-    runs.started = True
+    started.add(group)
+    runs = _isolated(item.config)
     for other in item.session.items:
-        if _has_isolated_job(other) and group_of(other.nodeid) == "integration-2":
+        if _has_isolated_job(other) and group_of(other.nodeid) == group:
             runs.schedule(other.module.__name__, other.module.ISOLATED_JOB)
 
 

@@ -34,7 +34,7 @@ def example():
 def outcome(ray_cluster, example, tmp_path_factory):
     """(working directory, what quickstart() returned); the session's Ray is reused."""
     out = tmp_path_factory.mktemp("quickstart")
-    result = example.quickstart(out, epochs=1, trials=3)
+    result = example.quickstart(out, epochs=1, trials=2)
     example.report(result, out)  # the script's printed lines work on what it returned
     return out, result
 
