@@ -18,11 +18,12 @@ zone's last `lookback + horizon` minutes (bounded memory) and
 
 `FeedDesk` runs one observe call end to end around a scoring callable: ingest, move the
 dynamic weights with the outcomes that came due (`EnsembleKeeper.feedback`, no client call),
-score, record the predictions, open and close alerts, and return the state to persist. Its state
-(buffers, pending outcomes, open alerts) is written before the call is answered
-(`STORE/feed/state.json`; the weight history and closed alerts are appended to logs beside it),
-so a restart loses nothing: a new desk reads it back and continues as if nothing happened (rows
-sent again are refused as duplicates).
+score, record the predictions, open and close alerts, feed the monitor (`fabray.serve.monitor`:
+rolling per-zone precision/recall, input drift, retrain advised; `monitor` in `status`), and
+return the state to persist. Its state (buffers, pending outcomes, open alerts, the monitor's)
+is written before the call is answered (`STORE/feed/state.json`; the weight history and closed
+alerts are appended to logs beside it), so a restart loses nothing: a new desk reads it back
+and continues as if nothing happened (rows sent again are refused as duplicates).
 
 Pure Python + numpy: the Serve deployment in app.py holds one desk in the single-replica
 keeper, beside the ensemble it moves.

@@ -273,3 +273,34 @@ def test_outcomes_move_the_zone_metrics_with_no_feedback_call(tmp_path):
     restarted = FeedDesk(state, RecordingKeeper(), AlertBook(), monitor=FeedMonitor(settings))
     assert restarted.status()["monitor"] == monitor
     assert json.dumps(restarted.full_state(), sort_keys=True) == json.dumps(desk.full_state(), sort_keys=True)
+
+
+def test_the_keeper_exports_the_summary_as_prometheus_gauges():
+    from types import SimpleNamespace
+
+    from fabray.serve.app import EnsembleKeeperDeployment
+
+    class Gauge:
+        def __init__(self):
+            self.values = {}
+
+        def set(self, value, tags=None):
+            self.values[tuple(sorted((tags or {}).items()))] = value
+
+    book = AlertBook()
+    desk = FeedDesk(None, RecordingKeeper(), book, monitor=FeedMonitor(ServeMonitor(drift_half_life_min=5)))
+    desk.monitor.training = dict(TRAINING)
+    for m in range(10):
+        desk.monitor.observe_row("Z01", m, at(queue_len=20.0))  # queue_len 5 training std up
+        desk.monitor.observe_outcome("Z01", m, m % 2 == 0, 1.0)  # tp, fn, tp, fn, ...
+        desk.monitor.observe_outcome("Z02", m, False, 0.0)
+    gauges = {k: Gauge() for k in ("precision", "recall", "f1", "median_lead_min")}
+    keeper = SimpleNamespace(desk=desk, _zone_gauges=gauges, _drift_gauge=Gauge(), _retrain_gauge=Gauge())
+    EnsembleKeeperDeployment.func_or_class._export_monitor(keeper)
+    z01, z02 = (("zone", "Z01"),), (("zone", "Z02"),)
+    assert keeper._zone_gauges["precision"].values[z01] == 1.0 and keeper._zone_gauges["recall"].values[z01] == 0.5
+    assert math.isnan(keeper._zone_gauges["recall"].values[z02])  # undefined: NaN, not a stale value
+    assert math.isnan(keeper._zone_gauges["median_lead_min"].values[z01])
+    assert keeper._drift_gauge.values[(("feature", "queue_len"),)] == pytest.approx(5.0)
+    assert keeper._drift_gauge.values[(("feature", "requests"),)] == pytest.approx(0.0)
+    assert keeper._retrain_gauge.values[()] == 1.0
