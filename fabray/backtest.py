@@ -11,8 +11,8 @@ one block per fold and every fold's test block is unseen by its models, its ense
 thresholds. The blocks are disjoint; together they cover the last K blocks of the data.
 
 Results: per fold the evaluation JSON (`fold<k>/evaluation.json`), and over the folds
-`backtest.json`: every candidate's headline metrics per fold with their mean, standard deviation,
-min and max, and the served ensemble against its best member and LightGBM per fold (how many
+`backtest.json`: every candidate's headline metrics per fold with their mean, standard deviation
+(null with one fold), min and max, and the served ensemble against its best member and LightGBM per fold (how many
 folds it matched or beat them). `backtest.json` is rewritten after each fold, so a failure keeps
 what finished. `plan_folds` and `summarize` are pure; `run_backtest` does the work.
 """
@@ -111,7 +111,7 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     x = x[np.isfinite(x)]
     if not x.size:
         return {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan}
-    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else math.nan,
             "min": float(x.min()), "max": float(x.max())}
 
 
@@ -172,7 +172,10 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     lines = [head, "-" * len(head)]
 
     def cell(stats: Mapping[str, float], digits: int) -> str:
-        return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}" if math.isfinite(stats["mean"]) else "—"
+        if not math.isfinite(stats["mean"]):
+            return "—"
+        spread = f" ± {stats['std']:.{digits}f}" if math.isfinite(stats["std"]) else ""  # one fold: no spread
+        return f"{stats['mean']:.{digits}f}{spread}"
 
     for name in summary["ranking"]:
         c = summary["candidates"][name]
@@ -181,8 +184,11 @@ def summary_table(summary: Mapping[str, Any]) -> str:
                      f"{cell(c['f1'], 3):>15} {cell(c['pr_auc'], 3):>15}")
     for label, v in summary.get("ensemble_versus", {}).items():
         d = v[f"{summary['headline']}_difference"]
+        if not math.isfinite(d["mean"]):
+            continue
+        spread = f" ± {d['std']:.1f}" if math.isfinite(d["std"]) else ""
         lines.append(
-            f"ensemble − {label.replace('_', ' ')}: lead score {d['mean']:+.1f} ± {d['std']:.1f} "
+            f"ensemble − {label.replace('_', ' ')}: lead score {d['mean']:+.1f}{spread} "
             f"(min {d['min']:+.1f}); at least as good in {v['folds_at_least_as_good']}/{v['folds']} folds"
         )
     return "\n".join(lines)
@@ -227,7 +233,7 @@ def run_backtest(
     from fabray.config import SplitConfig
     from fabray.data.io import write_table
     from fabray.data.validate import load_validated
-    from fabray.files import atomic_write_json, utc_now
+    from fabray.files import atomic_write_json, strict_json, utc_now
     from fabray.ray_session import ray_session
 
     out = Path(out)
@@ -257,12 +263,12 @@ def run_backtest(
                 evaluation = fc.evaluate(fold_file, json_path=fold_dir / "evaluation.json")
             except Exception as err:
                 doc.update(status="failed", error=f"fold {fold.index}: {type(err).__name__}: {err}")
-                atomic_write_json(out / BACKTEST_FILE, doc)
+                atomic_write_json(out / BACKTEST_FILE, strict_json(doc))
                 raise
             per_fold.append(fold_rows(evaluation))
             doc.update(folds_done=len(per_fold), summary=summarize(per_fold))
-            atomic_write_json(out / BACKTEST_FILE, doc)
+            atomic_write_json(out / BACKTEST_FILE, strict_json(doc))
     doc.update(status="complete", finished=utc_now())
     doc["plot"] = str(plot_folds(doc["summary"], plan, out / "backtest.png"))
-    atomic_write_json(out / BACKTEST_FILE, doc)
+    atomic_write_json(out / BACKTEST_FILE, strict_json(doc))
     return doc

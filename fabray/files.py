@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +68,23 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+def strict_json(obj: Any) -> Any:
+    """`obj` made strict JSON (RFC 8259 has no NaN): NaN and ±inf → None, numpy scalars and arrays
+    → Python values and lists, mappings (keys as str), lists and tuples recursively."""
+    if isinstance(obj, Mapping):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy, without importing it
+        value = obj.tolist()
+        return strict_json(value) if isinstance(value, list) else _finite_or_none(value)
+    return _finite_or_none(obj)
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy a file so that `dst` either is absent/old or is the whole new file."""
     with atomic_path(dst) as tmp:
@@ -96,4 +114,5 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-__all__ = ["atomic_copy", "atomic_path", "atomic_write_json", "atomic_write_text", "sha256_file", "utc_now"]
+__all__ = ["atomic_copy", "atomic_path", "atomic_write_json", "atomic_write_text", "sha256_file", "strict_json",
+           "utc_now"]

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from fabray.errors import BadInputError
+from fabray.files import strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class EvaluationResult:
             "leaderboard": [_board_entry(c) for c in self.leaderboard()],
             "notes": self.notes,
         }
-        return _json_safe(out)
+        return strict_json(out)
 
 
 def _board_entry(c: Candidate) -> dict[str, Any]:
@@ -153,22 +154,6 @@ def _finite(value: Any, default: float = -math.inf) -> float:
     except (TypeError, ValueError):
         return default
     return value if math.isfinite(value) else default
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf → None, numpy → Python, recursively (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 # ---------------------------------------------------------------------------- scoring

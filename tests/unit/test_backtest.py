@@ -72,3 +72,5 @@ def test_a_candidate_missing_from_a_fold_counts_only_where_it_ran():
     assert s["candidates"]["gbt"]["folds"] == 1 and s["candidates"]["gbt"]["lead_score"]["mean"] == 30
     assert s["ensemble_versus"]["gbt"]["folds"] == 1
     assert s["ensemble_versus"]["best_member"]["folds"] == 0  # no model in either fold
+    assert math.isnan(s["candidates"]["gbt"]["lead_score"]["std"])  # one fold: no spread
+    assert "30.0 " in summary_table(s).splitlines()[3] and "±" not in summary_table(s).splitlines()[3]

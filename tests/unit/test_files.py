@@ -79,3 +79,18 @@ def test_atomic_path_replaces_on_success_removes_on_failure_and_keeps_the_umask_
     finally:
         os.umask(old)
     assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o640  # as open() would make it, not 0600
+
+
+def test_strict_json_turns_nan_and_numpy_into_plain_json():
+    import json
+
+    import numpy as np
+
+    from fabray.files import strict_json
+
+    obj = {"a": np.float32("nan"), "b": [1.0, float("inf"), np.int64(3)], "c": np.array([1.5, np.nan]),
+           "d": np.bool_(True), "e": (np.float64(2.5),), "f": "x", 3: None}
+    out = strict_json(obj)
+    assert out == {"a": None, "b": [1.0, None, 3], "c": [1.5, None], "d": True, "e": [2.5], "f": "x", "3": None}
+    json.dumps(out, allow_nan=False)  # strict: raises on any NaN left
+    assert type(out["b"][2]) is int and type(out["d"]) is bool
