@@ -65,6 +65,7 @@ function drawZones(models, feed, alerts) {
   const threshold = typeof serving.threshold === "number" ? serving.threshold : null;
   const scale = serving.task === "event" || threshold === null ? 1 : 2 * threshold;
   const fed = (feed && feed.zones) || {};
+  const monitor = (feed && feed.monitor) || {};
   const names = Array.from(new Set([...(serving.zones || []), ...Object.keys(fed)])).sort();
   const open = {};
   for (const alert of (alerts && alerts.alerts) || []) {
@@ -87,11 +88,31 @@ function drawZones(models, feed, alerts) {
     row.appendChild(el("td", alarm, {"class": "alarm"}));
     const alert = open[zone];
     row.appendChild(el("td", alert ? `#${alert.number} since ${alert.opened_at}` : ""));
+    const watch = monitor.zones && monitor.zones[zone] ? monitor.zones[zone] : {};  // rolling, from outcomes
+    row.appendChild(el("td", fmt(watch.precision, 2), {"class": "num"}));
+    row.appendChild(el("td", fmt(watch.recall, 2), {"class": "num"}));
+    const lead = watch.median_lead_min;
+    row.appendChild(el("td", typeof lead === "number" ? `${lead > 0 ? "+" : ""}${lead} min` : "–", {"class": "num"}));
     return row;
   });
-  replaceRows(document.getElementById("zones"), rows, "no zones yet: no model is live", 7);
+  replaceRows(document.getElementById("zones"), rows, "no zones yet: no model is live", 10);
+  drawHealth(monitor);
   document.getElementById("version").textContent = serving.version
     ? `(model ${serving.version}, ${serving.task || "?"} task)` : "";
+}
+
+// the feed monitor (GET /v1/feed's `monitor`): input drift against training, retrain advised
+function drawHealth(monitor) {
+  const node = document.getElementById("health");
+  if (!monitor || !monitor.drift) { node.textContent = ""; return; }
+  const drift = monitor.drift;
+  const driftText = drift.ready && typeof drift.max_score === "number"
+    ? `input drift ${fmt(drift.max_score, 2)} (${drift.max_feature}; threshold ${fmt(drift.threshold, 2)})`
+    : `input drift: ${drift.reason || "not measured yet"}`;
+  const span = monitor.window_min ? `precision and recall over the last ${monitor.window_min} min; ` : "";
+  node.className = monitor.retrain_advised ? "error" : "muted";
+  node.textContent = `${span}${driftText}; retrain advised: ` +
+    (monitor.retrain_advised ? `YES (${(monitor.retrain_reasons || []).join("; ")})` : "no");
 }
 
 function drawAlerts(alerts) {

@@ -51,7 +51,12 @@ class BoardService:
         latest = {"timestamp": "2025-01-06T09:40", "probability": 0.81, "decision": True, "degraded": False}
         return {"zones": {"Z01": {"last_minute": "2025-01-06T09:40", "minutes_kept": 100, "pending_outcomes": 10,
                                   "latest": latest}},
-                "counts": {"rows": 200, "scored": 2, "outcomes_applied": 0}}
+                "counts": {"rows": 200, "scored": 2, "outcomes_applied": 0},
+                "monitor": {"window_min": 1440, "zones": {"Z01": {"precision": 0.75, "recall": 0.5, "f1": 0.6,
+                                                                  "median_lead_min": 4.0}},
+                            "drift": {"ready": True, "max_score": 3.2, "max_feature": "queue_len", "threshold": 3.0},
+                            "retrain_advised": True,
+                            "retrain_reasons": ["input drift: queue_len scores 3.20 > threshold 3"]}}
 
     async def alerts(self, zone, status, limit):
         return {"alerts": ALERTS[:limit], "summary": {"open": 1, "closed": 1, "episodes": 1, "no_episode": 0,
@@ -137,8 +142,9 @@ def test_every_board_file_is_shipped_as_package_data():
 
 
 def test_the_board_renders_in_headless_chromium(board):
-    """The page's script draws the fake service's zones, alerts (lead times) and weights (the
-    live-server version of this is in tests/integration/test_feed.py)."""
+    """The page's script draws the fake service's zones (risk, the monitor's precision, recall
+    and lead), alerts (lead times), drift and retrain advice, and weights (the live-server
+    version of this is in tests/integration/test_feed.py)."""
     from fabray.serve.browser import dump_dom, find_chromium
 
     if find_chromium() is None:
@@ -153,3 +159,6 @@ def test_the_board_renders_in_headless_chromium(board):
     assert '<td class="num lead">+4</td>' in alerts[1][1] and "hold Z02" in alerts[1][1]
     assert "(1 open, 1 closed, median lead 4 min)" in dom
     assert '<td class="num top">0.60</td>' in dom
+    z01 = re.search(r'data-zone="Z01".*?</tr>', dom).group(0)  # the feed monitor's rolling figures
+    assert "<td class=\"num\">0.75</td><td class=\"num\">0.50</td><td class=\"num\">+4 min</td>" in z01
+    assert "input drift 3.20 (queue_len; threshold 3.00); retrain advised: YES (input drift: queue_len" in dom
