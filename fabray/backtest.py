@@ -195,7 +195,7 @@ def summary_table(summary: Mapping[str, Any]) -> str:
 
 
 def plot_folds(summary: Mapping[str, Any], folds: Sequence[Fold], path: Path) -> Path:
-    """The headline per fold for every candidate (the served ensemble bold)."""
+    """The headline per fold for every candidate (the served ensemble in bold black)."""
     from fabray.evaluate.report import pyplot, save_figure
 
     fig, ax = pyplot().subplots(figsize=(8, 4.5))
@@ -203,7 +203,7 @@ def plot_folds(summary: Mapping[str, Any], folds: Sequence[Fold], path: Path) ->
     for name in summary["ranking"]:
         c = summary["candidates"][name]
         y = c[summary["headline"]]["per_fold"][: len(folds)]
-        style = {"lw": 2.6, "color": "#C44E52", "zorder": 3} if name == "ensemble" else {"lw": 1.0, "alpha": 0.8}
+        style = {"lw": 2.8, "color": "black", "zorder": 3} if name == "ensemble" else {"lw": 1.0, "alpha": 0.8}
         ax.plot(x, y, "o-", label=name, **style)
     ax.set_xticks(x, [f"fold {f.index}\ntest from {f.origin[:16]}" for f in folds], fontsize=8)
     ax.set_ylabel("lead score (test block)")
