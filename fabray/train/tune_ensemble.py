@@ -92,6 +92,7 @@ from fabray.ensemble.objective import (  # noqa: F401 - the pure pieces, re-expo
     solve_threshold,
 )
 from fabray.errors import BadInputError
+from fabray.files import strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -518,7 +519,7 @@ def fit_ensemble(
     for name, (metrics, _) in candidates.items():
         form = str(metrics.get("form"))
         if form not in best_by_form or rank_key(metrics, primary) > rank_key(best_by_form[form], primary):
-            best_by_form[form] = {**_clean(metrics), "trial": name}
+            best_by_form[form] = {**strict_json(metrics), "trial": name}
 
     # The static ensemble over every model, kept for `fabray evaluate`'s comparison.
     win_base = sample_params(win_sample, names).base_weights if win_sample.get("form") in ("static", "dynamic") \
@@ -569,10 +570,10 @@ def fit_ensemble(
         "model_alarms": {name: policy.to_dict() for name, policy in alarms.items()},
         "max_false_alarms_per_zone_day": data.alarm_budget,
         "winner": winner,
-        "winner_sample": _clean(win_sample),
-        "clear_win": _clean_tree(verdict),
+        "winner_sample": strict_json(win_sample),
+        "clear_win": strict_json(verdict),
         "calibration": calibration,
-        "diversity": _clean_tree(diversity),
+        "diversity": strict_json(diversity),
         "notes": notes,
         "search": {
             "algorithm": "optuna-tpe (multivariate)" if search == "tpe" else "random (BasicVariantGenerator)",
@@ -590,10 +591,10 @@ def fit_ensemble(
         "validation": {
             "data": str(run_data.path), "fingerprint": run_data.fingerprint, "windows": int(len(data.outcomes)),
             "events": int(np.nansum(data.outcomes)),
-            "dynamic": _clean(served_metrics), "served": _clean(served_metrics),
-            "served_uncalibrated": _clean(win_metrics), "static": _clean(static_metrics),
+            "dynamic": strict_json(served_metrics), "served": strict_json(served_metrics),
+            "served_uncalibrated": strict_json(win_metrics), "static": strict_json(static_metrics),
             "best_by_form": best_by_form,
-            "models": {n: _clean(m) for n, m in model_val.items()},
+            "models": {n: strict_json(m) for n, m in model_val.items()},
         },
     }
     run = predictor.run_dir
@@ -608,7 +609,7 @@ def fit_ensemble(
         "form": served.form,
         "members": list(served.members),
         "search": ensemble_doc["search"]["algorithm"],
-        "val_metrics": _clean({k: served_metrics.get(k) for k in ("lead_score", "warned_at_start_fraction", "f1",
+        "val_metrics": strict_json({k: served_metrics.get(k) for k in ("lead_score", "warned_at_start_fraction", "f1",
                                                                   "pr_auc", "precision", "recall", "threshold")}),
         "checksums": {ENSEMBLE_FILE: sha256_file(run / ENSEMBLE_FILE), TRIALS_FILE: sha256_file(run / TRIALS_FILE)},
     }
@@ -623,27 +624,9 @@ def fit_ensemble(
     )
 
 
-def _clean_tree(obj: Any) -> Any:
-    """Nested dicts/lists with NaN/inf → None and numpy → Python (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean_tree(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_tree(v) for v in obj]
-    value = _json_float(obj)
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def _fmt(value: Any) -> str:
     v = _finite(value, math.nan)
     return "—" if not math.isfinite(v) else f"{v:.4f}"
-
-
-def _clean(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in metrics.items():
-        value = _json_float(value)
-        out[key] = None if isinstance(value, float) and not math.isfinite(value) else value
-    return out
 
 
 def _trials_frame(
