@@ -16,8 +16,8 @@ treat what they return as read-only (copy a run before changing it: `_tiny_run.c
 - `isolated_runs`: modules that need a cluster of their own (multi-node, autoscaling, a killed
   worker, a job head) declare `ISOLATED_JOB`; those of an xdist group (`_xdist_groups`) start
   with the group's first test in this process, one at a time in a background thread, and the
-  modules run last (`_local_clusters.IsolatedRuns`). Two groups hold isolated modules, so under
-  `make test` two such chains run at once, in two workers.
+  modules run last (`_local_clusters.IsolatedRuns`). They are all in group 2: one chain at a
+  time (two at once overloaded 2 cores).
 
 Names here are stable: other modules may use them. (The helper modules `_tiny_run` and
 `_local_clusters` are importable because pyproject's pytest `pythonpath` lists this folder.)
