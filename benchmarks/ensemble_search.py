@@ -62,7 +62,7 @@ def search_forms(data: Any, trials: int, seed: int) -> dict[str, dict[str, Any]]
     """{label: {"sample", "val_uncalibrated", "candidates"}} of the best candidate per form on validation."""
     from fabray.ensemble.objective import clear_win, evaluate_sample
     from fabray.ensemble.search_space import fixed_candidates
-    from fabray.train.tune_ensemble import rank_key
+    from fabray.ensemble.selection import rank_key
 
     rng = np.random.default_rng(seed)
     fixed = fixed_candidates(data.model_names)

@@ -214,7 +214,7 @@ def test_an_already_calibrated_probability_is_served_as_it_is():
 
 
 def test_the_search_never_picks_worse_than_its_best_member_on_validation():
-    from fabray.train.tune_ensemble import rank_key, search_candidates
+    from fabray.ensemble.selection import rank_key, search_candidates
 
     data = _series(n_per_zone=2400)  # ~100 episodes: enough for the gate's lead to be clear
     candidates, winner, verdict = search_candidates(data, [], "lead_score")
@@ -227,7 +227,7 @@ def test_the_search_never_picks_worse_than_its_best_member_on_validation():
 
 
 def test_a_lone_member_that_wins_is_what_is_served():
-    from fabray.train.tune_ensemble import search_candidates
+    from fabray.ensemble.selection import search_candidates
 
     data = _series()
     rng = np.random.default_rng(3)
@@ -268,7 +268,7 @@ def test_error_correlation_and_leave_one_out():
 
 def test_a_combination_that_wins_by_noise_is_not_served():
     from fabray.ensemble.objective import clear_win
-    from fabray.train.tune_ensemble import search_candidates
+    from fabray.ensemble.selection import search_candidates
 
     data = _series()
     rng = np.random.default_rng(5)
@@ -286,7 +286,8 @@ def test_a_combination_that_wins_by_noise_is_not_served():
 def test_the_configured_point_covers_every_dimension_of_the_tune_space():
     """Optuna's warm start refuses a point that lacks a dimension of the space."""
     from fabray.config import EnsembleConfig
-    from fabray.train.tune_ensemble import configured_point, tune_space
+    from fabray.ensemble.selection import configured_point
+    from fabray.train.tune_ensemble import tune_space
 
     names = ("lstm", "gru", "rule")
     point = configured_point(EnsembleConfig(), names)
