@@ -248,7 +248,7 @@ def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str =
        end of validation, the state serving and `fabray evaluate` start from.
 
     Returns (served, validation metrics of the calibrated probabilities, calibration report)."""
-    from fabray.ensemble.calibrate import choose_calibrator
+    from fabray.ensemble.calibrate import Calibrator, choose_calibrator
     from fabray.ensemble.dynamic import DynamicEnsemble
     from fabray.ensemble.gate import fit_gate, time_blocks
     from fabray.ensemble.served import ServedEnsemble, error_tracker_params, run_online
@@ -261,6 +261,20 @@ def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str =
     alarm = solve_alarm(data, calibrated, primary, hysteresis)
     threshold = alarm.threshold
     metrics: dict[str, Any] = scored_metrics(data, calibrated, threshold, alarm)
+    if report["chosen"] != "identity":
+        # A monotone map keeps the alarms a threshold can draw, but isotonic regression merges
+        # neighbouring scores into ties, so fewer operating points remain: never pay for a
+        # lower Brier score with a worse warning (the headline) on validation.
+        raw_alarm = solve_alarm(data, prob, primary, hysteresis)
+        raw_metrics = scored_metrics(data, prob, raw_alarm.threshold, raw_alarm)
+        if _rank(raw_metrics, primary) > _rank(metrics, primary):
+            report["overridden"] = {"chosen": report["chosen"], primary: metrics.get(primary),
+                                    f"{primary}_uncalibrated": raw_metrics.get(primary)}
+            report["chosen"] = "identity"
+            report["why"] = (f"{report['overridden']['chosen']} lowered the validation {primary} "
+                             f"({raw_metrics.get(primary):.4g} → {metrics.get(primary):.4g}): served uncalibrated")
+            calibrator, calibrated, alarm, metrics = Calibrator(), prob, raw_alarm, raw_metrics
+            threshold = alarm.threshold
     metrics["form"], metrics["members"] = form, ",".join(members)
 
     cols = [data.model_names.index(n) for n in members]
@@ -278,6 +292,17 @@ def fit_served(sample: Mapping[str, Any], data: ValidationScores, primary: str =
     run_online(served, data.row_zones(), data.scores, data.outcomes, data.feedback_lag,
                data.gate_context() if form == "gate" else None)
     return served, metrics, report
+
+
+def _rank(metrics: Mapping[str, Any], primary: str) -> tuple[float, float]:
+    """(primary, F1) with NaN as −inf: how `fit_served` compares calibrated and raw."""
+    def num(v: Any) -> float:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return -math.inf
+        return v if math.isfinite(v) else -math.inf
+    return num(metrics.get(primary)), num(metrics.get("f1"))
 
 
 # ---------------------------------------------------------------------------- a win that holds

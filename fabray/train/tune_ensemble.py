@@ -374,6 +374,21 @@ def fit_ensemble(
     candidates, winner, verdict = search_candidates(data, rows, primary)
     win_metrics, win_sample = candidates[winner]
     served, served_metrics, calibration = fit_served(win_sample, data, primary, hysteresis)
+    # The search compares candidates at bare thresholds and the alarm policy comes after, so a
+    # member under its own fitted policy (`model_alarms`) may still beat the winner's served form:
+    # then that member is served (never serve what loses to a member on validation).
+    guard_note = None
+    best_model = max(model_val, key=lambda n: rank_key(model_val[n], primary))
+    member = f"member_{best_model}"
+    if winner != member and member in candidates \
+            and rank_key(model_val[best_model], primary) > rank_key(served_metrics, primary):
+        m_served, m_metrics, m_calibration = fit_served(candidates[member][1], data, primary, hysteresis)
+        if rank_key(m_metrics, primary) > rank_key(served_metrics, primary):
+            guard_note = (f"{winner} ({served.form}) served at {primary} {_fmt(served_metrics.get(primary))} on "
+                          f"validation, below {best_model} alone under its alarm policy "
+                          f"({_fmt(m_metrics.get(primary))}): {best_model} is served")
+            winner, (win_metrics, win_sample) = member, candidates[member]
+            served, served_metrics, calibration = m_served, m_metrics, m_calibration
     diversity = diversity_report(win_sample, data, primary)
     best_by_form: dict[str, dict[str, Any]] = {}
     for name, (metrics, _) in candidates.items():
@@ -399,6 +414,8 @@ def fit_ensemble(
                      f"({verdict['best_member']}) on validation by {verdict['difference']:.1f} lead-score points, "
                      f"within one standard error ({verdict['standard_error']:.1f}, {verdict['blocks']} time "
                      "blocks): not a clear win, so the member is served")
+    if guard_note:
+        notes.append(guard_note)
     if served.form == "member":
         notes.append(f"a single member ({served.members[0]}) won on validation: the ensemble served is that "
                      "member alone")
@@ -407,7 +424,9 @@ def fit_ensemble(
             other = best_by_form[form]
             notes.append(f"best {form} candidate: {primary} {_fmt(other.get(primary))} vs served "
                          f"{_fmt(win_metrics.get(primary))} (validation, before calibration)")
-    if calibration.get("chosen") == "identity":
+    if "overridden" in calibration:
+        notes.append(f"calibration: {calibration['why']}")
+    elif calibration.get("chosen") == "identity":
         notes.append("calibration: neither Platt nor isotonic lowered the cross-fitted Brier score on "
                      f"validation ({calibration['brier_cv']}); the probability is served uncalibrated")
 

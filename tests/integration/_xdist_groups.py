@@ -3,7 +3,8 @@ loadgroup`): the integration modules in three groups, each group run in file ord
 with its own session Ray; the unit tests, one test at a time, fill whichever worker is free
 (xdist hands out the groups first: they are the largest scopes).
 
-Group 1 holds the modules using the session's tiny run (so it is trained once); groups 2 and 3
+Group 1 holds the modules using the session's tiny run (so it is trained once per session:
+test_ensemble_evaluate, test_ensemble_forms, test_feed, test_serve, test_train); groups 2 and 3
 the modules that train their own runs or start Ray Train themselves. Every module with an
 isolated run (`ISOLATED_JOB`: started in the background with its group's first test, one at a
 time per group, the module run last) is in group 2: two isolated chains at once (multinode in
@@ -21,7 +22,7 @@ GROUP_2 = frozenset({
     "test_mlflow", "test_retrain",
     "test_autoscaling", "test_job_submit", "test_multinode", "test_train_faults",  # isolated runs
 })
-GROUP_3 = frozenset({"test_backtest", "test_ensemble_forms", "test_quickstart", "test_ray_windows"})
+GROUP_3 = frozenset({"test_backtest", "test_quickstart", "test_ray_windows"})
 
 
 def group_of(nodeid: str) -> str | None:

@@ -11,12 +11,16 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_two_folds_train_fit_and_evaluate_on_consecutive_unseen_blocks(ray_cluster, tiny_data, tiny_config,
-                                                                      tmp_path, capsys):
+def test_two_folds_train_fit_and_evaluate_on_consecutive_unseen_blocks(ray_cluster, tiny_data, tmp_path, capsys):
+    import yaml
+    from _tiny_run import TINY_CONFIG
+
     from fabray.cli import main
 
+    config = tmp_path / "one_epoch.yaml"  # the tiny run's models, one epoch per fold
+    config.write_text(yaml.safe_dump({"train": {**TINY_CONFIG["train"], "epochs": 1}}))
     out = tmp_path / "bt"
-    code = main(["backtest", "--data", str(tiny_data), "--folds", "2", "--config", str(tiny_config),
+    code = main(["backtest", "--data", str(tiny_data), "--folds", "2", "--config", str(config),
                  "--trials", "2", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out

@@ -67,7 +67,11 @@ def test_ensemble_writes_winner_state_and_trials_into_the_manifest(fitted_run):
     assert doc["winner"] in set(candidates["trial"])
     best = candidates.sort_values(["lead_score", "f1"], ascending=False).iloc[0]
     verdict = doc["clear_win"]  # a combination is served only if it beats the best member clearly
-    if verdict is None or verdict["clear"]:
+    if any("under its alarm policy" in n for n in doc["notes"]):
+        # the search's winner, as served, lost to a member under that member's own alarm policy
+        assert doc["form"] == "member" and doc["winner"] == f"member_{doc['members'][0]}"
+        assert val["served"]["lead_score"] >= max(m["lead_score"] for m in val["models"].values()) - 1e-9
+    elif verdict is None or verdict["clear"]:
         assert best["lead_score"] == pytest.approx(val["served_uncalibrated"]["lead_score"])
     else:
         assert doc["form"] == "member" and doc["winner"] == verdict["best_member"]
