@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/fabray demo
 
 # Every test (the CI's command), in three pytest-xdist workers: the unit tests in one, the
-# integration tests in two groups of modules, each run in order by one worker with its own local
+# integration tests in three groups of modules (tests/integration/_xdist_groups.py), each run in order by one worker with its own local
 # Ray (tests/integration/conftest.py). Markers in pyproject.toml: `slow` = more than a few seconds.
 PYTEST_WORKERS := -n 3 --dist loadgroup
 test: $(STAMP) chromium
