@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fabray demo
 
-# Every test (the CI's command), in three pytest-xdist workers: the unit tests in one, the
-# integration tests in three groups of modules (tests/integration/_xdist_groups.py), each run in order by one worker with its own local
-# Ray (tests/integration/conftest.py). Markers in pyproject.toml: `slow` = more than a few seconds.
+# Every test (the CI's command), in three pytest-xdist workers: the integration tests in three
+# groups of modules (tests/integration/_xdist_groups.py), each run in order by one worker with its
+# own local Ray (tests/integration/conftest.py); the unit tests fill whichever worker is free.
+# Markers in pyproject.toml: `slow` = more than a few seconds.
 PYTEST_WORKERS := -n 3 --dist loadgroup
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q $(PYTEST_WORKERS) --durations=20
