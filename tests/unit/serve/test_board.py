@@ -6,19 +6,16 @@ data. tests/integration/test_feed.py renders the board in headless Chromium agai
 from __future__ import annotations
 
 import re
-import socket
 import sys
-import threading
-import time
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 import requests
-import uvicorn
 
 from fabray.config import DegradedRules
-from fabray.serve.http import BOARD_DIR, HttpSettings, build_http_app
+from fabray.serve.http import BOARD_DIR, HttpSettings
+from tests.unit.serve.test_serve_http import _serve
 
 TOKEN = "unit-test-token-0123456789"
 ROOT = Path(__file__).resolve().parents[3]
@@ -75,16 +72,8 @@ class BoardService:
 @pytest.fixture(scope="module")
 def board():
     service = BoardService()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build_http_app(service), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", service
+    url, server, thread = _serve(service)
+    yield url, service
     server.should_exit = True
     thread.join(timeout=10)
 
