@@ -157,6 +157,12 @@ class TrainConfig(_Section):
         None, gt=0, le=1, description="Sampled epochs as a share of the training windows (instead "
         "of windows_per_epoch; not both). None: full epochs.",
     )
+    val_windows: int | None = Field(
+        None, ge=1, description="Score each epoch (early stopping, the best checkpoint) on a fixed, "
+        "seeded sample of this many validation windows, stratified like the sampled epochs, the same "
+        "sample every epoch; None: every validation window. At POC scale the full validation split "
+        "(~117k windows) costs each model more than a sampled epoch's training.",
+    )
     budget_min: float | None = Field(
         None, gt=0, description="Wall-clock budget of `fabray train`'s training, minutes "
         "(`--budget 60m`), shared by the models (fabray.train.budget); None: no budget.",

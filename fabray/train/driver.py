@@ -45,6 +45,7 @@ from fabray.train import run_dir as rd
 from fabray.train.budget import budget_summary, model_deadline
 from fabray.train.loop import MODEL_FILE, SCORE, STATE_FILE, WorkerSpec
 from fabray.train.replay import TrainSeries
+from fabray.train.sampling import stratum_cut, validation_sample
 from fabray.train.resources import WorkerResources, plan_concurrency, plan_resources, resolve_use_gpu
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def _spec(name: str, shared: _Shared, deadline_unix: float | None = None) -> Wor
         tensorboard_dir=str(rd.model_dir(shared.run, name) / "tensorboard"),
         windows_per_epoch=train.windows_per_epoch,
         epoch_fraction=train.epoch_fraction,
-        stratum_cut=0.5 if cfg.task.task == "event" else cfg.task.sla_delay_s,
+        stratum_cut=stratum_cut(cfg.task),
     )
 
 
@@ -583,7 +584,13 @@ def train_models(
                 {n: r.ray_resources() for n, r in plan.items()})
 
     series = job.train_series()
-    array_refs = [*put_series(series.features, series.target), ray.put(series.val_ends)]
+    val_ends = validation_sample(series.val_ends, series.target, stratum_cut(config.task), train.val_windows,
+                                 train.seed)
+    if len(val_ends) < len(series.val_ends):
+        manifest["validation_windows"] = {"scored": int(len(val_ends)), "of": int(len(series.val_ends))}
+        logger.info("epochs scored on %d of %d validation windows (train.val_windows)",
+                    len(val_ends), len(series.val_ends))
+    array_refs = [*put_series(series.features, series.target), ray.put(val_ends)]
     if train.windows_per_epoch is not None or train.epoch_fraction is not None:
         array_refs.append(ray.put(np.asarray(series.train_ends, dtype=np.int64)))  # sampled epochs
     # The budget: a retrain's own deadline, else `train.budget_min` from now; each model gets its

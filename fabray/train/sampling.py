@@ -31,6 +31,9 @@ END = "end"  # the end-row column of `fabray.train.ray_windows.window_index_data
 #: Read the shard in batches of up to this many times the training batch when sampling, so that
 #: a small fraction still fills a batch from one or a few reads.
 MAX_READ_FACTOR = 32
+#: The `epoch` argument of the one validation draw: far beyond any training epoch, so the validation
+#: sample never coincides with an epoch's training draw.
+VALIDATION_DRAW = 2**31 - 1
 
 
 def epoch_sample_size(total: int, windows_per_epoch: int | None = None,
@@ -88,6 +91,24 @@ def stratified_sample(ends: np.ndarray, positive: np.ndarray, size: int, seed: i
     counts = stratum_counts(np.array([len(c) for c in classes]), size)
     picks = [rng.choice(c, size=int(k), replace=False) for c, k in zip(classes, counts)]
     return np.sort(np.concatenate(picks))
+
+
+def stratum_cut(task: Any) -> float:
+    """The fit target's event cut of a `TaskConfig`: 0.5 for task "event", the SLA for "delay"."""
+    return 0.5 if task.task == "event" else float(task.sla_delay_s)
+
+
+def validation_sample(ends: np.ndarray, target: np.ndarray, cut: float, size: int | None, seed: int) -> np.ndarray:
+    """The validation END rows every epoch is scored on: all of `ends` when `size` is None or not
+    smaller, else a stratified sample of `size` (delay events, `target[end] > cut`, keep their
+    share), drawn once from `seed` (not from the epoch: every epoch is compared on the same windows)."""
+    ends = np.asarray(ends, dtype=np.int64)
+    if size is None or size >= len(ends):
+        return ends
+    if size < 1:
+        raise ValueError(f"size must be >= 1. Received: {size}")
+    positive = np.asarray(target)[ends] > cut
+    return stratified_sample(ends, positive, int(size), seed, epoch=VALIDATION_DRAW)
 
 
 class EpochSampler:
@@ -172,4 +193,4 @@ class SampledShard:
 
 
 __all__ = ["EpochSampler", "SampledShard", "epoch_sample_size", "rebatch", "stratified_sample",
-           "stratum_counts"]
+           "stratum_counts", "stratum_cut", "validation_sample"]

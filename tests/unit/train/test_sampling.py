@@ -13,7 +13,10 @@ from fabray.train.sampling import (
     rebatch,
     stratified_sample,
     stratum_counts,
+    stratum_cut,
+    validation_sample,
 )
+from fabray.config import TaskConfig
 
 
 def _series(n_rows: int = 5000, event_rate: float = 0.07, seed: int = 1):
@@ -130,3 +133,29 @@ def test_rebatch():
 def test_end_column_matches_ray_windows():
     ray_windows = pytest.importorskip("fabray.train.ray_windows")
     assert ray_windows.END == END
+
+
+def test_validation_sample_is_fixed_stratified_and_distinct_from_epoch_draws():
+    target, ends = _series(n_rows=20_000, event_rate=0.1)
+    val = validation_sample(ends, target, 0.5, 2000, seed=3)
+    assert len(val) == 2000 and len(np.unique(val)) == 2000 and np.isin(val, ends).all()
+    assert np.all(np.diff(val) > 0)  # sorted end rows
+    share_all, share_val = (target[ends] > 0.5).mean(), (target[val] > 0.5).mean()
+    assert abs(share_val - share_all) <= 1 / 2000 + 1e-12  # events keep their share
+    np.testing.assert_array_equal(val, validation_sample(ends, target, 0.5, 2000, seed=3))  # every epoch alike
+    assert not np.array_equal(val, validation_sample(ends, target, 0.5, 2000, seed=4))
+    for epoch in range(3):  # not any epoch's training draw of the same size
+        assert not np.array_equal(val, stratified_sample(ends, target[ends] > 0.5, 2000, 3, epoch))
+
+
+def test_validation_sample_unset_or_larger_keeps_every_window():
+    target, ends = _series()
+    np.testing.assert_array_equal(validation_sample(ends, target, 0.5, None, seed=0), ends)
+    np.testing.assert_array_equal(validation_sample(ends, target, 0.5, len(ends) + 5, seed=0), ends)
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        validation_sample(ends, target, 0.5, 0, seed=0)
+
+
+def test_stratum_cut_follows_the_task():
+    assert stratum_cut(TaskConfig(task="event", sla_delay_s=45.0)) == 0.5
+    assert stratum_cut(TaskConfig(task="delay", sla_delay_s=45.0)) == 45.0
