@@ -69,7 +69,7 @@ def save_state(app_name: str, timeout_s: float = 20.0) -> list[str]:
     versions written. Never raises: a stop must go on."""
     from ray import serve
 
-    from fabray.serve.app import KEEPER
+    from fabray.serve.deployments.keeper import KEEPER
 
     try:
         saved = serve.get_deployment_handle(KEEPER, app_name).save.remote().result(timeout_s=timeout_s)

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "cluster" / "grafana" / "fabray.json"
-SERVE_SOURCES = sorted((ROOT / "fabray" / "serve").glob("*.py"))
+SERVE_SOURCES = sorted((ROOT / "fabray" / "serve").rglob("*.py"))
 
 METRIC_CALL = re.compile(
     r'_metric\(\s*"(?P<kind>Counter|Gauge|Histogram)"\s*,\s*"(?P<name>fabray_[a-z0-9_]+)"\s*,'

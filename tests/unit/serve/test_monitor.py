@@ -278,7 +278,7 @@ def test_outcomes_move_the_zone_metrics_with_no_feedback_call(tmp_path):
 def test_the_keeper_exports_the_summary_as_prometheus_gauges():
     from types import SimpleNamespace
 
-    from fabray.serve.app import EnsembleKeeperDeployment
+    from fabray.serve.deployments.keeper import EnsembleKeeperDeployment
 
     class Gauge:
         def __init__(self):

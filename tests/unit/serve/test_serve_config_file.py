@@ -34,15 +34,17 @@ def test_serve_deploy_schema_accepts_the_file(raw):
     (app,) = schema.applications
     assert app.import_path == "fabray.serve.app:build_app"
     names = {d.name for d in app.deployments}
-    from fabray.serve import app as serve_app
+    from fabray.serve.deployments.ingress import INGRESS
+    from fabray.serve.deployments.jobs import JOBS
+    from fabray.serve.deployments.keeper import KEEPER
+    from fabray.serve.deployments.predictor import BATCH_SCORER, PREDICTOR
 
     # every deployment the file configures exists in the application (BatchScorer may be left
     # to the code's defaults)
-    assert names <= {serve_app.PREDICTOR, serve_app.INGRESS, serve_app.KEEPER, serve_app.JOBS,
-                     serve_app.BATCH_SCORER}
-    assert {serve_app.PREDICTOR, serve_app.INGRESS} <= names
-    singletons = {d.name: d.num_replicas for d in app.deployments if d.name in (serve_app.KEEPER, serve_app.JOBS)}
-    assert singletons == {serve_app.KEEPER: 1, serve_app.JOBS: 1}
+    assert names <= {PREDICTOR, INGRESS, KEEPER, JOBS, BATCH_SCORER}
+    assert {PREDICTOR, INGRESS} <= names
+    singletons = {d.name: d.num_replicas for d in app.deployments if d.name in (KEEPER, JOBS)}
+    assert singletons == {KEEPER: 1, JOBS: 1}
 
 
 def test_the_builder_accepts_the_file_args_and_builds_the_application(raw, tmp_path):

@@ -364,7 +364,7 @@ def test_the_served_rule_model_says_which_rules_fire():
     import keras
 
     from fabray.models.rule import RuleModelConfig, rule_score_layer
-    from fabray.serve.app import _rules_fired
+    from fabray.serve.deployments.predictor import _rules_fired
 
     lookback = 20
     window = keras.Input(shape=(lookback, len(schema.FEATURES)))

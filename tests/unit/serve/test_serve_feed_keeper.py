@@ -64,7 +64,7 @@ class FakePredictor:
 
 
 async def _keeper(store):
-    from fabray.serve.app import EnsembleKeeperDeployment
+    from fabray.serve.deployments.keeper import EnsembleKeeperDeployment
 
     dep = object.__new__(EnsembleKeeperDeployment.func_or_class)
     await EnsembleKeeperDeployment.func_or_class.__init__(dep, str(store), 3600.0, 10_000, {})

@@ -188,7 +188,7 @@ class _Bundle:
 
 
 def test_a_window_no_model_scores_is_answered_alone():
-    from fabray.serve.app import PredictorDeployment
+    from fabray.serve.deployments.predictor import PredictorDeployment
 
     predictor = object.__new__(PredictorDeployment.func_or_class)
     predictor.keeper, predictor.stats = _Keeper(), {"batches": 0, "windows": 0, "largest_batch": 0}
