@@ -25,7 +25,7 @@ is written before the call is answered (`STORE/feed/state.json`; the weight hist
 alerts are appended to logs beside it), so a restart loses nothing: a new desk reads it back
 and continues as if nothing happened (rows sent again are refused as duplicates).
 
-Pure Python + numpy: the Serve deployment in app.py holds one desk in the single-replica
+Pure Python + numpy: the Serve deployment in deployments/keeper.py holds one desk in the single-replica
 keeper, beside the ensemble it moves.
 """
 

@@ -1,6 +1,6 @@
 """The HTTP API (FastAPI) of the serving application, independent of Ray (DESIGN §6).
 
-`build_http_app(service)` returns the FastAPI app; `service` does the work (in app.py it is the
+`build_http_app(service)` returns the FastAPI app; `service` does the work (in deployments/ingress.py it is the
 Serve ingress deployment, talking to the predictor, the ensemble keeper and the job manager; in
 unit tests a fake). This module owns everything about HTTP: routes, OpenAPI docs at /docs,
 request checks, auth, and the rule that bad input is always a 4xx JSON error naming the problem,
@@ -124,7 +124,7 @@ class HttpSettings:
 
 
 class Service(Protocol):
-    """What the routes call (see app.py's ingress for the real one)."""
+    """What the routes call (see deployments/ingress.py for the real one)."""
 
     settings: HttpSettings
 

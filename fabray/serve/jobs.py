@@ -2,7 +2,7 @@
 a kind are active, jobs a crash or a stop left `running`, and errors fit to show a client.
 
 A job's status is `STORE/jobs/<id>/status.json` (written by the job itself, see batch.py and
-retrain.py). The JobManager deployment (app.py) is the only one starting jobs; when it starts,
+retrain.py). The JobManager deployment (deployments/jobs.py) is the only one starting jobs; when it starts,
 every job still marked pending or running belongs to an earlier instance whose tasks died with
 it: `recover_interrupted` marks them failed, so no job reports `running` for ever.
 """

@@ -11,7 +11,7 @@ state (or the configured parameters) and a rollback finds the old one's weights 
 them. `save()` writes each changed version's state and pending predictions to the store
 (`STORE/state/<version>.json`, atomically); a new keeper (a replica restart) loads it back.
 
-Pure Python + numpy: the Serve deployment in app.py wraps it (a single replica, so every
+Pure Python + numpy: the Serve deployment in deployments/keeper.py wraps it (a single replica, so every
 prediction and every feedback sees the same weights).
 """
 

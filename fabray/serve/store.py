@@ -14,7 +14,7 @@ Guarantees:
   loaded or promoted: a changed, truncated or missing file refuses the version;
 - promotion and rollback replace LIVE.json atomically (temp file + os.replace, under a file
   lock), so every reader sees the old pointer or the new one, never half of one. Serving
-  replicas poll LIVE.json and swap models in memory (see app.py).
+  replicas poll LIVE.json and swap models in memory (see deployments/predictor.py).
 
 No Ray and no TensorFlow here: the store is files.
 """

@@ -32,7 +32,7 @@ ALERTS = [  # newest first, as /v1/alerts lists them
 
 
 class BoardService:
-    """The read routes the board calls, answering like the live ingress (shapes of app.py)."""
+    """The read routes the board calls, answering like the live ingress (shapes of deployments/ingress.py)."""
 
     def __init__(self) -> None:
         self.settings = HttpSettings(max_body_bytes=64 * 1024, max_windows_per_request=4, degraded=DegradedRules(),

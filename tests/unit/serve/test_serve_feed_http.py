@@ -33,7 +33,7 @@ META = {"version": "v1", "zones": ZONES, "lookback": L, "horizon": H, "task": "e
 
 
 class FeedService:
-    """What app.py's ingress + keeper do for the feed routes, without Ray."""
+    """What the ingress and keeper deployments do for the feed routes, without Ray."""
 
     def __init__(self, state_dir) -> None:
         self.settings = HttpSettings(max_body_bytes=1_000_000, max_windows_per_request=4, degraded=DegradedRules(),
