@@ -24,8 +24,9 @@ guarded step (serving's `/v1/retrain`).
   spent (that partial epoch is still validated and checkpointed); a model that could not even
   start lands as the parent's model, unchanged (`carried_over` in the manifest), as does a model
   left out of `--models` (fine-tune only some models). The ensemble
-  is re-fitted on the new validation split (`retrain.refit_ensemble`) only if budget is left.
-  The manifest records the budget, the time used, and which models the budget stopped.
+  is re-fitted on the new validation split (`retrain.refit_ensemble`) only if budget is left;
+  otherwise RUN2 keeps the parent's fitted ensemble (same models; `inherited_from` in the
+  manifest), not the config's untuned defaults. The manifest records the budget, the time used, and which models the budget stopped.
 - **Scaler policy: keep the parent's.** By default RUN2 keeps RUN's feature scaler and nominal
   transport times. (1) The warm-started weights were learned on inputs scaled by that scaler;
   refitting it would shift every input the weights see and undo part of the warm start. (2) The
@@ -53,7 +54,7 @@ from typing import Any
 
 from fabray.config import FabrayConfig, TrainConfig, load_config
 from fabray.errors import BadInputError
-from fabray.files import sha256_file, utc_now
+from fabray.files import atomic_copy, sha256_file, utc_now
 from fabray.train import run_dir as rd
 from fabray.train.driver import PreparedRun, RunSummary, _check_models, _check_windows, _data_info
 from fabray.train.replay import TrainSeries, replay_size, sample_replay, with_replay
@@ -360,7 +361,16 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
         except Exception as err:  # noqa: BLE001 - the models are good without it; say so
             logger.error("ensemble re-fit failed; RUN2 has no fitted ensemble: %s", err)
             ensemble = {"refit": False, "reason": f"{type(err).__name__}: {err}"[:1000]}
+    inherited = None
+    if not ensemble["refit"] and summary.manifest["status"] != "failed":
+        inherited = inherit_parent_ensemble(Path(summary.manifest["parent"]["path"]), run)
+        if inherited is not None:
+            ensemble["inherited_from"] = inherited["inherited_from"]
+            logger.info("RUN2 keeps the parent's fitted ensemble (%s); `fabray ensemble --run %s` re-fits it",
+                        ensemble["reason"], run)
     manifest = rd.read_manifest(run)  # the ensemble fit may have added its entry
+    if inherited is not None:
+        manifest["ensemble"] = inherited
     started = (job.deadline_unix - 60.0 * config.retrain.budget_minutes) if job.deadline_unix else time.time()
     used_s = time.time() - started
     models = manifest["models"]
@@ -377,6 +387,31 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
     logger.info("retrain %s from %s: %s in %.0f s of a %.0f-minute budget", run.name,
                 manifest["parent"]["run_id"], manifest["status"], used_s, config.retrain.budget_minutes)
     return summary
+
+
+def inherit_parent_ensemble(parent_run: Path, run: Path) -> dict[str, Any] | None:
+    """Copy the parent's fitted ensemble into RUN2 when RUN2's was not re-fitted (the budget was
+    spent first, or `retrain.refit_ensemble` is false): its form, weights, state and alarm
+    policies were fitted on the parent's whole validation split for these same models, which
+    serves and evaluates far better than the config's untuned defaults. Returns RUN2's manifest
+    "ensemble" entry (the parent's, with RUN2's checksums and `inherited_from`), or None when the
+    parent has no fitted ensemble or one over other models (nothing is copied then)."""
+    from fabray.train.tune_ensemble import ENSEMBLE_FILE, TRIALS_FILE
+
+    parent = rd.read_manifest(parent_run)
+    entry, source = parent.get("ensemble"), parent_run / ENSEMBLE_FILE
+    if not entry or not source.is_file():
+        return None
+    names = json.loads(source.read_text()).get("model_names") or []
+    if list(names) != list(rd.read_manifest(run)["models"]):
+        logger.warning("the parent's ensemble is over %s, RUN2 has other models: not kept", names)
+        return None
+    checksums = {}
+    for name in (ENSEMBLE_FILE, TRIALS_FILE):
+        if (parent_run / name).is_file():
+            atomic_copy(parent_run / name, run / name)
+            checksums[name] = sha256_file(run / name)
+    return {**entry, "checksums": checksums, "inherited_from": parent.get("run_id")}
 
 
 def retrain_run(
@@ -422,9 +457,13 @@ def budget_line(manifest: dict[str, Any]) -> str:
     if retrain.get("carried_over"):
         parts.append(f"carried over unchanged: {', '.join(retrain['carried_over'])}")
     ensemble = retrain.get("ensemble") or {}
-    parts.append("ensemble re-fitted" if ensemble.get("refit") else f"ensemble not re-fitted ({ensemble.get('reason', '?')})")
+    if ensemble.get("refit"):
+        parts.append("ensemble re-fitted")
+    else:
+        kept = f"; the parent's {ensemble['inherited_from']} kept" if ensemble.get("inherited_from") else ""
+        parts.append(f"ensemble not re-fitted ({ensemble.get('reason', '?')}{kept})")
     return "; ".join(parts)
 
 
-__all__ = ["ParentRun", "budget_line", "load_parent", "prepare_retrain", "retrain_config", "retrain_run",
+__all__ = ["ParentRun", "budget_line", "inherit_parent_ensemble", "load_parent", "prepare_retrain", "retrain_config", "retrain_run",
            "run_retrain", "selected_models"]

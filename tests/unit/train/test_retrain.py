@@ -222,3 +222,43 @@ def test_until_trains_on_the_rows_before_it_and_the_manifest_says_so(parent, fil
     halved = prepare_retrain(cut_parent, files["new"], tmp_path / "r3").manifest_extra["retrain"]["replay"]["sources"][0]
     assert halved["until"] == manifest["data"]["until"]
     assert 0 < halved["train_windows"] < whole["train_windows"]
+
+
+def _ensemble_run(run: Path, models: list[str], with_ensemble: bool) -> Path:
+    """A run directory's manifest and, optionally, a fitted ensemble (what `fabray ensemble` writes)."""
+    run.mkdir(parents=True)
+    manifest = {"format": rd.MANIFEST_FORMAT, "run_id": run.name, "status": "complete",
+                "models": {n: {"status": "ok"} for n in models}}
+    if with_ensemble:
+        atomic_write_json(run / "ensemble.json", {"model_names": models, "form": "dynamic", "state": {"z": [1, 2]}})
+        (run / "ensemble_trials.csv").write_text("trial,score\n1,0.5\n")
+        manifest["ensemble"] = {"file": "ensemble.json", "winner": "abc", "form": "dynamic",
+                                "checksums": {"ensemble.json": sha256_file(run / "ensemble.json")}}
+    rd.write_manifest(run, manifest)
+    return run
+
+
+def test_a_child_not_refitted_keeps_the_parents_ensemble(tmp_path):
+    from fabray.train.retrain import budget_line, inherit_parent_ensemble
+
+    parent = _ensemble_run(tmp_path / "p", ["lstm", "rule"], with_ensemble=True)
+    child = _ensemble_run(tmp_path / "c", ["lstm", "rule"], with_ensemble=False)
+    entry = inherit_parent_ensemble(parent, child)
+    assert (child / "ensemble.json").read_bytes() == (parent / "ensemble.json").read_bytes()
+    assert (child / "ensemble_trials.csv").read_bytes() == (parent / "ensemble_trials.csv").read_bytes()
+    assert entry["inherited_from"] == "p" and entry["winner"] == "abc"
+    assert entry["checksums"] == {"ensemble.json": sha256_file(child / "ensemble.json"),
+                                  "ensemble_trials.csv": sha256_file(child / "ensemble_trials.csv")}
+    line = budget_line({"parent": {"run_id": "p"}, "retrain": {"budget_minutes": 9.0, "seconds_used": 500.0,
+                        "ensemble": {"refit": False, "reason": "time budget spent", "inherited_from": "p"}}})
+    assert line.endswith("ensemble not re-fitted (time budget spent; the parent's p kept)")
+
+
+def test_no_parent_ensemble_or_other_models_copy_nothing(tmp_path):
+    from fabray.train.retrain import inherit_parent_ensemble
+
+    bare = _ensemble_run(tmp_path / "bare", ["lstm", "rule"], with_ensemble=False)
+    child = _ensemble_run(tmp_path / "c1", ["lstm", "rule"], with_ensemble=False)
+    assert inherit_parent_ensemble(bare, child) is None and not (child / "ensemble.json").exists()
+    other = _ensemble_run(tmp_path / "other", ["lstm", "gru"], with_ensemble=True)
+    assert inherit_parent_ensemble(other, child) is None and not (child / "ensemble.json").exists()
