@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import threading

@@ -75,7 +75,7 @@ from fabray.serve.schemas import (
     WindowIn,
 )
 from fabray.serve.store import ConflictError, CorruptArtifactError, UnknownVersionError
-from fabray.serve.validation import DEFAULT_UPPER_BOUND, check_window
+from fabray.serve.validation import check_window
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pandas as pd
 import pytest
