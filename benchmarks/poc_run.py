@@ -19,6 +19,7 @@ process). The result is written to `--json` (default benchmarks/results/poc_run.
 
     python benchmarks/poc_run.py --out /tmp/poc                       # ~1h45 on 2 CPU cores
     python benchmarks/poc_run.py --preset tiny --budget 3m --out /tmp/poc-smoke --json /tmp/smoke.json
+    python benchmarks/poc_run.py --out /tmp/poc --again child2   # one more retrain of that parent (~12 min)
 
 Not part of `make test`; no timing here is asserted anywhere.
 """
@@ -199,6 +200,49 @@ def training_summary(run: Path) -> dict[str, Any]:
     return {"models": models, **{k: manifest[k] for k in keep if k in manifest}}
 
 
+def commit_of_fabray() -> dict[str, str]:
+    """The commit of the fabray the stages import (PYTHONPATH may point at another clone)."""
+    import fabray
+
+    commit = subprocess.run(["git", "-C", str(Path(fabray.__file__).parent), "rev-parse", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"commit": commit, "fabray": fabray.__file__}
+
+
+def retrain_and_evaluate(out: Path, parent: Path, child: Path, args: argparse.Namespace, log: Path) -> dict[str, Any]:
+    """`fabray retrain` of the parent on the new day into `child`, then `fabray evaluate` of the
+    child on the held-out days: the "retrain" entry of the result, with both stages' figures
+    under "stages" (the caller files them)."""
+    cpus = ["--num-cpus", str(args.num_cpus)]
+    retrain = stage(f"retrain ({child.name})", [
+        "retrain", "--run", str(parent), "--data", str(out / "new_day.parquet"), "--out", str(child),
+        "--budget-minutes", f"{args.retrain_budget_min:g}", *cpus], log, args.sample_s, run=child)
+    evaluate = stage(f"evaluate ({child.name})", [
+        "evaluate", "--run", str(child), "--data", str(out / "heldout.parquet"),
+        "--json", str(out / f"{child.name}_test.json"), "--report", str(out / f"{child.name}_report")],
+        log, args.sample_s)
+    return {"wall_s": retrain["wall_s"], "cpu_s": retrain["cpu_s"], "peak_rss_mb": retrain["peak_rss_mb"],
+            "budget_minutes": args.retrain_budget_min, **training_summary(child),
+            "test": leaderboard(out / f"{child.name}_test.json"), "code": commit_of_fabray(),
+            "stages": (retrain, evaluate)}
+
+
+def again(args: argparse.Namespace) -> int:
+    """`--again NAME`: one more retrain of the stored parent (e.g. after a fix), into --out/NAME,
+    evaluated on the same held-out days; filed under the result's "retrain_again"."""
+    out, log = args.out, args.out / "log.txt"
+    if not (out / "parent" / "manifest.json").is_file() or not args.json.is_file():
+        raise SystemExit(f"--again needs a finished first pass: {out}/parent and {args.json}")
+    result = json.loads(args.json.read_text())
+    retrained = retrain_and_evaluate(out, out / "parent", out / args.again, args, log)
+    retrained["stages"] = dict(zip(("retrain", "evaluate"), retrained["stages"]))
+    result.setdefault("retrain_again", {})[args.again] = retrained
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(table({"stages": {}, "test": result.get("test"), "retrain": retrained}))
+    print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="working folder (data, runs, logs); must not exist")
@@ -216,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                              "one CPU kept for Ray Data)")
     parser.add_argument("--sample-s", type=float, default=2.0, help="process-tree sampling interval")
     parser.add_argument("--json", type=Path, default=RESULT, help=f"result file (default: {RESULT})")
+    parser.add_argument("--again", default=None, metavar="NAME",
+                        help="after a first pass into --out: retrain its parent once more into --out/NAME "
+                             "and evaluate it on the same held-out days (filed under retrain_again)")
     args = parser.parse_args(argv)
+    if args.again:
+        return again(args)
     if args.out.exists():
         parser.error(f"--out {args.out} exists; give a new folder")
     args.out.mkdir(parents=True)
@@ -225,11 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                         "epochs": args.epochs}}
     (out / "poc.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     started = time.perf_counter()
-    import fabray
-
-    code = subprocess.run(["git", "-C", str(Path(fabray.__file__).parent), "rev-parse", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
-    result: dict[str, Any] = {"benchmark": "poc_run", "code": {"commit": code, "fabray": fabray.__file__},
+    result: dict[str, Any] = {"benchmark": "poc_run", "code": commit_of_fabray(),
                               "cpus": os.cpu_count(), "num_cpus_ray": args.num_cpus,
                               "config": config, "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     data = make_data(args.preset, args.seed, args.heldout_days, out)
@@ -256,17 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         "--json", str(out / "parent_test.json"), "--report", str(out / "parent_report")], log, args.sample_s)
     result["test"] = leaderboard(out / "parent_test.json")
     save()
-    stages["retrain"] = stage("retrain", ["retrain", "--run", str(parent), "--data", str(out / "new_day.parquet"),
-                                          "--out", str(child), "--budget-minutes", f"{args.retrain_budget_min:g}", *cpus],
-                              log, args.sample_s, run=child)
-    result["retrain"] = {"wall_s": stages["retrain"]["wall_s"], "cpu_s": stages["retrain"]["cpu_s"],
-                         "peak_rss_mb": stages["retrain"]["peak_rss_mb"],
-                         "budget_minutes": args.retrain_budget_min, **training_summary(child)}
-    save()
-    stages["evaluate_child"] = stage("evaluate_child", [
-        "evaluate", "--run", str(child), "--data", str(out / "heldout.parquet"),
-        "--json", str(out / "child_test.json"), "--report", str(out / "child_report")], log, args.sample_s)
-    result["retrain"]["test"] = leaderboard(out / "child_test.json")
+    retrained = retrain_and_evaluate(out, parent, child, args, log)
+    stages["retrain"], stages["evaluate_child"] = retrained.pop("stages")
+    result["retrain"] = retrained
     result["peak_rss_mb"] = max(s["peak_rss_mb"] for s in stages.values())
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     save()
