@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'fabray[mlflow]')")
 
 EPOCHS = TINY_EPOCHS
+SAMPLED, VAL_SAMPLE = 3000, 800  # train.windows_per_epoch, train.val_windows
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,10 @@ def logged(ray_cluster, tmp_path_factory):
     simulate_preset("tiny", seed=3).to_sql("oht", engine, index=False)
     engine.dispose()
     write_table(simulate_preset("tiny", seed=5), work / "test.parquet")
-    config = {"train": {**TINY_CONFIG["train"], "epochs": EPOCHS, "early_stopping_patience": EPOCHS},
+    # sampled epochs and a validation sample (issue 14) ride along: the tiny file has ~11.7k
+    # training and ~2.2k validation windows
+    config = {"train": {**TINY_CONFIG["train"], "epochs": EPOCHS, "early_stopping_patience": EPOCHS,
+                        "windows_per_epoch": SAMPLED, "val_windows": VAL_SAMPLE},
               "tracking": {"experiment": "fabray-it"}}
     (work / "tiny.yaml").write_text(yaml.safe_dump(config))
     uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -83,6 +87,18 @@ def test_one_parent_and_a_child_per_model_with_metrics_and_artifacts(logged):
         assert any(k.startswith("val_") for k in child.data.metrics), name
         local = client.download_artifacts(child.info.run_id, "model.keras", str(work / "dl" / name))
         assert Path(local).read_bytes() == (run / "models" / name / "model.keras").read_bytes()
+
+
+def test_sampled_epochs_fit_and_are_scored_on_their_samples(logged):
+    run, _, models, _ = logged
+    manifest = json.loads((run / "manifest.json").read_text())
+    scored = manifest["validation_windows"]
+    assert scored["scored"] == VAL_SAMPLE and scored["of"] > VAL_SAMPLE
+    for name in models:
+        epochs = json.loads((run / "models" / name / "history.json").read_text())["epochs"]
+        assert epochs and all(e["epoch_windows"] == SAMPLED for e in epochs), name
+        assert all(e["val_n"] == VAL_SAMPLE for e in epochs), name  # the worker scored the sample
+        assert manifest["models"][name]["val_metrics"]["n"] == VAL_SAMPLE, name
 
 
 def test_evaluation_is_logged_with_its_report(logged):
