@@ -192,9 +192,9 @@ def leaderboard(path: Path) -> dict[str, Any]:
 
 def training_summary(run: Path) -> dict[str, Any]:
     manifest = json.loads((run / "manifest.json").read_text())
-    models = {name: {k: entry.get(k) for k in ("status", "params", "epochs_run", "best_epoch", "best_val_score",
-                                               "stopped_by_budget", "stopped_early", "budget_share_s",
-                                               "training_seconds", "warm_start")}
+    models = {name: {**{k: entry.get(k) for k in ("status", "params", "epochs_run", "best_epoch", "stopped_by_budget",
+                                                  "stopped_early", "carried_over", "budget_share_s", "train_seconds")},
+                     "val": {k: (entry.get("val_metrics") or {}).get(k) for k in ("pr_auc", "f1", "n")}}
               for name, entry in manifest["models"].items()}
     keep = ("budget", "validation_windows", "data", "cluster", "retrain", "parent")
     return {"models": models, **{k: manifest[k] for k in keep if k in manifest}}
@@ -216,7 +216,7 @@ def retrain_and_evaluate(out: Path, parent: Path, child: Path, args: argparse.Na
     cpus = ["--num-cpus", str(args.num_cpus)]
     retrain = stage(f"retrain ({child.name})", [
         "retrain", "--run", str(parent), "--data", str(out / "new_day.parquet"), "--out", str(child),
-        "--budget-minutes", f"{args.retrain_budget_min:g}", *cpus], log, args.sample_s, run=child)
+        "--budget-minutes", f"{args.retrain_budget_min:g}", *cpus, *args.retrain_args], log, args.sample_s, run=child)
     evaluate = stage(f"evaluate ({child.name})", [
         "evaluate", "--run", str(child), "--data", str(out / "heldout.parquet"),
         "--json", str(out / f"{child.name}_test.json"), "--report", str(out / f"{child.name}_report")],
@@ -263,7 +263,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--again", default=None, metavar="NAME",
                         help="after a first pass into --out: retrain its parent once more into --out/NAME "
                              "and evaluate it on the same held-out days (filed under retrain_again)")
+    parser.add_argument("--retrain-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a retrain config entry, e.g. retrain.learning_rate=1e-4 (repeatable; given: "
+                             "a config of only these instead of the parent's)")
     args = parser.parse_args(argv)
+    args.retrain_args = []
+    if args.retrain_set:
+        overrides: dict[str, dict[str, Any]] = {}
+        for item in args.retrain_set:
+            key, sep, value = item.partition("=")
+            section, dot, field = key.partition(".")
+            if not (sep and dot and section and field):
+                parser.error(f"--retrain-set wants SECTION.KEY=VALUE. Received: {item!r}")
+            overrides.setdefault(section, {})[field] = yaml.safe_load(value)
+        args.out.mkdir(parents=True, exist_ok=True)
+        retrain_yaml = args.out / f"retrain-{args.again or 'child'}.yaml"
+        retrain_yaml.write_text(yaml.safe_dump(overrides))
+        args.retrain_args = ["--config", str(retrain_yaml)]
     if args.again:
         return again(args)
     if args.out.exists():
