@@ -76,8 +76,9 @@ class TreeSampler:
         if cmd and cmd[0].startswith("ray::"):
             return cmd[0].split()[0]  # Ray's worker titles: ray::IDLE, ray::RayTrainWorker.train_fn, ...
         names = [Path(c).name for c in cmd[:3]]
-        if any(n == "fabray" for n in names):
-            return "fabray " + (cmd[names.index("fabray") + 1] if names.index("fabray") + 1 < len(cmd) else "")
+        if "fabray" in names:
+            command = cmd[names.index("fabray") + 1:names.index("fabray") + 2]  # the subcommand, if any
+            return " ".join(["fabray", *command])
         return proc.name()
 
     def sample(self) -> None:

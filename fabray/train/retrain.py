@@ -26,7 +26,8 @@ guarded step (serving's `/v1/retrain`).
   left out of `--models` (fine-tune only some models). The ensemble
   is re-fitted on the new validation split (`retrain.refit_ensemble`) only if budget is left;
   otherwise RUN2 keeps the parent's fitted ensemble (same models; `inherited_from` in the
-  manifest), not the config's untuned defaults. The manifest records the budget, the time used, and which models the budget stopped.
+  manifest), not the config's untuned defaults. The manifest records the budget, the time used,
+  and which models the budget stopped.
 - **Scaler policy: keep the parent's.** By default RUN2 keeps RUN's feature scaler and nominal
   transport times. (1) The warm-started weights were learned on inputs scaled by that scaler;
   refitting it would shift every input the weights see and undo part of the warm start. (2) The
@@ -465,5 +466,5 @@ def budget_line(manifest: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["ParentRun", "budget_line", "inherit_parent_ensemble", "load_parent", "prepare_retrain", "retrain_config", "retrain_run",
-           "run_retrain", "selected_models"]
+__all__ = ["ParentRun", "budget_line", "inherit_parent_ensemble", "load_parent", "prepare_retrain",
+           "retrain_config", "retrain_run", "run_retrain", "selected_models"]
