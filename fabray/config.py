@@ -181,7 +181,7 @@ class RetrainConfig(_Section):
     run on new data plus a replay sample of the parent's history, within a time budget."""
 
     epochs: int = Field(5, ge=1, description="Maximum fine-tuning epochs per model (early "
-                        "stopping on the new data's validation split still applies).")
+                        "stopping on validation still applies; the parent's weights are epoch 0).")
     learning_rate: float | None = Field(
         None, gt=0, description="Adam learning rate for fine-tuning (a fresh optimizer); None: "
         "train.learning_rate.",
@@ -196,6 +196,12 @@ class RetrainConfig(_Section):
     )
     replay_max_windows: int | None = Field(
         200_000, ge=0, description="Most replay windows drawn; None: no cap.",
+    )
+    replay_val_ratio: float = Field(
+        1.0, ge=0, description="Validation windows drawn from the history's validation splits per "
+        "new validation window: early stopping, and whether any fine-tuned epoch beats the "
+        "parent's weights (epoch 0), then also watch what the models must not forget (0: the "
+        "new data's validation split alone).",
     )
     refit_scaler: bool = Field(
         False, description="False (recommended): keep the parent's feature scaler and nominal "

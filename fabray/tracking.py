@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'fabray[mlflow]'"
 #: Keys of a history entry that are not metrics (counters, flags, labels).
 _NOT_METRICS = frozenset({"model", "epoch", "epochs", "best_epoch", "precision", "improved",
-                          "stopped_early", "stopped_by_budget", "resumed_from_epoch"})
+                          "stopped_early", "stopped_by_budget", "resumed_from_epoch", "warm_start"})
 #: Per-candidate metrics `log_evaluation` logs (`<candidate>/<metric>`); lead ones from "lead".
 EVAL_METRICS = ("lead_score", "f1", "pr_auc", "precision", "recall", "roc_auc", "threshold")
 EVAL_LEAD_METRICS = ("warned_at_start_fraction", "warned_before_onset", "warned_5min_before_onset",

@@ -288,7 +288,7 @@ def _land(name: str, shared: _Shared, result: Any, started: float) -> dict[str, 
         "config": rel("config.json"),
         "ray_checkpoint": _relative_or_absolute(best.path, shared.run),
         "best_epoch": best_epoch,
-        "epochs_run": len(history),
+        "epochs_run": sum(1 for h in history if h.get("epoch", 1) >= 1),  # epoch 0: a warm start, scored
         "stopped_early": bool(state.get("stopped_early")),
         "val_metrics": {k[4:]: v for k, v in best_metrics.items() if k.startswith("val_")},
         "train_loss": best_metrics.get("loss"),

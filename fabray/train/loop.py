@@ -15,7 +15,9 @@
    (`model.keras` + `state.json`): Train V2 keeps `result.metrics` only for reports that carry one.
 
 The best epoch's model is the best checkpoint Ray keeps (`CheckpointConfig` scores on
-`val_score`), so early stopping "restores best" by the driver taking that checkpoint.
+`val_score`), so early stopping "restores best" by the driver taking that checkpoint. A retrain's
+warm start is scored and checkpointed first, as epoch 0 (`report_warm_start`): when no fine-tuned
+epoch beats the parent's weights on validation, they remain the best epoch and land unchanged.
 
 A wall-clock budget (`WorkerSpec.deadline_unix`: this model's share of `fabray train --budget`,
 see `fabray.train.budget`, or `fabray retrain`'s) stops training after the epoch whose successor
@@ -319,6 +321,26 @@ def epoch_sampler(spec: WorkerSpec, target: np.ndarray, train_ends: np.ndarray |
     return EpochSampler.for_target(train_ends, target, spec.stratum_cut, size, spec.seed)
 
 
+def report_warm_start(model: Any, spec: WorkerSpec, state: EarlyStoppingState, loss_fn: Any,
+                      features: np.ndarray, target: np.ndarray, val_ends: np.ndarray) -> dict[str, Any]:
+    """Epoch 0 of a retrain: the parent's weights, scored on the validation windows like any
+    epoch and reported with a checkpoint. A fine-tuned epoch must beat them to become the best
+    one, so a retrain whose fine-tuning only loses keeps the parent's weights (best epoch 0)
+    instead of its least bad epoch. Returns the report's metrics."""
+    started = time.perf_counter()
+    val = evaluate_validation(model, loss_fn, spec, features, target, val_ends)
+    state.best_epoch, state.best_score, state.wait = -1, val[SCORE], 0
+    metrics = _clean({
+        "model": spec.model, "epoch": 0, "epochs": spec.epochs, "warm_start": True, **val,
+        "best_epoch": 0, "best_val_score": state.best_score, "improved": True,
+        "stopped_early": False, "stopped_by_budget": False, "precision": state.precision,
+        "epoch_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb(),
+    })
+    state.history.append(metrics)
+    _report_epoch(model, state, metrics, -1)  # checkpoint "epoch_0000"
+    return metrics
+
+
 def _epoch_callback(spec, state, loss_fn, features, target, val_ends, epoch_windows=None):
     import keras
 
@@ -415,6 +437,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             init_path = _write_init_model(ray.get(init_refs[0]), tmp)
         model, state, loss_fn = _build_or_resume(spec, checkpoint, init_path)
     state.precision = precision
+    if checkpoint is None and init_refs:
+        report_warm_start(model, spec, state, loss_fn, features, target, val_ends)
     next_epoch = state.epoch + 1
     if state.stopped_early or state.stopped_by_budget or next_epoch >= spec.epochs:
         logger.info("%s: nothing left to train (epoch %d, stopped_early=%s, stopped_by_budget=%s)",

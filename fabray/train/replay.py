@@ -6,7 +6,9 @@ so that fine-tuning on recent minutes does not forget older regimes. Both become
 `TrainSeries`: the series arrays of every source concatenated row-wise, and window END rows
 offset into that concatenation. A window never crosses from one source into the next, because
 every end row was valid (a full lookback inside its segment) in its own source, and the offset
-moves the whole window with it. Validation stays on the new data alone.
+moves the whole window with it. Validation is the new data's validation split plus a sample of
+the history's (`retrain.replay_val_ratio`), so early stopping, and the warm start's comparison
+with the fine-tuned epochs, also watch for forgetting.
 
 No Ray, no files: the callers read and prepare the data.
 """
@@ -29,6 +31,7 @@ class TrainSeries:
     train_ends: np.ndarray  # [T] int64 window END rows to fit on
     val_ends: np.ndarray  # [V] int64 window END rows to validate on
     replay_windows: int = 0  # how many of train_ends come from history
+    replay_val_windows: int = 0  # how many of val_ends come from history
 
     @classmethod
     def of(cls, prepared: Any) -> TrainSeries:  # prepared: fabray.data.windows.PreparedData
@@ -65,18 +68,20 @@ def sample_replay(history_ends: Sequence[np.ndarray], n: int, seed: int) -> list
 
 def with_replay(
     new: TrainSeries,
-    history: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    history: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
 ) -> TrainSeries:
-    """`new` plus replay windows: `history` holds (features [N_k, F], target [N_k], ends [R_k])
-    per source, the ends being the drawn replay windows of that source. Sources with no drawn
-    window add no rows."""
+    """`new` plus replay windows: `history` holds (features [N_k, F], target [N_k], train ends
+    [R_k], validation ends [Q_k]) per source, the ends being the drawn replay windows of that
+    source. Sources with no drawn window add no rows."""
     features, targets = [new.features], [new.target]
     train_ends = [np.asarray(new.train_ends, dtype=np.int64)]
+    val_ends = [np.asarray(new.val_ends, dtype=np.int64)]
     offset = len(new.features)
     replayed = 0
-    for feats, target, ends in history:
-        ends = np.asarray(ends, dtype=np.int64)
-        if ends.size == 0:
+    for feats, target, train, val in history:
+        train, val = np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64)
+        both = np.concatenate([train, val])
+        if both.size == 0:
             continue
         if feats.ndim != 2 or feats.shape[1] != new.features.shape[1] or target.shape != (len(feats),):
             raise ValueError(
@@ -84,18 +89,20 @@ def with_replay(
                 f"{new.features.shape[1]} and an [N] target. Received: features {feats.shape}, "
                 f"target {target.shape}"
             )
-        if ends.min() < 0 or ends.max() >= len(feats):
+        if both.min() < 0 or both.max() >= len(feats):
             raise ValueError(f"replay ends outside their source's {len(feats)} rows. Received: "
-                             f"min={ends.min()}, max={ends.max()}")
+                             f"min={both.min()}, max={both.max()}")
         features.append(feats)
         targets.append(target)
-        train_ends.append(ends + offset)
+        train_ends.append(train + offset)
+        val_ends.append(val + offset)
         offset += len(feats)
-        replayed += int(ends.size)
+        replayed += int(train.size)
     return TrainSeries(
         features=np.ascontiguousarray(np.concatenate(features), dtype=np.float32),  # [ΣN, F]
         target=np.ascontiguousarray(np.concatenate(targets), dtype=np.float32),  # [ΣN]
         train_ends=np.concatenate(train_ends),
-        val_ends=np.asarray(new.val_ends, dtype=np.int64),
+        val_ends=np.concatenate(val_ends),
         replay_windows=replayed,
+        replay_val_windows=int(sum(len(v) for v in val_ends[1:])),
     )

@@ -18,7 +18,11 @@ guarded step (serving's `/v1/retrain`).
   the training splits of those files and added to the new training windows
   (`fabray.train.replay`). A history file that is gone or changed is skipped, with a warning and
   a note in the manifest: the retrain still runs, on the new data alone. Validation (early
-  stopping, best epoch) uses the new data's validation split only.
+  stopping, best epoch) scores the new data's validation split plus `retrain.replay_val_ratio`
+  history validation windows per new one, so forgetting the history shows there too.
+- **No worse than the parent on validation.** The parent's weights are scored first, as epoch 0
+  (`fabray.train.loop.report_warm_start`); a model whose fine-tuned epochs all score below them
+  lands with the parent's weights (best epoch 0; `parent_weights_kept` in the manifest).
 - **Budget.** `retrain.budget_minutes` (or `--budget-minutes`) runs from the command's start.
   Each worker stops after the epoch whose successor would overrun it, or mid-epoch once it is
   spent (that partial epoch is still validated and checkpointed); a model that could not even
@@ -210,7 +214,7 @@ def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: 
     series = TrainSeries.of(new_prepared)
     note: dict[str, Any] = {"ratio": retrain.replay_ratio, "max_windows": retrain.replay_max_windows,
                             "windows": 0, "sources": [], "skipped": [], "history": parent.history()}
-    if retrain.replay_ratio == 0 or retrain.replay_max_windows == 0:
+    if (retrain.replay_ratio == 0 or retrain.replay_max_windows == 0) and retrain.replay_val_ratio == 0:
         note["skipped"].append({"reason": "replay disabled by config"})
         return series, note
     usable = []
@@ -233,17 +237,28 @@ def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: 
     for skipped in note["skipped"]:
         if "path" in skipped:
             logger.warning("replay: skipping %s (%s)", skipped["path"], skipped["reason"])
-    ends = [p.splits["train"] for _, p in usable]
-    n = replay_size(len(series.train_ends), sum(len(e) for e in ends), retrain.replay_ratio,
-                    retrain.replay_max_windows)
-    drawn = sample_replay(ends, n, config.train.seed) if usable else []
-    series = with_replay(series, [(p.features, p.fit_target, d) for (_, p), d in zip(usable, drawn)])
+    drawn = _draw(usable, "train", len(series.train_ends), retrain.replay_ratio,
+                  retrain.replay_max_windows, config.train.seed)
+    drawn_val = _draw(usable, "val", len(series.val_ends), retrain.replay_val_ratio, None, config.train.seed + 1)
+    series = with_replay(series, [(p.features, p.fit_target, d, v)
+                                  for (_, p), d, v in zip(usable, drawn, drawn_val)])
     note["windows"] = series.replay_windows
-    note["sources"] = [{**s, "train_windows": int(len(p.splits["train"])), "windows_drawn": int(len(d))}
-                       for (s, p), d in zip(usable, drawn)]
-    logger.info("replay: %d windows from %d history file(s) beside %d new training windows",
-                series.replay_windows, len(usable), len(new_prepared.splits["train"]))
+    note["val_windows"] = series.replay_val_windows
+    note["sources"] = [{**s, "train_windows": int(len(p.splits["train"])), "windows_drawn": int(len(d)),
+                        "val_windows_drawn": int(len(v))}
+                       for (s, p), d, v in zip(usable, drawn, drawn_val)]
+    logger.info("replay: %d training and %d validation windows from %d history file(s) beside %d new "
+                "training and %d new validation windows", series.replay_windows, series.replay_val_windows,
+                len(usable), len(new_prepared.splits["train"]), len(new_prepared.splits["val"]))
     return series, note
+
+
+def _draw(usable: list, split: str, n_new: int, ratio: float, cap: int | None, seed: int) -> list:
+    """Window ends drawn from the history sources' `split`, `ratio` per new window (one array per
+    source)."""
+    ends = [p.splits[split] for _, p in usable]
+    n = replay_size(n_new, sum(len(e) for e in ends), ratio, cap)
+    return sample_replay(ends, n, seed) if usable else []
 
 
 def prepare_retrain(
@@ -381,6 +396,8 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
         within_budget=used_s <= 60.0 * config.retrain.budget_minutes,
         stopped_by_budget=[n for n, e in models.items() if e.get("stopped_by_budget")],
         carried_over=[n for n, e in models.items() if e.get("carried_over")],
+        parent_weights_kept=[n for n, e in models.items()
+                             if e.get("status") == "ok" and not e.get("carried_over") and e.get("best_epoch") == 0],
         ensemble=ensemble,
     )
     rd.write_manifest(run, manifest)
@@ -457,6 +474,8 @@ def budget_line(manifest: dict[str, Any]) -> str:
         parts.append(f"stopped by budget: {', '.join(retrain['stopped_by_budget'])}")
     if retrain.get("carried_over"):
         parts.append(f"carried over unchanged: {', '.join(retrain['carried_over'])}")
+    if retrain.get("parent_weights_kept"):
+        parts.append(f"no fine-tuned epoch beat the parent's weights: {', '.join(retrain['parent_weights_kept'])}")
     ensemble = retrain.get("ensemble") or {}
     if ensemble.get("refit"):
         parts.append("ensemble re-fitted")

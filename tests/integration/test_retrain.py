@@ -1,5 +1,6 @@
-"""`fabray retrain` on the session's local Ray: warm start beats a cold start, the run records
-its parent, replay and budget, and a spent budget carries the parent's models over.
+"""`fabray retrain` on the session's local Ray: warm start beats a cold start, a fine-tuning that
+only loses keeps the parent's weights, the run records its parent, replay and budget, and a spent
+budget carries the parent's models over.
 
 Data: two simulated fabs with the same physics and different seeds, "old" (the parent's) and
 "new". All runs use the same nominal transport times (fixed in the config), so every run's
@@ -109,6 +110,32 @@ def test_warm_start_beats_a_cold_start_at_the_same_epoch_budget(world):
     assert warm_score > cold_score + 0.05, (warm_score, cold_score)
 
 
+def test_a_retrain_that_only_loses_keeps_the_parents_weights(world):
+    """A learning rate that wrecks the LSTM in one epoch: the warm start, scored and checkpointed
+    as epoch 0 (the parent's weights), stays the best epoch, and those weights land in RUN2."""
+    import keras
+
+    import fabray.models  # noqa: F401 - registers the custom layers
+    from fabray.config import FabrayConfig
+    from fabray.train.retrain import retrain_run
+
+    config = FabrayConfig.model_validate(_config(world["nominal"], learning_rate=5.0))
+    run = retrain_run(world["parent"], world["new"], world["root"] / "wrecked", config, models=["lstm"])
+    assert run.ok
+    entry = run.manifest["models"]["lstm"]
+    epochs = json.loads((run.run_dir / entry["history"]).read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [0, 1] and epochs[0]["warm_start"]
+    assert epochs[1]["val_score"] < epochs[0]["val_score"], epochs
+    assert entry["best_epoch"] == 0 and entry["epochs_run"] == 1  # epoch 0 is scored, not trained
+    assert entry["val_metrics"]["pr_auc"] == epochs[0]["val_pr_auc"]
+    assert run.manifest["retrain"]["parent_weights_kept"] == ["lstm"]
+    landed = keras.saving.load_model(run.run_dir / entry["model"], compile=False).get_weights()
+    parent = keras.saving.load_model(world["parent"] / "models/lstm/model.keras", compile=False).get_weights()
+    assert len(landed) == len(parent)
+    for mine, theirs in zip(landed, parent):
+        np.testing.assert_array_equal(mine, theirs)
+
+
 def test_cli_retrain_records_parent_replay_scaler_and_budget(world, capsys):
     parent = world["parent"]
     out = world["root"] / "r2"
@@ -129,11 +156,16 @@ def test_cli_retrain_records_parent_replay_scaler_and_budget(world, capsys):
     replay = retrain["replay"]
     new_train = manifest["data"]["windows"]["train"]
     assert replay["windows"] == round(0.5 * new_train)
+    assert replay["val_windows"] == manifest["data"]["windows"]["val"]  # replay_val_ratio 1
     assert replay["sources"][0]["fingerprint"] == parent_manifest["data"]["fingerprint"]
     for name in OVERRIDES:
         entry = manifest["models"][name]
         assert entry["status"] == "ok" and entry["epochs_run"] == 1
         assert entry["warm_start"]["from"] == str(parent / f"models/{name}/model.keras")
+        epochs = json.loads((out / entry["history"]).read_text())["epochs"]
+        assert [e["epoch"] for e in epochs] == [0, 1]  # the parent's weights, scored first
+        best = max(epochs, key=lambda e: (e["val_score"], -e["epoch"]))
+        assert entry["best_epoch"] == best["epoch"]
         mine = json.loads((out / entry["preprocessing"]).read_text())
         theirs = json.loads((parent / f"models/{name}/preprocessing.json").read_text())
         assert mine["scaler"] == theirs["scaler"] and mine["nominal_s"] == theirs["nominal_s"]

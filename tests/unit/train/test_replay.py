@@ -43,16 +43,26 @@ def test_replayed_windows_in_the_joined_series_are_the_source_windows():
     new_f, new_t = _source(50, seed=1)
     old_f, old_t = _source(80, seed=2)
     new = TrainSeries(new_f, new_t, np.arange(LOOKBACK - 1, 30), np.arange(40, 50))
-    drawn = np.array([LOOKBACK - 1, 33, 79])
-    joined = with_replay(new, [(old_f, old_t, drawn), (old_f, old_t, np.zeros(0, np.int64))])
-    assert joined.features.shape == (130, 3) and joined.replay_windows == 3  # the empty source adds no rows
+    drawn, drawn_val = np.array([LOOKBACK - 1, 33, 79]), np.array([60, 70])
+    empty = np.zeros(0, np.int64)
+    joined = with_replay(new, [(old_f, old_t, drawn, drawn_val), (old_f, old_t, empty, empty)])
+    assert joined.features.shape == (130, 3)  # the empty source adds no rows
+    assert joined.replay_windows == 3 and joined.replay_val_windows == 2
     assert joined.train_ends.tolist() == [*range(LOOKBACK - 1, 30), 54, 83, 129]
-    np.testing.assert_array_equal(joined.val_ends, new.val_ends)  # validation: new data only
-    np.testing.assert_array_equal(
-        gather_windows(joined.features, joined.train_ends[-3:], LOOKBACK),
-        gather_windows(old_f, drawn, LOOKBACK),
-    )
-    np.testing.assert_array_equal(joined.target[joined.train_ends[-3:]], old_t[drawn])
+    assert joined.val_ends.tolist() == [*range(40, 50), 110, 120]  # the new data's, then the history's
+    for ends, source_ends in ((joined.train_ends[-3:], drawn), (joined.val_ends[-2:], drawn_val)):
+        np.testing.assert_array_equal(gather_windows(joined.features, ends, LOOKBACK),
+                                      gather_windows(old_f, source_ends, LOOKBACK))
+        np.testing.assert_array_equal(joined.target[ends], old_t[source_ends])
+
+
+def test_a_source_drawn_for_validation_only_adds_its_rows():
+    new_f, new_t = _source(20, seed=1)
+    old_f, old_t = _source(30, seed=2)
+    new = TrainSeries(new_f, new_t, np.arange(4, 10), np.arange(10, 20))
+    joined = with_replay(new, [(old_f, old_t, np.zeros(0, np.int64), np.array([25]))])
+    assert joined.replay_windows == 0 and joined.replay_val_windows == 1
+    assert joined.train_ends.tolist() == list(range(4, 10)) and joined.val_ends[-1] == 45
 
 
 def test_a_source_with_other_features_is_refused():
@@ -60,4 +70,12 @@ def test_a_source_with_other_features_is_refused():
     bad_f, bad_t = _source(20, f=4)
     new = TrainSeries(new_f, new_t, np.arange(4, 10), np.arange(10, 20))
     with pytest.raises(ValueError, match="F = 3"):
-        with_replay(new, [(bad_f, bad_t, np.array([5]))])
+        with_replay(new, [(bad_f, bad_t, np.array([5]), np.zeros(0, np.int64))])
+
+
+def test_validation_ends_outside_the_source_are_refused():
+    new_f, new_t = _source(20)
+    old_f, old_t = _source(20, seed=3)
+    new = TrainSeries(new_f, new_t, np.arange(4, 10), np.arange(10, 20))
+    with pytest.raises(ValueError, match="outside their source's 20 rows"):
+        with_replay(new, [(old_f, old_t, np.array([5]), np.array([20]))])

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fabray.config import FabrayConfig
@@ -72,6 +73,8 @@ def parent(files, tmp_path_factory) -> Path:
 
 
 def test_keeps_the_parents_scaler_and_draws_replay_from_its_data(parent, files, tmp_path):
+    from fabray.data.validate import load_validated
+    from fabray.data.windows import prepare
     from fabray.train.retrain import KEPT, prepare_retrain
 
     started = time.time()
@@ -85,7 +88,17 @@ def test_keeps_the_parents_scaler_and_draws_replay_from_its_data(parent, files, 
     series = job.train_series()
     assert series.replay_windows == round(0.25 * n_new)
     assert len(series.train_ends) == n_new + series.replay_windows
-    assert series.val_ends.tolist() == job.prepared.splits["val"].tolist()  # new data only
+    # validation: the new data's split, then as many of the history's validation windows
+    n_val = len(job.prepared.splits["val"])
+    assert series.val_ends[:n_val].tolist() == job.prepared.splits["val"].tolist()
+    assert series.replay_val_windows == len(series.val_ends) - n_val == n_val  # replay_val_ratio 1
+    replayed = series.val_ends[n_val:]
+    assert replayed.min() >= len(job.prepared.features)  # in the history's rows, after the new data's
+    old = prepare(load_validated(files["old"]), job.config.task, job.config.split, scaler=job.prepared.scaler,
+                  nominal_s=job.prepared.nominal_s, context=job.prepared.context)
+    offset = len(job.prepared.features)
+    assert set((replayed - offset).tolist()) <= set(old.splits["val"].tolist())  # from its validation split
+    np.testing.assert_array_equal(series.target[replayed], old.fit_target[replayed - offset])
     assert job.warm_start == {n: parent / f"models/{n}/model.keras" for n in MODELS}
     assert job.deadline_unix == pytest.approx(started + 30 * 60)
     assert job.carry_over and not (tmp_path / "r2").exists()  # nothing written yet
@@ -95,6 +108,8 @@ def test_keeps_the_parents_scaler_and_draws_replay_from_its_data(parent, files, 
     assert retrain["scaler_policy"] == KEPT
     assert retrain["replay"]["sources"][0]["path"] == str(files["old"].resolve())
     assert retrain["replay"]["sources"][0]["windows_drawn"] == series.replay_windows
+    assert retrain["replay"]["sources"][0]["val_windows_drawn"] == series.replay_val_windows
+    assert retrain["replay"]["val_windows"] == series.replay_val_windows
     # the child's history: the new data first, then what the parent learned from
     assert [h["path"] for h in retrain["replay"]["history"]] == [str(files["new"].resolve()),
                                                                   str(files["old"].resolve())]
