@@ -24,7 +24,7 @@ columns. Pure numpy/pandas: no Ray, no files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -180,9 +180,9 @@ def context_columns(
     zone_codes: np.ndarray,
     zones: Sequence[str],
     timestamps: np.ndarray,
-    observed: np.ndarray,
+    observed: np.ndarray | Callable[[str], np.ndarray],
     nominal_per_row: np.ndarray,
-    plan: np.ndarray | None = None,
+    plan: np.ndarray | Callable[[str], np.ndarray] | None = None,
 ) -> np.ndarray:
     """The context columns [N, C] float64 (order of `spec.column_names()`) of a series.
 
@@ -191,61 +191,104 @@ def context_columns(
         zones: zone names, indexed by code.
         timestamps: [N] datetime64 (minute resolution, naive = site time).
         observed: [N, 12] raw features (schema.FEATURES order, transport time already carried
-            forward: NaN-free).
+            forward: NaN-free), or a function feature name → its [N] column.
         nominal_per_row: [N] the row's zone nominal transport time, seconds.
-        plan: [N, P] raw plan values (spec.plan_columns order), or None when the spec has none.
+        plan: [N, P] raw plan values (spec.plan_columns order), or a function plan column →
+            its [N] values, or None when the spec has none.
     """
     n = len(zone_codes)
-    minutes = np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64) // MINUTE_NS  # [N]
-    parts: list[np.ndarray] = []
-    if spec.calendar:
-        parts.append(_calendar(minutes, spec.shift_changes_min))
-    if spec.plan_columns:
-        if plan is None or plan.shape != (n, len(spec.plan_columns)):
-            raise BadInputError(
-                f"the model was trained with plan columns {list(spec.plan_columns)}; the data has "
-                "none (add them, or train with site.plan: false)"
-            )
-        parts.append(_future_plan(plan, zone_codes, minutes, spec.horizon))
-    if spec.neighbour_slots:
-        parts.append(_neighbours(spec, zone_codes, zones, minutes, observed, nominal_per_row))
-    if not parts:
+    cols = list(iter_context_columns(spec, zone_codes, zones, timestamps, observed, nominal_per_row, plan))
+    if not cols:
         return np.zeros((n, 0), dtype=np.float64)
-    out = np.concatenate(parts, axis=1)
+    out = np.stack(cols, axis=1)
     assert out.shape[1] == len(spec.column_names())
     return out
 
 
+def iter_context_columns(
+    spec: ContextSpec,
+    zone_codes: np.ndarray,
+    zones: Sequence[str],
+    timestamps: np.ndarray,
+    observed: np.ndarray | Callable[[str], np.ndarray],
+    nominal_per_row: np.ndarray,
+    plan: np.ndarray | Callable[[str], np.ndarray] | None = None,
+) -> Iterator[np.ndarray]:
+    """`context_columns`' columns one at a time, each [N] float64, in `spec.column_names()`
+    order: a caller that scales each into its output never holds the [N, C] float64 block
+    (`fabray.data.windows.prepare`). Arguments as `context_columns`'."""
+    n = len(zone_codes)
+    minutes = np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64) // MINUTE_NS  # [N]
+    if spec.calendar:
+        yield from _calendar_columns(minutes, spec.shift_changes_min)
+    if spec.plan_columns:
+        if plan is None or (not callable(plan) and np.shape(plan) != (n, len(spec.plan_columns))):
+            raise BadInputError(
+                f"the model was trained with plan columns {list(spec.plan_columns)}; the data has "
+                "none (add them, or train with site.plan: false)"
+            )
+        yield from _future_plan_columns(_getter(plan, spec.plan_columns), spec.plan_columns,
+                                        zone_codes, minutes, spec.horizon)
+    if spec.neighbour_slots:
+        yield from _neighbour_columns(spec, zone_codes, zones, minutes, _getter(observed, schema.FEATURES),
+                                      nominal_per_row)
+
+
+def _getter(values: np.ndarray | Callable[[str], np.ndarray], names: Sequence[str]) -> Callable[[str], np.ndarray]:
+    """column name → [N] float64: `values` itself when a function, else its column of `names`."""
+    if callable(values):
+        return lambda name: np.asarray(values(name), dtype=np.float64)
+    array = np.asarray(values, dtype=np.float64)
+    return lambda name: array[:, list(names).index(name)]
+
+
 def _calendar(minutes: np.ndarray, shift_changes_min: tuple[int, ...]) -> np.ndarray:
+    return np.stack(list(_calendar_columns(minutes, shift_changes_min)), axis=1)
+
+
+def _calendar_columns(minutes: np.ndarray, shift_changes_min: tuple[int, ...]) -> Iterator[np.ndarray]:
     day_min = (minutes % MINUTES_PER_DAY).astype(np.float64)  # [N]
+    yield np.sin(2 * np.pi * day_min / MINUTES_PER_DAY)
+    yield np.cos(2 * np.pi * day_min / MINUTES_PER_DAY)
     # 1970-01-01 was a Thursday: shift so that 0 = Monday 00:00
     week_min = ((minutes + 3 * MINUTES_PER_DAY) % (7 * MINUTES_PER_DAY)).astype(np.float64)
-    cols = [
-        np.sin(2 * np.pi * day_min / MINUTES_PER_DAY), np.cos(2 * np.pi * day_min / MINUTES_PER_DAY),
-        np.sin(2 * np.pi * week_min / (7 * MINUTES_PER_DAY)), np.cos(2 * np.pi * week_min / (7 * MINUTES_PER_DAY)),
-    ]
+    yield np.sin(2 * np.pi * week_min / (7 * MINUTES_PER_DAY))
+    yield np.cos(2 * np.pi * week_min / (7 * MINUTES_PER_DAY))
+    del week_min
     if shift_changes_min:
-        changes = np.asarray(sorted(shift_changes_min), dtype=np.float64)  # [S]
-        delta = (changes[None, :] - day_min[:, None]) % MINUTES_PER_DAY  # [N, S] minutes until each
-        cols.append(delta.min(axis=1) / 60.0)  # hours until the next change (0 at the change)
-        since = (day_min[:, None] - changes[None, :]) % MINUTES_PER_DAY
-        cols.append(since.min(axis=1) / 60.0)  # hours since the last change
-    return np.stack(cols, axis=1)
+        changes = sorted(float(c) for c in shift_changes_min)
+        # hours until the next change (0 at the change), then since the last one: the minimum
+        # over the changes, one [N] column at a time
+        until = (changes[0] - day_min) % MINUTES_PER_DAY
+        for c in changes[1:]:
+            np.minimum(until, (c - day_min) % MINUTES_PER_DAY, out=until)
+        yield until / 60.0
+        del until
+        since = (day_min - changes[0]) % MINUTES_PER_DAY
+        for c in changes[1:]:
+            np.minimum(since, (day_min - c) % MINUTES_PER_DAY, out=since)
+        yield since / 60.0
 
 
-def _future_plan(plan: np.ndarray, zone_codes: np.ndarray, minutes: np.ndarray, horizon: int) -> np.ndarray:
-    """[N, P + 1]: plan at minute m + horizon of the same zone (found by timestamp, so gaps are
-    respected), and the `plan_known` flag."""
+def _future_plan_columns(
+    plan: Callable[[str], np.ndarray], columns: Sequence[str], zone_codes: np.ndarray, minutes: np.ndarray,
+    horizon: int,
+) -> Iterator[np.ndarray]:
+    """P + 1 columns [N]: each plan column at minute m + horizon of the same zone (found by
+    timestamp, so gaps are respected), then the `plan_known` flag."""
     n = len(zone_codes)
     key = zone_codes.astype(np.int64) * (1 << 40) + minutes  # sorted: rows are in (zone, time) order
     want = key + horizon
     idx = np.searchsorted(key, want)
     found = idx < n
     found[found] = key[idx[found]] == want[found]
-    out = np.zeros((n, plan.shape[1] + 1), dtype=np.float64)
-    out[found, :-1] = plan[idx[found]]
-    out[:, -1] = found
-    return out
+    del key, want
+    source = idx[found]
+    for column in columns:
+        out = np.zeros(n, dtype=np.float64)
+        out[found] = plan(column)[source]
+        yield out
+    yield found.astype(np.float64)
 
 
 def _neighbour_values(spec: ContextSpec, observed: np.ndarray, nominal: np.ndarray | float) -> np.ndarray:
@@ -258,16 +301,15 @@ def _neighbour_values(spec: ContextSpec, observed: np.ndarray, nominal: np.ndarr
     return values
 
 
-def _neighbours(
+def _neighbour_columns(
     spec: ContextSpec, zone_codes: np.ndarray, zones: Sequence[str], minutes: np.ndarray,
-    observed: np.ndarray, nominal_per_row: np.ndarray,
-) -> np.ndarray:
-    values = _neighbour_values(spec, observed, nominal_per_row)  # [N, G]
-    g = values.shape[1]
+    observed: Callable[[str], np.ndarray], nominal_per_row: np.ndarray,
+) -> Iterator[np.ndarray]:
+    """K × (G + 1) columns [N]: per neighbour slot, the neighbour's features at the same minute
+    (`_neighbour_values`: transport time → its delay) and its `present` flag; 0 where absent."""
     slots = neighbour_codes(spec.topology, zones)  # [Z, K]
     n = len(zone_codes)
     key = zone_codes.astype(np.int64) * (1 << 40) + minutes  # [N] sorted
-    out = np.zeros((n, slots.shape[1], g + 1), dtype=np.float64)  # [N, K, G + 1]
     for k in range(slots.shape[1]):
         other = slots[zone_codes, k]  # [N] neighbour code in slot k, −1: none
         has = other >= 0
@@ -275,10 +317,20 @@ def _neighbours(
         idx = np.searchsorted(key, want)
         ok = idx < n
         ok[ok] = key[idx[ok]] == want[ok]
-        rows = np.flatnonzero(has)[ok]
-        out[rows, k, :g] = values[idx[ok]]
-        out[rows, k, g] = 1.0
-    return out.reshape(n, -1)
+        rows = np.flatnonzero(has)[ok]  # rows with a neighbour at that minute
+        source = idx[ok]  # the neighbour's row
+        del other, has, want, idx, ok
+        for feature in spec.neighbour_features:
+            out = np.zeros(n, dtype=np.float64)
+            values = observed(feature)[source]
+            if feature == schema.TRANSPORT_TIME:
+                values = values - nominal_per_row[source]  # the neighbour's own delay
+            out[rows] = values
+            del values
+            yield out
+        present = np.zeros(n, dtype=np.float64)
+        present[rows] = 1.0
+        yield present
 
 
 # ---------------------------------------------------------------------------- one window

@@ -6,12 +6,18 @@ into JSON-able data and back exactly (Python floats round-trip through JSON with
 A feature that is (nearly) constant over the training rows (std below `std_floor`, e.g.
 `hot_lots` always 0) is only centred, with scale 1.0, as scikit-learn's StandardScaler does.
 Flooring the std at a tiny epsilon instead would turn a later change of 1 into 1/epsilon.
+
+Memory: `column_stats` fits one feature at a time and `scale_columns` builds the [N, F] float32
+z-scores from columns given one by one, so data preparation never holds the raw series as an
+[N, F] float64 array (`fabray.data.windows.prepare`). Both give bit for bit what `Scaler.fit` /
+`transform` give on the stacked columns: the sums run in row order (numpy's reduction along the
+rows of an [N, F] array, F > 1, is that sequential sum).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -67,13 +73,11 @@ class Scaler:
         if not np.isfinite(x).all():
             cols = [features[j] for j in np.flatnonzero(~np.isfinite(x).all(axis=0))]
             raise ValueError(f"Scaler.fit needs finite values. Received NaN/inf in: {cols}")
-        mean = x.mean(axis=0)  # [F]
-        std = x.std(axis=0)  # [F]
-        scale = np.where(std < std_floor, 1.0, std)
+        stats = [column_stats(x[:, j], std_floor=std_floor) for j in range(x.shape[1])]
         return cls(
             features=tuple(features),
-            mean=tuple(float(v) for v in mean),
-            scale=tuple(float(v) for v in scale),
+            mean=tuple(m for m, _ in stats),
+            scale=tuple(s for _, s in stats),
         )
 
     @cached_property
@@ -92,6 +96,11 @@ class Scaler:
                 f"expected {len(self.features)} features on the last axis. Received: shape={x.shape}"
             )
         return ((x - self._mean) / self._scale).astype(np.float32)
+
+    def transform_column(self, j: int, values: np.ndarray) -> np.ndarray:
+        """Feature j's raw values [N] → [N] z-scores (float64: the caller casts), equal to
+        column j of `transform` of the stacked features once cast to float32."""
+        return (np.asarray(values, dtype=np.float64) - self._mean[j]) / self._scale[j]
 
     def inverse_transform(self, x: np.ndarray) -> np.ndarray:
         """[..., F] z-scores → [..., F] raw values (float64)."""
@@ -124,3 +133,63 @@ class Scaler:
             )
         except (TypeError, ValueError) as err:
             raise BadInputError(f"scaler: invalid values: {err}") from err
+
+
+def column_stats(values: np.ndarray, *, std_floor: float = DEFAULT_STD_FLOOR) -> tuple[float, float]:
+    """(mean, scale) of one feature's finite values [M], M >= 1: the population std, or 1.0
+    below `std_floor`. Summed in row order (`np.cumsum`), so an [M, F] array's column gives
+    what `x.mean(axis=0)` / `x.std(axis=0)` give it (F > 1). Holds two [M] float64 temporaries."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)  # [M]
+    count = len(x)
+    mean = np.cumsum(x)[-1] / count
+    dev = x - mean  # [M]
+    np.multiply(dev, dev, out=dev)
+    std = np.sqrt(np.cumsum(dev)[-1] / count)
+    return float(mean), float(1.0 if std < std_floor else std)
+
+
+def scale_columns(
+    columns: Iterable[np.ndarray],
+    n_rows: int,
+    features: Sequence[str],
+    *,
+    fit_rows: np.ndarray | None = None,
+    scaler: Scaler | None = None,
+    std_floor: float = DEFAULT_STD_FLOOR,
+) -> tuple[np.ndarray, Scaler]:
+    """The [n_rows, F] float32 z-scores of raw feature columns given one at a time ([n_rows]
+    each, `features` order), and the scaler: `scaler`, or fitted on the rows `fit_rows` ([N]
+    bool) of each column. Equal to `Scaler.fit(x[fit_rows])` and `.transform(x)` of the
+    stacked x, while holding only the output and one column (plus its temporaries)."""
+    if scaler is None and fit_rows is None:
+        raise ValueError("scale_columns needs fit_rows= to fit a scaler, or a fitted scaler=")
+    if scaler is not None and tuple(scaler.features) != tuple(features):
+        raise ValueError(f"the scaler's features {list(scaler.features)} are not {list(features)}")
+    out = np.empty((n_rows, len(features)), dtype=np.float32)  # [N, F]
+    means: list[float] = []
+    scales: list[float] = []
+    j = -1
+    for j, values in enumerate(columns):
+        if j >= len(features):
+            raise ValueError(f"more columns than the {len(features)} features {list(features)}")
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (n_rows,):
+            raise ValueError(f"column {features[j]!r}: expected shape ({n_rows},). Received: {values.shape}")
+        if scaler is None:
+            fit = values[fit_rows]  # [M]
+            if len(fit) == 0:
+                raise BadInputError("cannot fit the feature scaler: no rows (is the training split empty?)")
+            if not np.isfinite(fit).all():
+                raise ValueError(f"Scaler.fit needs finite values. Received NaN/inf in: {[features[j]]}")
+            mean, scale = column_stats(fit, std_floor=std_floor)
+            del fit
+            means.append(mean)
+            scales.append(scale)
+            out[:, j] = (values - np.float64(mean)) / np.float64(scale)  # cast to float32 here
+        else:
+            out[:, j] = scaler.transform_column(j, values)
+    if j + 1 != len(features):
+        raise ValueError(f"expected {len(features)} columns {list(features)}. Received: {j + 1}")
+    if scaler is None:
+        scaler = Scaler(features=tuple(features), mean=tuple(means), scale=tuple(scales))
+    return out, scaler

@@ -29,7 +29,7 @@ or the zone's nominal at its start. As a target its NaN minutes are skipped (`fu
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +37,8 @@ import pandas as pd
 
 from fabray import schema
 from fabray.config import SplitConfig, TaskConfig
-from fabray.data.context import ContextSpec, context_columns
-from fabray.data.scaler import Scaler
+from fabray.data.context import ContextSpec, iter_context_columns
+from fabray.data.scaler import Scaler, scale_columns
 from fabray.data.targets import delay_events, delay_targets
 from fabray.errors import BadInputError
 
@@ -192,10 +192,13 @@ def prepare(
             f"{list(columns)}"
         )
 
-    zone_codes, zones, timestamps, raw, order = _sorted_arrays(df)  # [N], (Z), [N], [N, F] float64
+    # Memory: the raw series never exists as an [N, F] float64 block; each raw column ([N]
+    # float64, read from the frame in (zone, time) order) is scaled into the float32 output and
+    # dropped, so the peak beyond the frame is the output plus a few [N] vectors.
+    zone_codes, zones, timestamps, order = _sorted_index(df)  # [N], (Z), [N], [N]
+    _check_features(df)
     n = len(timestamps)
-    tt_col = schema.FEATURES.index(schema.TRANSPORT_TIME)
-    transport = raw[:, tt_col].copy()  # [N] with NaN where no completions
+    transport = _sorted_column(df, schema.TRANSPORT_TIME, order)  # [N] with NaN where no completions
 
     # rows the scaler and the nominal transport times are fitted on
     if split is not None:
@@ -209,16 +212,21 @@ def prepare(
     nominal_per_row = np.asarray([nominal[z] for z in zones], dtype=np.float64)[zone_codes]  # [N]
 
     # input: carry an empty transport time forward within the zone, the nominal at its start
-    filled = pd.Series(transport).groupby(zone_codes, sort=False).ffill().to_numpy(np.float64)
+    filled = _ffill_within(transport, zone_codes)
     filled = np.where(np.isnan(filled), nominal_per_row, filled)
-    raw[:, tt_col] = filled
-    if context is not None and not context.empty:
-        plan = _plan_arrays(df, context, order)
-        extra = context_columns(context, zone_codes, zones, timestamps, raw, nominal_per_row, plan)
-        raw = np.concatenate([raw, extra], axis=1)  # [N, F + C]
-    if scaler is None:
-        scaler = Scaler.fit(raw[fit_rows], columns)
-    features = np.ascontiguousarray(scaler.transform(raw))  # [N, F + C] float32
+
+    plan = _plan_columns(df, context, order) if context is not None and not context.empty else None
+
+    def observed(name: str) -> np.ndarray:  # [N] float64, transport time carried forward
+        return filled if name == schema.TRANSPORT_TIME else _sorted_column(df, name, order)
+
+    def raw_columns() -> Iterator[np.ndarray]:  # the [N] raw inputs in `columns` order
+        yield from (observed(name) for name in schema.FEATURES)
+        if context is not None and not context.empty:
+            yield from iter_context_columns(context, zone_codes, zones, timestamps, observed,
+                                            nominal_per_row, plan)
+
+    features, scaler = scale_columns(raw_columns(), n, columns, fit_rows=fit_rows, scaler=scaler)
 
     # targets: the horizon after row i; NaN where it leaves the segment (zone change or gap).
     # future_mean over the concatenated series equals it per segment wherever after >= horizon
@@ -296,7 +304,11 @@ def early_warning_target(target: np.ndarray, after: np.ndarray, minutes: int) ->
     return np.where(np.isnan(target), np.nan, out.astype(np.float32)).astype(np.float32)
 
 
-def _plan_arrays(df: pd.DataFrame, context: ContextSpec, order: np.ndarray) -> np.ndarray | None:
+def _plan_columns(
+    df: pd.DataFrame, context: ContextSpec, order: np.ndarray
+) -> Callable[[str], np.ndarray] | None:
+    """plan column → its [N] float64 values in sorted order, after checking every plan column
+    (present, numeric, finite) one at a time; None when the context has no plan columns."""
     if not context.plan_columns:
         return None
     missing = [c for c in context.plan_columns if c not in df.columns]
@@ -305,28 +317,31 @@ def _plan_arrays(df: pd.DataFrame, context: ContextSpec, order: np.ndarray) -> n
             f"the model was trained with the plan columns {list(context.plan_columns)}; the data "
             f"lacks {missing}"
         )
-    try:
-        plan = df[list(context.plan_columns)].to_numpy(dtype=np.float64)[order]  # [N, P]
-    except (ValueError, TypeError) as err:
-        raise BadInputError(f"plan columns must be numeric ({err})") from err
-    if not np.isfinite(plan).all():
-        raise BadInputError(f"NaN/inf in plan columns {list(context.plan_columns)} (run `fabray validate` for rows)")
-    return plan
+    for column in context.plan_columns:
+        try:
+            values = df[column].to_numpy(dtype=np.float64)  # [N], a view of a float64 column
+        except (ValueError, TypeError) as err:
+            raise BadInputError(f"plan columns must be numeric ({err})") from err
+        if not np.isfinite(values).all():
+            raise BadInputError(f"NaN/inf in plan columns {list(context.plan_columns)} (run `fabray validate` for rows)")
+    return lambda column: df[column].to_numpy(dtype=np.float64)[order]
 
 
 def _cause_array(df: pd.DataFrame, order: np.ndarray) -> np.ndarray | None:
+    """[N] object: each sorted row's `cause` as str, "" for none. Rows share one str object per
+    distinct cause (a few), not one per row."""
     if schema.CAUSE not in df.columns:
         return None
-    values = df[schema.CAUSE].astype(object).to_numpy()[order]
-    return np.asarray(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
-                       for v in values], dtype=object)
+    codes, uniques = pd.factorize(df[schema.CAUSE], use_na_sentinel=False)  # [N], [U]
+    names = [("" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v))
+             for v in pd.Series(uniques).astype(object)]
+    return np.asarray(names, dtype=object)[codes[order]]
 
 
-def _sorted_arrays(
-    df: pd.DataFrame,
-) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
-    """(zone_codes [N] int32, zones, timestamps [N] datetime64[ns], features [N, F] float64,
-    order [N]: the frame's row of each sorted row), sorted by (zone, time); zones by name."""
+def _sorted_index(df: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray]:
+    """(zone_codes [N] int32, zones, timestamps [N] datetime64[ns], order [N]: the frame's row of
+    each sorted row), sorted by (zone, time); zones by name. Checks the columns, the
+    timestamps and that no (zone, timestamp) repeats; not the feature values (`_check_features`)."""
     missing = [c for c in (schema.TIMESTAMP, schema.ZONE, *schema.FEATURES) if c not in df.columns]
     if missing:
         raise BadInputError(f"missing columns: {missing}. Received columns: {list(df.columns)}")
@@ -341,9 +356,8 @@ def _sorted_arrays(
     if ts.isna().any():
         raise BadInputError(f"column {schema.TIMESTAMP!r}: empty at rows {_rows(ts.isna())}")
     ts_ns = ts.to_numpy().astype("datetime64[ns]")  # [N]
-    zone_text = df[schema.ZONE].astype(str).to_numpy()
-    zones, codes = np.unique(zone_text, return_inverse=True)
-    codes = codes.astype(np.int32).reshape(-1)
+    del ts
+    codes, zones = _zone_codes(df[schema.ZONE])
     order = np.lexsort((ts_ns.astype(np.int64), codes))  # by zone, then time (stable)
     codes, ts_ns = codes[order], ts_ns[order]
 
@@ -352,17 +366,57 @@ def _sorted_arrays(
         i = np.flatnonzero(dup)[:5] + 1
         pairs = [(str(zones[codes[k]]), str(ts_ns[k])) for k in i]
         raise BadInputError(f"duplicate (zone, timestamp) rows: {int(dup.sum())}, e.g. {pairs}")
+    return codes, zones, ts_ns, order
 
+
+def _zone_codes(zone: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
+    """([N] int32 code, zone names sorted): the zone as text (`astype(str)`), coded by name
+    order as `np.unique` would, without a per-row string array (factorized first)."""
+    codes, uniques = pd.factorize(zone, use_na_sentinel=False)  # [N], [U]
+    text = pd.Series(uniques).astype(str).to_numpy()  # [U]
+    names, inverse = np.unique(text, return_inverse=True)  # two values may read alike ("1", 1)
+    return inverse.reshape(-1).astype(np.int32)[codes], tuple(str(z) for z in names)
+
+
+def _column_float64(df: pd.DataFrame, name: str) -> np.ndarray:
+    """The frame's column as [N] float64 in frame order (a view for a float64 column)."""
     try:
-        raw = df[list(schema.FEATURES)].to_numpy(dtype=np.float64)[order]  # [N, F]
+        return df[name].to_numpy(dtype=np.float64)
     except (ValueError, TypeError) as err:
         raise BadInputError(f"feature columns must be numeric ({err})") from err
-    nullable = np.array([name in schema.NULLABLE_FEATURES for name in schema.FEATURES])
-    bad = ~np.isfinite(raw) & ~(np.isnan(raw) & nullable)  # NaN only where allowed, inf never
-    if bad.any():
-        cols = [schema.FEATURES[j] for j in np.flatnonzero(bad.any(axis=0))]
-        raise BadInputError(f"NaN/inf in feature columns {cols} (run `fabray validate` for rows)")
-    return codes, tuple(str(z) for z in zones), ts_ns, raw, order
+
+
+def _check_features(df: pd.DataFrame) -> None:
+    """Every feature column numeric, NaN only where allowed (`schema.NULLABLE_FEATURES`), inf
+    never; one column at a time."""
+    bad: list[str] = []
+    for name in schema.FEATURES:
+        values = _column_float64(df, name)
+        finite = np.isfinite(values)
+        if not finite.all() and (name not in schema.NULLABLE_FEATURES or np.isinf(values).any()):
+            bad.append(name)
+    if bad:
+        raise BadInputError(f"NaN/inf in feature columns {bad} (run `fabray validate` for rows)")
+
+
+def _sorted_column(df: pd.DataFrame, name: str, order: np.ndarray) -> np.ndarray:
+    """Feature `name` as [N] float64 in (zone, time) order (a fresh array)."""
+    return _column_float64(df, name)[order]
+
+
+def _ffill_within(values: np.ndarray, zone_codes: np.ndarray) -> np.ndarray:
+    """[N] float64: NaN replaced by the last non-NaN value earlier in the same zone (rows sorted
+    by zone); NaN where the zone has none yet. As `groupby(zone).ffill()`, without pandas."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    rows = np.arange(n, dtype=np.int64)
+    last = np.where(np.isnan(values), -1, rows)  # [N] own row where observed
+    np.maximum.accumulate(last, out=last)  # [N] the last observed row so far
+    zone_start = np.flatnonzero(np.append(True, zone_codes[1:] != zone_codes[:-1]))  # [Z]
+    first_row = np.repeat(zone_start, np.diff(np.append(zone_start, n)))  # [N] the zone's first row
+    out = values[np.maximum(last, 0)]
+    out[last < first_row] = np.nan  # nothing observed yet in this zone
+    return out
 
 
 def _split_span(zone_codes: np.ndarray, timestamps: np.ndarray, split: SplitConfig) -> np.ndarray:
@@ -430,8 +484,9 @@ def zone_nominal_s(
     rows of `split` (default `SplitConfig()`). `fabray simulate`'s printed event rate and plot use
     it, so they count the events training labels."""
     task, split = task or TaskConfig(), split or SplitConfig()
-    zone_codes, zones, timestamps, raw, _ = _sorted_arrays(df)
-    transport = raw[:, schema.FEATURES.index(schema.TRANSPORT_TIME)]
+    zone_codes, zones, timestamps, order = _sorted_index(df)
+    _check_features(df)
+    transport = _sorted_column(df, schema.TRANSPORT_TIME, order)
     fit_rows = _split_span(zone_codes, timestamps, split) == 0
     return _resolve_nominal(zones, zone_codes, transport, fit_rows, task, given)
 
