@@ -204,6 +204,15 @@ def test_serve_config_is_valid_for_serve_and_its_import_path_builds_the_app(tmp_
     builder = import_attr(app["import_path"])
     application = builder(args)
     assert isinstance(application, Application)
+    # every deployment the application binds is configured, with its resources (issue 13 item 7)
+    from ray.serve._private.build_app import build_app as built_deployments
+
+    bound = {d.name for d in built_deployments(application, name=app["name"]).deployments}
+    configured = {d["name"]: d for d in app["deployments"]}
+    assert set(configured) == bound
+    assert all("num_cpus" in d["ray_actor_options"] for d in configured.values())
+    assert configured["BatchScorer"]["ray_actor_options"]["num_cpus"] == args["serve"]["batch_num_cpus"]
+    assert configured["Predictor"]["ray_actor_options"]["num_cpus"] == args["serve"]["predictor_num_cpus"]
 
 
 def test_rayjob_manifest_runs_the_retrain_within_the_seeds_two_hours():
