@@ -313,7 +313,7 @@ class Forecaster:
         self.last_fit = fit
         return fit
 
-    def predict(self, frame: Any, *, latest: bool = False, ensemble: str = "dynamic") -> Any:
+    def predict(self, frame: Any, *, latest: bool = False, ensemble: str = "dynamic", scorer: Any = None) -> Any:
         """Score every window of a zone-minute frame (or data file) with every model and the
         ensemble.
 
@@ -332,6 +332,9 @@ class Forecaster:
                 updates its zone's weights `feedback_lag` windows later. "static": the fitted
                 static ensemble's fixed weights. Before `ensemble()` ran, the config's untuned
                 defaults are used (logged).
+            scorer: how every model scores the windows, `f(prepared, ends) -> {model: [W]}`;
+                None: in this process (`RunPredictor.score_prepared`). `fabray predict` passes
+                `fabray.batch_predict.RayDataScorer` (Ray Data actors); the rest is the same.
 
         Returns:
             A DataFrame, one row per window (zone, then time order): `zone`, `end_time` (the
@@ -359,7 +362,8 @@ class Forecaster:
                 f"frame: no complete window; each zone needs at least lookback = "
                 f"{predictor.lookback} minutes. Received: {prepared.n_rows} rows"
             )
-        scores = predictor.score_prepared(prepared, ends)  # {model: [W]}
+        score = predictor.score_prepared if scorer is None else scorer
+        scores = score(prepared, ends)  # {model: [W]}
         out = pd.DataFrame({
             "zone": np.asarray(prepared.zones, dtype=object)[prepared.zone_codes[ends]],
             "end_time": pd.to_datetime(prepared.timestamps[ends]),

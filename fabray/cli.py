@@ -191,6 +191,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from fabray.batch_predict import predict_to_file, summary_line
+    from fabray.data import io
+
+    data = io.data_source(args.data, table=args.table, query=args.query)  # a file path or a SqlSource
+    frame, out = predict_to_file(args.run, data, args.out, latest=args.latest, ensemble=args.ensemble,
+                                 address=args.address, num_cpus=args.num_cpus, workers=args.workers,
+                                 batch_size=args.batch_size)
+    print(summary_line(frame, out))
+    return 0
+
+
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from fabray.backtest import BACKTEST_FILE, run_backtest, summary_table
 
@@ -408,6 +420,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow", default=None, metavar="URI",
                    help="log the metrics and report to this MLflow tracking URI (needs the mlflow "
                    "extra); unset: the config's tracking.mlflow_uri")
+
+    p = add("predict", _cmd_predict, "Offline batch scoring on Ray Data: every window of a data file "
+            "scored by every model of a run and its ensemble, written to a Parquet file (the columns "
+            "of Forecaster.predict: zone, end_time, score_<model>, probability, threshold, decision).")
+    p.add_argument("--run", required=True, help="run directory (after `fabray train`, best after `fabray ensemble`)")
+    p.add_argument("--data", required=True, help="zone-minute data (.parquet/.csv, or a SQLAlchemy URL "
+                   "with --table/--query), validated against the data contract")
+    p.add_argument("--out", required=True, help="scores file (.parquet or .csv); an existing file is replaced")
+    p.add_argument("--table", default=None, help="with a SQLAlchemy URL as data: read this table")
+    p.add_argument("--query", default=None, help="with a SQLAlchemy URL as data: read this SQL query's rows")
+    p.add_argument("--latest", action="store_true",
+                   help="write only each zone's newest window (the forecast for now); every window is "
+                   "still scored, since the dynamic ensemble's weights replay the whole file")
+    p.add_argument("--ensemble", default="dynamic", choices=["dynamic", "static"],
+                   help="the fitted dynamic ensemble replayed over the file, or the static one")
+    p.add_argument("--workers", type=int, default=1, help="Ray Data scoring actors (each loads the run's models once)")
+    p.add_argument("--batch-size", type=int, default=4096, help="windows per model call")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster; unset: RAY_ADDRESS, else an embedded local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray; unset: all")
 
     p = add("backtest", _cmd_backtest, "Rolling-origin backtest: train, fit the ensemble and evaluate "
             "on K successive test blocks at the end of the data, and compare every model, the ensemble "
