@@ -27,10 +27,10 @@ guarded step (serving's `/v1/retrain`).
   Each worker stops after the epoch whose successor would overrun it, or mid-epoch once it is
   spent (that partial epoch is still validated and checkpointed); a model that could not even
   start lands as the parent's model, unchanged (`carried_over` in the manifest), as does a model
-  left out of `--models` (fine-tune only some models). The ensemble
-  is re-fitted on the new validation split (`retrain.refit_ensemble`) only if budget is left;
-  otherwise RUN2 keeps the parent's fitted ensemble (same models; `inherited_from` in the
-  manifest), not the config's untuned defaults. The manifest records the budget, the time used,
+  left out of `--models` (fine-tune only some models). RUN2 keeps the parent's fitted ensemble
+  (same models; `inherited_from` in the manifest), fitted on the parent's whole validation
+  split, unless `retrain.refit_ensemble` asks for a re-fit on the new validation split, budget is
+  left, and some model changed; never the config's untuned defaults. The manifest records the budget, the time used,
   and which models the budget stopped.
 - **Scaler policy: keep the parent's.** By default RUN2 keeps RUN's feature scaler and nominal
   transport times. (1) The warm-started weights were learned on inputs scaled by that scaler;
@@ -362,10 +362,13 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
     run, config = summary.run_dir, job.config
     deadline = job.deadline_unix or float("inf")
     ensemble: dict[str, Any] = {"refit": False}
+    unchanged = unchanged_models(summary.manifest["models"])
     if not config.retrain.refit_ensemble:
         ensemble["reason"] = "retrain.refit_ensemble is false"
     elif summary.manifest["status"] == "failed":
         ensemble["reason"] = "no model trained"
+    elif set(unchanged) >= set(summary.manifest["models"]):
+        ensemble["reason"] = "every model kept its parent's weights"
     elif time.time() >= deadline:
         ensemble["reason"] = "time budget spent"
     else:
@@ -396,8 +399,7 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
         within_budget=used_s <= 60.0 * config.retrain.budget_minutes,
         stopped_by_budget=[n for n, e in models.items() if e.get("stopped_by_budget")],
         carried_over=[n for n, e in models.items() if e.get("carried_over")],
-        parent_weights_kept=[n for n, e in models.items()
-                             if e.get("status") == "ok" and not e.get("carried_over") and e.get("best_epoch") == 0],
+        parent_weights_kept=[n for n in unchanged_models(models) if not models[n].get("carried_over")],
         ensemble=ensemble,
     )
     rd.write_manifest(run, manifest)
@@ -405,6 +407,12 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
     logger.info("retrain %s from %s: %s in %.0f s of a %.0f-minute budget", run.name,
                 manifest["parent"]["run_id"], manifest["status"], used_s, config.retrain.budget_minutes)
     return summary
+
+
+def unchanged_models(models: dict[str, dict]) -> list[str]:
+    """RUN2's models that hold their parent's weights: carried over, or no fine-tuned epoch beat
+    the warm start (best epoch 0)."""
+    return [n for n, e in models.items() if e.get("status") == "ok" and e.get("best_epoch") == 0]
 
 
 def inherit_parent_ensemble(parent_run: Path, run: Path) -> dict[str, Any] | None:
@@ -486,4 +494,4 @@ def budget_line(manifest: dict[str, Any]) -> str:
 
 
 __all__ = ["ParentRun", "budget_line", "inherit_parent_ensemble", "load_parent", "prepare_retrain",
-           "retrain_config", "retrain_run", "run_retrain", "selected_models"]
+           "retrain_config", "retrain_run", "run_retrain", "selected_models", "unchanged_models"]

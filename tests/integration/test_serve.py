@@ -66,8 +66,8 @@ def service(ray_cluster, trained_run, data_file, tmp_path_factory):
             "batch_interval_s": 3600,
             "predictor_num_cpus": 0.2,
             "batch_num_cpus": 0.1,
-            # one trainer at a time: room for Serve beside it; the challenger's ensemble re-fit
-            # (retrain.refit_ensemble) with 2 Tune trials instead of the default 16
+            # one trainer at a time: room for Serve beside it; were the challenger's ensemble
+            # re-fitted (retrain.refit_ensemble, off by default), 2 Tune trials instead of 16
             "retrain_overrides": {"train": {"max_concurrent": 1}, "retrain": {"ensemble_trials": 2}},
             "limits": {"body_read_timeout_s": 3.0},
         },

@@ -253,6 +253,21 @@ def _ensemble_run(run: Path, models: list[str], with_ensemble: bool) -> Path:
     return run
 
 
+def test_models_holding_the_parents_weights_and_what_the_line_says():
+    from fabray.train.retrain import budget_line, unchanged_models
+
+    models = {"lstm": {"status": "ok", "best_epoch": 0}, "gru": {"status": "ok", "best_epoch": 2},
+              "rule": {"status": "ok", "best_epoch": 0, "carried_over": "not selected (--models)"},
+              "spike": {"status": "failed"}}
+    assert unchanged_models(models) == ["lstm", "rule"]
+    line = budget_line({"parent": {"run_id": "r1"}, "retrain": {
+        "seconds_used": 9.0, "budget_minutes": 10.0, "replay": {"windows": 5}, "scaler_policy": "kept_parent",
+        "parent_weights_kept": ["lstm"],
+        "ensemble": {"refit": False, "reason": "retrain.refit_ensemble is false", "inherited_from": "r1"}}})
+    assert "no fine-tuned epoch beat the parent's weights: lstm" in line
+    assert line.endswith("ensemble not re-fitted (retrain.refit_ensemble is false; the parent's r1 kept)")
+
+
 def test_a_child_not_refitted_keeps_the_parents_ensemble(tmp_path):
     from fabray.train.retrain import budget_line, inherit_parent_ensemble
 
