@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from fabray.ensemble.served import ServedEnsemble
     from fabray.predictor import RunPredictor
     from fabray.run_data import load_run_data, run_config
-    from fabray.train.tune_ensemble import validation_scores
+    from fabray.ensemble.fit import validation_scores
 
     predictor = RunPredictor.load(args.run, warm_up=False)
     config = run_config(predictor)

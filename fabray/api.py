@@ -295,7 +295,7 @@ class Forecaster:
         `ensemble` section replaces the run's; `train_data`: the run's data file if it moved.
 
         Returns:
-            The `fabray.train.tune_ensemble.EnsembleFit` (winner, validation metrics, the trials
+            The `fabray.ensemble.fit.EnsembleFit` (winner, validation metrics, the trials
             as a DataFrame); also kept as `last_fit`.
 
         Example:
@@ -303,7 +303,7 @@ class Forecaster:
             >>> fit.winner, round(fit.val_metrics["f1"], 3)  # doctest: +SKIP
             ('trial_0005', 0.41)
         """
-        from fabray.train.tune_ensemble import fit_ensemble
+        from fabray.ensemble.fit import fit_ensemble
 
         fit = fit_ensemble(
             self.run_dir, trials=trials, search=search, seed=seed, config_path=config,

@@ -86,7 +86,7 @@ def run_demo(workdir: str | Path, *, seed: int = 7, num_cpus: int = 2, trials: i
     from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
     from fabray.ray_session import ray_session
     from fabray.train.driver import prepare_run, train_models
-    from fabray.train.tune_ensemble import fit_ensemble
+    from fabray.ensemble.fit import fit_ensemble
 
     workdir = Path(workdir)
     run_dir = workdir / "run"

@@ -1,7 +1,7 @@
 """What `fabray ensemble` optimizes: every ensemble form replayed over the validation scores and
 scored by the headline lead score (DESIGN §1), threshold solved, never sampled.
 
-Pure (no Ray, no files): the Tune driver (`fabray.train.tune_ensemble`) loads the validation
+Pure (no Ray, no files): the Tune driver (`fabray.ensemble.tune`, run by `fabray.ensemble.fit`) loads the validation
 predictions once and calls `evaluate_sample` from each trial; `fit_served` turns the winner into
 the `ServedEnsemble` that is stored with the run.
 

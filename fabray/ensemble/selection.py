@@ -2,9 +2,9 @@
 candidates rank, the fixed candidates beside the Tune trials, and the winner under the one-SE
 "clear win" rule; plus each model's alarm policy and the states serving starts from.
 
-`fabray.train.tune_ensemble` is the thin Ray Tune driver around these: it runs the trials
-(`fabray.ensemble.objective.evaluate_sample` in each), then calls `search_candidates` and
-writes `ensemble.json`.
+`fabray.ensemble.tune` is the thin Ray Tune driver around these: it runs the trials
+(`fabray.ensemble.objective.evaluate_sample` in each); then `fabray.ensemble.fit` calls
+`search_candidates` and writes `ensemble.json`.
 """
 
 from __future__ import annotations

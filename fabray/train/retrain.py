@@ -372,7 +372,7 @@ def run_retrain(job: PreparedRun, *, can_autoscale: bool = False, on_report: Any
     elif time.time() >= deadline:
         ensemble["reason"] = "time budget spent"
     else:
-        from fabray.train.tune_ensemble import fit_ensemble
+        from fabray.ensemble.fit import fit_ensemble
 
         try:
             fit = fit_ensemble(run, trials=config.retrain.ensemble_trials, seed=config.train.seed)
@@ -422,7 +422,8 @@ def inherit_parent_ensemble(parent_run: Path, run: Path) -> dict[str, Any] | Non
     serves and evaluates far better than the config's untuned defaults. Returns RUN2's manifest
     "ensemble" entry (the parent's, with RUN2's checksums and `inherited_from`), or None when the
     parent has no fitted ensemble or one over other models (nothing is copied then)."""
-    from fabray.train.tune_ensemble import ENSEMBLE_FILE, TRIALS_FILE
+    from fabray.ensemble.fit import TRIALS_FILE
+    from fabray.predictor import ENSEMBLE_FILE
 
     parent = rd.read_manifest(parent_run)
     entry, source = parent.get("ensemble"), parent_run / ENSEMBLE_FILE

@@ -287,7 +287,7 @@ def test_the_configured_point_covers_every_dimension_of_the_tune_space():
     """Optuna's warm start refuses a point that lacks a dimension of the space."""
     from fabray.config import EnsembleConfig
     from fabray.ensemble.selection import configured_point
-    from fabray.train.tune_ensemble import tune_space
+    from fabray.ensemble.tune import tune_space
 
     names = ("lstm", "gru", "rule")
     point = configured_point(EnsembleConfig(), names)

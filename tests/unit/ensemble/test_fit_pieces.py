@@ -12,7 +12,7 @@ from fabray.ensemble import EnsembleParams, replay
 from fabray.metrics import best_lead_threshold, best_threshold, event_metrics, lead_metrics
 from fabray.ensemble import objective as obj
 from fabray.ensemble import selection as sel
-from fabray.train import tune_ensemble as te
+from fabray.ensemble import tune as te
 
 
 def _validation(n_per_zone: int = 300, seed: int = 0) -> obj.ValidationScores:
