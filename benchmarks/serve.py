@@ -109,7 +109,7 @@ def default_zoo_run(template: Path, out: Path) -> Path:
     from fabray.config import FabrayConfig
     from fabray.data.scaler import Scaler
     from fabray.models import MODELS, build_model
-    from fabray.train.driver import effective_overrides
+    from fabray.train.prepare import effective_overrides
 
     if (out / "manifest.json").exists() and "ensemble" not in json.loads((out / "manifest.json").read_text()):
         return out

@@ -89,7 +89,7 @@ def _job(data: Path, out: Path, train: dict[str, Any], n_train: int, n_val: int,
     """A `PreparedRun` whose trainers see `n_train` training windows drawn at random from the
     data's train split and the first `n_val` validation windows."""
     from fabray.config import FabrayConfig
-    from fabray.train.driver import prepare_run
+    from fabray.train.prepare import prepare_run
     from fabray.train.replay import TrainSeries
 
     job = prepare_run(data, out, FabrayConfig.model_validate({"train": train}))

@@ -202,7 +202,8 @@ class Forecaster:
         """
         from fabray.ray_session import ray_session
         from fabray.tracking import with_mlflow_uri
-        from fabray.train.driver import apply_cli_overrides, prepare_run, train_models
+        from fabray.train.driver import train_models
+        from fabray.train.prepare import apply_cli_overrides, prepare_run
 
         if num_cpus is not None and num_cpus < 1:
             raise BadInputError(f"num_cpus must be >= 1. Received: {num_cpus}")

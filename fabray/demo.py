@@ -85,7 +85,8 @@ def run_demo(workdir: str | Path, *, seed: int = 7, num_cpus: int = 2, trials: i
     """Run the chain into `workdir` (its earlier demo run is replaced); return the run directory."""
     from fabray.evaluate import evaluate_run, leaderboard_text, write_outputs
     from fabray.ray_session import ray_session
-    from fabray.train.driver import prepare_run, train_models
+    from fabray.train.driver import train_models
+    from fabray.train.prepare import prepare_run
     from fabray.ensemble.fit import fit_ensemble
 
     workdir = Path(workdir)

@@ -10,10 +10,11 @@ controllers + N workers; the pool's size (`resources.plan_concurrency`) keeps `r
 free for Ray Data. Progress comes back through a `UserCallback` per trainer (`progress.py`).
 
 Order of work, so that bad input fails before anything is written: read and validate the data,
-prepare windows, check models and overrides (each is built once here: bad overrides are exit 2,
-not a worker crash after retries), plan resources; only then create the run directory. Each
-model lands (best checkpoint copied, history, preprocessing, config) as soon as it finishes, and
-the manifest is rewritten atomically after each landing, listing only files that exist.
+prepare windows, check models and overrides (`fabray.train.prepare`: each is built once there,
+so bad overrides are exit 2, not a worker crash after retries), plan resources; only then create
+the run directory. Each model lands (`fabray.train.landing`: best checkpoint copied, history,
+preprocessing, config) as soon as it finishes, and the manifest is rewritten atomically after
+each landing, listing only files that exist.
 
 The same driver runs `fabray retrain` (`fabray.train.retrain`): a `PreparedRun` may carry its
 own `TrainSeries` (new data + replay), parent models to warm-start from, and a deadline. The
@@ -23,7 +24,6 @@ mixed_float16), so any machine can load it for inference; the Ray checkpoints ke
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -37,16 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from fabray import schema
 from fabray.config import FabrayConfig
-from fabray.errors import BadInputError
-from fabray.files import atomic_copy, atomic_write_json, sha256_file, utc_now
+from fabray.files import atomic_write_json, utc_now
 from fabray.train import run_dir as rd
 from fabray.train.budget import budget_summary, model_deadline
-from fabray.train.loop import MODEL_FILE, SCORE, STATE_FILE, WorkerSpec
-from fabray.train.replay import TrainSeries
+from fabray.train.landing import SharedRun, carry_over, land
+from fabray.train.loop import SCORE, WorkerSpec
+from fabray.train.prepare import PreparedRun, prepare_run
 from fabray.train.sampling import stratum_cut, validation_sample
-from fabray.train.resources import WorkerResources, plan_concurrency, plan_resources, resolve_use_gpu
+from fabray.train.resources import plan_concurrency, plan_resources, resolve_use_gpu
 
 logger = logging.getLogger(__name__)
 
@@ -98,84 +97,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-# ---------------------------------------------------------------------------- checks before any write
-
-
-def effective_overrides(config: FabrayConfig, names: Sequence[str], scaler: Any) -> dict[str, dict]:
-    """Per-model hyper-parameter overrides as the models are built: `train.model_overrides`
-    (the one place they are set); the `rule` model also gets the fitted scaler's mean/scale
-    (its thresholds are in raw units) unless given."""
-    from fabray.models import MODELS
-    from fabray.models.rule import input_scaling
-
-    stray = sorted(set(config.train.model_overrides) - set(MODELS))
-    if stray:
-        raise BadInputError(f"overrides name unknown model(s) {stray}; known: {', '.join(MODELS)}")
-    out = {}
-    for name in names:
-        merged = dict(config.train.model_overrides.get(name, {}))
-        if name == "rule" and "feature_mean" not in merged and "feature_scale" not in merged:
-            merged.update(input_scaling(scaler))
-        out[name] = merged
-    return out
-
-
-def _check_models(
-    names: Sequence[str], overrides: dict[str, dict], config: FabrayConfig, n_features: int
-) -> dict[str, int]:
-    """Build each model once (tiny cost) to refuse unknown names and bad overrides as bad input.
-    Returns the parameter count per model."""
-    import keras
-
-    from fabray.models import MODELS, build_model, model_loss
-
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:
-        raise BadInputError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}. Received: {list(names)}")
-    if len(set(names)) != len(names):
-        raise BadInputError(f"a model is listed twice. Received: {list(names)}")
-    params = {}
-    for name in names:
-        model = build_model(name, config.task.lookback, n_features, overrides[name])
-        model_loss(name, config.task.task, overrides[name])
-        params[name] = int(model.count_params())
-        del model
-    keras.backend.clear_session()
-    return params
-
-
-def _check_windows(prepared: Any) -> None:
-    for split in ("train", "val"):
-        if len(prepared.splits[split]) == 0:
-            raise BadInputError(
-                f"no complete {split} window: each zone needs more minutes than lookback + horizon "
-                f"per split. Received: {prepared.n_rows} rows, {len(prepared.zones)} zones, "
-                f"lookback={prepared.lookback}, horizon={prepared.horizon}"
-            )
-
-
 # ---------------------------------------------------------------------------- one model
 
 
-@dataclass(frozen=True)
-class _Shared:
-    """What every model's thread needs."""
-
-    run: Path
-    config: FabrayConfig
-    prepared: Any  # fabray.data.windows.PreparedData
-    array_refs: list  # [features, target, val_ends] object refs
-    train_ends: np.ndarray
-    plan: dict[str, WorkerResources]
-    params: dict[str, int]
-    overrides: dict[str, dict]
-    monitor: Any  # progress.ProgressMonitor
-    init_refs: dict[str, Any] = field(default_factory=dict)  # model → ref of the parent's .keras bytes
-    warm_start: dict[str, Path] = field(default_factory=dict)  # model → the parent's model.keras
-    deadline_unix: float | None = None
-
-
-def _spec(name: str, shared: _Shared, deadline_unix: float | None = None) -> WorkerSpec:
+def _spec(name: str, shared: SharedRun, deadline_unix: float | None = None) -> WorkerSpec:
     """`deadline_unix`: this model's share of the budget (`fabray.train.budget.model_deadline`)."""
     cfg, train = shared.config, shared.config.train
     return WorkerSpec(
@@ -201,7 +126,7 @@ def _spec(name: str, shared: _Shared, deadline_unix: float | None = None) -> Wor
     )
 
 
-def _fit(name: str, shared: _Shared, deadline_unix: float | None = None) -> Any:
+def _fit(name: str, shared: SharedRun, deadline_unix: float | None = None) -> Any:
     """Build and fit the model's single-worker TensorflowTrainer; returns its Result."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
@@ -235,255 +160,6 @@ def _fit(name: str, shared: _Shared, deadline_unix: float | None = None) -> Any:
         datasets={"train": window_index_dataset(shared.train_ends, seed=train.seed)},
     )
     return trainer.fit()
-
-
-def _read_state(checkpoint: Any) -> dict[str, Any]:
-    """{"metrics": ..., "state": ...} stored with a checkpoint by the train loop."""
-    with checkpoint.as_directory() as d:
-        return _read_state_dir(Path(d))
-
-
-def _best_checkpoint(result: Any, best_epoch: int) -> Any:
-    """The kept checkpoint of the best epoch (1-based), else the highest-scoring kept one."""
-    kept = list(result.best_checkpoints or [])
-    for checkpoint, metrics in kept:
-        if metrics.get("epoch") == best_epoch:
-            return checkpoint
-    if not kept:
-        raise RuntimeError("Ray Train kept no checkpoint")
-    logger.warning("best epoch %d's checkpoint is gone; taking the best kept one", best_epoch)
-    return max(kept, key=lambda cm: (cm[1].get(SCORE, -math.inf), -cm[1].get("epoch", 0)))[0]
-
-
-def _land(name: str, shared: _Shared, result: Any, started: float) -> dict[str, Any]:
-    """Copy the best model and write history / preprocessing / config; the manifest entry."""
-    latest = _read_state(result.checkpoint)
-    state = latest["state"]
-    history = state["history"]
-    best_epoch = int(state["best_epoch"]) + 1  # 1-based
-    best = _best_checkpoint(result, best_epoch)
-    out = rd.model_dir(shared.run, name)
-    with best.as_directory() as d:
-        _land_model_file(name, shared, Path(d) / MODEL_FILE, out / MODEL_FILE, state.get("precision"))
-        best_metrics = _read_state_dir(Path(d))["metrics"]
-    prepared, cfg = shared.prepared, shared.config
-    atomic_write_json(out / "history.json", {"model": name, "best_epoch": best_epoch, "epochs": history})
-    atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, cfg))
-    atomic_write_json(out / "config.json", {
-        "model": name,
-        "overrides": shared.overrides[name],
-        "task": cfg.task.model_dump(),
-        "split": cfg.split.model_dump(),
-        "train": cfg.train.model_dump(),
-        "resources": shared.plan[name].ray_resources(),
-    })
-    def rel(file: str) -> str:
-        return str((out / file).relative_to(shared.run))
-
-    return {
-        "status": "ok",
-        "model": rel(MODEL_FILE),
-        "history": rel("history.json"),
-        "preprocessing": rel("preprocessing.json"),
-        "config": rel("config.json"),
-        "ray_checkpoint": _relative_or_absolute(best.path, shared.run),
-        "best_epoch": best_epoch,
-        "epochs_run": sum(1 for h in history if h.get("epoch", 1) >= 1),  # epoch 0: a warm start, scored
-        "stopped_early": bool(state.get("stopped_early")),
-        "val_metrics": {k[4:]: v for k, v in best_metrics.items() if k.startswith("val_")},
-        "train_loss": best_metrics.get("loss"),
-        "params": shared.params[name],
-        "precision": state.get("precision"),
-        "stored_dtype": "float32",
-        "resources": shared.plan[name].ray_resources(),
-        "resumed_from": list(state.get("resumed_from") or []),
-        "stopped_by_budget": bool(state.get("stopped_by_budget")),
-        **({"warm_start": _warm_start_entry(shared.warm_start[name])} if name in shared.warm_start else {}),
-        "train_seconds": round(time.perf_counter() - started, 2),
-        "finished_at": utc_now(),
-    }
-
-
-def _warm_start_entry(parent_model: Path) -> dict[str, Any]:
-    return {"from": str(parent_model), "fingerprint": sha256_file(parent_model)}
-
-
-def _land_model_file(name: str, shared: _Shared, src: Path, dst: Path, precision: str | None) -> None:
-    """Copy the checkpoint's model, as float32 when it was trained under another policy."""
-    if precision in (None, "float32"):
-        atomic_copy(src, dst)
-        return
-    import keras
-
-    import fabray.models  # noqa: F401 - registers the custom layers
-    from fabray.models import build_model
-    from fabray.train.precision import float32_copy
-
-    trained = keras.saving.load_model(src, compile=False)
-    n_features = int(shared.prepared.features.shape[1])
-    clean = float32_copy(
-        trained, lambda: build_model(name, shared.config.task.lookback, n_features, shared.overrides[name])
-    )
-    tmp = dst.with_name(f".{dst.stem}.float32.keras")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    clean.save(tmp)
-    tmp.replace(dst)
-    logger.info("%s: trained under %s, stored as float32 for inference anywhere", name, precision)
-
-
-def carry_over(name: str, shared: _Shared, reason: str) -> dict[str, Any]:
-    """Land the parent's model unchanged: in a retrain, a model not selected (`--models`) or one
-    the budget left no time to start. Only valid when the run keeps the parent's preprocessing."""
-    parent_model = shared.warm_start[name]
-    out = rd.model_dir(shared.run, name)
-    atomic_copy(parent_model, out / MODEL_FILE)
-    cfg = shared.config
-    atomic_write_json(out / "history.json", {"model": name, "best_epoch": 0, "epochs": [],
-                                                "carried_over": reason})
-    atomic_write_json(out / "preprocessing.json", preprocessing_dict(shared.prepared, cfg))
-    atomic_write_json(out / "config.json", {
-        "model": name, "overrides": shared.overrides[name], "task": cfg.task.model_dump(),
-        "split": cfg.split.model_dump(), "train": cfg.train.model_dump(), "carried_over": reason,
-    })
-
-    def rel(file: str) -> str:
-        return str((out / file).relative_to(shared.run))
-
-    logger.warning("%s: carried over from the parent unchanged (%s)", name, reason)
-    return {
-        "status": "ok", "model": rel(MODEL_FILE), "history": rel("history.json"),
-        "preprocessing": rel("preprocessing.json"), "config": rel("config.json"),
-        "best_epoch": 0, "epochs_run": 0, "carried_over": reason, "val_metrics": {},
-        "params": shared.params[name], "warm_start": _warm_start_entry(parent_model),
-        "stored_dtype": "float32", "finished_at": utc_now(),
-    }
-
-
-def _read_state_dir(d: Path) -> dict[str, Any]:
-    return json.loads((d / STATE_FILE).read_text())
-
-
-def _relative_or_absolute(path: str, run: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(run))
-    except ValueError:
-        return path
-
-
-def preprocessing_dict(prepared: Any, config: FabrayConfig) -> dict[str, Any]:
-    """What a stored model needs to score raw windows: scaler, nominal times, shapes, task."""
-    return {
-        "features": list(schema.FEATURES),
-        "input_columns": list(prepared.input_columns),
-        "context": prepared.context.to_dict() if prepared.context is not None else None,
-        "scaler": prepared.scaler.to_dict(),
-        "nominal_s": dict(prepared.nominal_s),
-        "zones": list(prepared.zones),
-        "lookback": prepared.lookback,
-        "horizon": prepared.horizon,
-        "task": config.task.model_dump(),
-    }
-
-
-# ---------------------------------------------------------------------------- the run
-
-
-def _data_info(path: Path, df: Any, prepared: Any) -> dict[str, Any]:
-    ts = df[schema.TIMESTAMP]
-    return {
-        "path": str(path.resolve()),
-        "fingerprint": sha256_file(path),
-        "bytes": path.stat().st_size,
-        "rows": int(len(df)),
-        "zones": list(prepared.zones),
-        "first_timestamp": str(ts.min()),
-        "last_timestamp": str(ts.max()),
-        "windows": {k: int(len(v)) for k, v in prepared.splits.items()},
-    }
-
-
-def apply_cli_overrides(
-    config: FabrayConfig, *, models: Sequence[str] | None = None, epochs: int | None = None,
-    use_gpu: str | None = None, budget: str | float | None = None,
-) -> FabrayConfig:
-    """The config with the command line's --models / --epochs / --use-gpu / --budget applied
-    (validated; `budget`: a duration such as '60m' or '1h30m', or minutes)."""
-    from pydantic import ValidationError
-
-    from fabray.config import TrainConfig
-
-    updates: dict[str, Any] = {}
-    if models:
-        updates["models"] = tuple(models)
-    if epochs is not None:
-        updates["epochs"] = epochs
-    if use_gpu is not None:
-        updates["use_gpu"] = use_gpu
-    if budget is not None:
-        from fabray.train.budget import parse_duration_minutes
-
-        updates["budget_min"] = parse_duration_minutes(budget)
-    if not updates:
-        return config
-    try:
-        train = TrainConfig.model_validate({**config.train.model_dump(), **updates})
-    except ValidationError as err:
-        raise BadInputError(f"invalid training options: {err}") from err
-    return config.model_copy(update={"train": train})
-
-
-@dataclass
-class PreparedRun:
-    """A checked training job, before anything is written or Ray is touched.
-
-    `prepared` is the data file's windows (its scaler and nominal times land with the models;
-    its validation split scores every epoch). A retrain also sets `series` (the new data plus
-    replay windows), `warm_start` (model → the parent's model.keras), `deadline_unix` (stop
-    training then), `carry_over` (a model the budget leaves no time for lands as the parent's),
-    `carry_models` (models landed as the parent's without training: not selected for this
-    retrain), and `manifest_extra` (parent, replay, budget: merged into the manifest).
-    """
-
-    data: Path
-    out: Path
-    config: FabrayConfig
-    prepared: Any  # fabray.data.windows.PreparedData
-    data_info: dict[str, Any]
-    overrides: dict[str, dict]
-    params: dict[str, int]
-    series: TrainSeries | None = None
-    warm_start: dict[str, Path] = field(default_factory=dict)
-    deadline_unix: float | None = None
-    carry_over: bool = False
-    carry_models: frozenset[str] = frozenset()
-    manifest_extra: dict[str, Any] = field(default_factory=dict)
-
-    def train_series(self) -> TrainSeries:
-        return self.series if self.series is not None else TrainSeries.of(self.prepared)
-
-
-def prepare_run(data: str | Path, out: str | Path, config: FabrayConfig) -> PreparedRun:
-    """Everything that can be refused as bad input, with no Ray and no file written: the run
-    directory is free, the data file reads and validates, the windows exist, the models build."""
-    from fabray.data.context import ContextSpec
-    from fabray.data.validate import load_validated
-    from fabray.data.windows import prepare
-
-    out = rd.check_run_dir_free(out)
-    if config.tracking.mlflow_uri:
-        from fabray.tracking import require_mlflow
-
-        require_mlflow()  # asked for tracking without the extra: exit 2 before any work
-    data = Path(data)
-    df = load_validated(data)
-    context = ContextSpec.from_site(config.site, config.task.horizon, list(df.columns))
-    prepared = prepare(df, config.task, config.split, context=context)
-    _check_windows(prepared)
-    info = _data_info(data, df, prepared)
-    names = list(config.train.models)
-    overrides = effective_overrides(config, names, prepared.scaler)
-    params = _check_models(names, overrides, config, int(prepared.features.shape[1]))
-    return PreparedRun(data, out, config, prepared, info, overrides, params)
 
 
 def _run_threads(names: Sequence[str], work: Any, concurrency: int) -> None:
@@ -624,7 +300,7 @@ def train_models(
                 entry = carry_over(name, shared, "time budget spent before it started")
             else:
                 result = _fit(name, shared, deadline)
-                entry = _land(name, shared, result, started)
+                entry = land(name, shared, result, started)
         except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
             logger.error("%s failed: %s", name, err)
             logger.debug("%s", traceback.format_exc())
@@ -641,7 +317,7 @@ def train_models(
             rd.write_manifest(run, manifest)
 
     with ProgressMonitor(on_report=on_report) as monitor:
-        shared = _Shared(run, config, prepared, array_refs, series.train_ends, plan,
+        shared = SharedRun(run, config, prepared, array_refs, series.train_ends, plan,
                          job.params, job.overrides, monitor, init_refs=init_refs,
                          warm_start=dict(job.warm_start), deadline_unix=job.deadline_unix)
         try:

@@ -61,7 +61,8 @@ from fabray.config import FabrayConfig, TrainConfig, load_config
 from fabray.errors import BadInputError
 from fabray.files import atomic_copy, sha256_file, utc_now
 from fabray.train import run_dir as rd
-from fabray.train.driver import PreparedRun, RunSummary, _check_models, _check_windows, _data_info
+from fabray.train.driver import RunSummary
+from fabray.train.prepare import PreparedRun, check_models, check_windows, data_info
 from fabray.train.replay import TrainSeries, replay_size, sample_replay, with_replay
 
 logger = logging.getLogger(__name__)
@@ -307,14 +308,14 @@ def prepare_retrain(
         prepared = prepare(df, config.task, config.split,
                            scaler=Scaler.from_dict(parent.preprocessing["scaler"]),
                            nominal_s=parent.preprocessing["nominal_s"], context=context)
-    _check_windows(prepared)
-    info = _data_info(data, df, prepared)
+    check_windows(prepared)
+    info = data_info(data, df, prepared)
     if until is not None:
         info["until"] = rd.until_text(until)
     series, replay_note = _replay(parent, prepared, info["fingerprint"], config)
     overrides = _overrides(parent, prepared.scaler, refit)
     names = list(parent.models)
-    params = _check_models(names, overrides, config, int(prepared.features.shape[1]))
+    params = check_models(names, overrides, config, int(prepared.features.shape[1]))
     for name in names:
         expected = parent.manifest["models"][name].get("params")
         if expected is not None and int(expected) != params[name]:

@@ -79,7 +79,8 @@ def _train_on(cluster_nodes: list[dict], data: Path, out: Path, models: tuple[st
     from ray.util.state import list_actors
 
     from fabray.config import FabrayConfig
-    from fabray.train.driver import prepare_run, train_models
+    from fabray.train.driver import train_models
+    from fabray.train.prepare import prepare_run
 
     _fake_gpu_probe = ray.remote(num_cpus=0)(_fake_gpu_probe_fn)
 

@@ -88,7 +88,8 @@ def test_warm_start_beats_a_cold_start_at_the_same_epoch_budget(world):
     from concurrent.futures import ThreadPoolExecutor
 
     from fabray.config import FabrayConfig
-    from fabray.train.driver import apply_cli_overrides, train_models
+    from fabray.train.driver import train_models
+    from fabray.train.prepare import apply_cli_overrides
     from fabray.train.retrain import retrain_run
 
     config = FabrayConfig.model_validate(_config(world["nominal"], replay_ratio=0.0))

@@ -87,7 +87,8 @@ def _run(data: Path, out: Path) -> dict[str, Any]:
     from ray.cluster_utils import Cluster
 
     from fabray.config import FabrayConfig
-    from fabray.train.driver import prepare_run, train_models
+    from fabray.train.driver import train_models
+    from fabray.train.prepare import prepare_run
 
     sys.path.insert(0, str(Path(__file__).parent))
     from _local_clusters import LOCALHOST, free_port

@@ -143,6 +143,7 @@ def no_ray(monkeypatch):
     """prepare_run / train_models / ray_session replaced: records the job the API prepares."""
     import fabray.ray_session
     import fabray.train.driver as driver
+    import fabray.train.prepare
 
     seen: dict = {"failed": []}
 
@@ -159,7 +160,7 @@ def no_ray(monkeypatch):
         seen.update(address=address, num_cpus=num_cpus, worker_logs=worker_logs)
         yield SimpleNamespace(joined=False)
 
-    monkeypatch.setattr(driver, "prepare_run", prepare_run)
+    monkeypatch.setattr(fabray.train.prepare, "prepare_run", prepare_run)
     monkeypatch.setattr(driver, "train_models", train_models)
     monkeypatch.setattr(fabray.ray_session, "ray_session", ray_session)
     return seen

@@ -9,7 +9,7 @@ import pytest
 from fabray.config import FabrayConfig, TrainConfig
 from fabray.errors import BadInputError
 from fabray.train.budget import budget_summary, model_deadline, parse_duration_minutes
-from fabray.train.driver import apply_cli_overrides
+from fabray.train.prepare import apply_cli_overrides
 from fabray.train.loop import WorkerSpec, budget_allows_next_epoch, epoch_sampler
 
 

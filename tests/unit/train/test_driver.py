@@ -10,7 +10,8 @@ from fabray.config import FabrayConfig
 from fabray.data.scaler import Scaler
 from fabray.errors import BadInputError
 from fabray.schema import FEATURES
-from fabray.train.driver import RunSummary, apply_cli_overrides, effective_overrides
+from fabray.train.driver import RunSummary
+from fabray.train.prepare import apply_cli_overrides, effective_overrides
 
 SCALER = Scaler(features=FEATURES, mean=tuple(float(i) for i in range(12)), scale=(2.0,) * 12)
 

@@ -37,7 +37,8 @@ def _write_parent(run: Path, data: Path, config: FabrayConfig) -> Path:
     from fabray.data.validate import load_validated
     from fabray.data.windows import prepare
     from fabray.models import build_model
-    from fabray.train.driver import _data_info, effective_overrides, preprocessing_dict
+    from fabray.train.landing import preprocessing_dict
+    from fabray.train.prepare import data_info, effective_overrides
 
     df = load_validated(data)
     prepared = prepare(df, config.task, config.split)
@@ -58,7 +59,7 @@ def _write_parent(run: Path, data: Path, config: FabrayConfig) -> Path:
                          "model": f"models/{name}/model.keras"}
     keras.backend.clear_session()
     rd.write_manifest(run, {"format": rd.MANIFEST_FORMAT, "run_id": run.name, "status": "complete",
-                            "config": "config.json", "data": _data_info(data, df, prepared),
+                            "config": "config.json", "data": data_info(data, df, prepared),
                             "task": config.task.model_dump(), "models": entries})
     return run
 
