@@ -8,7 +8,12 @@ For each row count, in its own subprocess (so one size's peak RSS does not hide 
    shape) makes the rows (timed apart: a real site reads them instead), then
    `fabray.data.windows.prepare` (validation-free: the frame is the simulator's) builds the scaled
    series, targets and splits, with the site's context columns as `fabray train` does; timed, and
-   the process's peak RSS (VmHWM) is read right after it, before Ray starts;
+   the process's peak RSS (VmHWM) is read right after it, before Ray starts. Preparation's own
+   peak is measured apart from the simulator's: after simulating, the freed heap goes back to the
+   OS (`malloc_trim`), the RSS then (baseline + the frame) is `rss_before_prepare_mb`, the peak
+   RSS is reset (`/proc/self/clear_refs` 5) and `prepare_peak_rss_mb` is the peak during
+   `prepare` alone; its rise over the start, ÷ the series it makes, is what preparing costs
+   beyond the input it is given;
 2. **windows/s through Ray Data into one training worker**: the machinery `fabray train` uses —
    the series `ray.put` once (`ray_windows.put_series`), the train split's END rows as a Ray
    Data dataset (`window_index_dataset`), a single-worker Ray Train `TensorflowTrainer` whose
@@ -26,7 +31,8 @@ preparation time measured at each phase's row count added to a full training and
 the H100's epoch = max(compute at the H100's peak FP32 rate, the input pipeline measured here).
 The H100 side is still a projection, not a measurement.
 
-Printed: a table per size and the growth (time per row, RSS beyond the series), and JSON.
+Printed: a table per size and the growth (time per row, RSS beyond the series, and whether
+preparation's memory beyond the series is bounded), and JSON.
 Not part of `make test`. Run it alone: `flock /tmp/fabray-heavy.lock .venv/bin/python benchmarks/scale.py`.
 """
 
@@ -70,6 +76,28 @@ def _vm(field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _release_free_heap() -> bool:
+    """Give memory freed by Python/numpy back to the OS (glibc `malloc_trim`), so that the RSS
+    that follows counts what is live, not an earlier step's freed heap. False where unavailable."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux >= 4.0); False where refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------- one size (child)
@@ -123,13 +151,17 @@ def run_size(rows: int, num_cpus: int, batch_size: int, shuffle_buffer: int, see
     simulate_s = time.perf_counter() - started
     frame_mb = df.memory_usage(deep=True).sum() / 2**20
     after_simulate = _vm("VmHWM")
+    _release_free_heap()
+    rss_before_prepare = _vm("VmRSS")  # baseline + the frame (+ what the heap could not return)
+    reset = _reset_peak_rss()
 
     config = FabrayConfig()
     started = time.perf_counter()
     context = ContextSpec.from_site(config.site, config.task.horizon, list(df.columns))
     prepared = prepare(df, config.task, config.split, context=context)
     prepare_s = time.perf_counter() - started
-    peak_prep = _vm("VmHWM")
+    peak_prepare_only = _vm("VmHWM")  # since the reset: preparation's own peak
+    peak_prep = max(after_simulate, peak_prepare_only) if reset else peak_prepare_only  # the process's
     series_mb = (prepared.features.nbytes + prepared.target.nbytes + prepared.delay_s.nbytes) / 2**20
     train_ends = prepared.splits["train"]
     result: dict[str, Any] = {
@@ -142,6 +174,9 @@ def run_size(rows: int, num_cpus: int, batch_size: int, shuffle_buffer: int, see
         "series_mb": round(series_mb, 1),
         "peak_rss_after_simulate_mb": round(after_simulate, 1),
         "peak_rss_after_prepare_mb": round(peak_prep, 1),
+        "rss_before_prepare_mb": round(rss_before_prepare, 1),
+        # None: the peak could not be reset, so the simulator's peak may hide preparation's
+        "prepare_peak_rss_mb": round(peak_prepare_only, 1) if reset else None,
     }
     del df
     if skip_ray:
@@ -176,7 +211,7 @@ def run_size(rows: int, num_cpus: int, batch_size: int, shuffle_buffer: int, see
             result["pipeline"] = json.loads(out.read_text())
     finally:
         ray.shutdown()
-    result["driver_peak_rss_mb"] = round(_vm("VmHWM"), 1)
+    result["driver_peak_rss_mb"] = round(max(_vm("VmHWM"), peak_prep), 1)  # the process's, incl. simulate
     return result
 
 
@@ -252,6 +287,12 @@ def growth(sizes: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "prepare_peak_over_series": round((s["peak_rss_after_prepare_mb"] - s["baseline_rss_mb"])
                                               / max(s["series_mb"], 1e-9), 2),
         }
+        if s.get("prepare_peak_rss_mb") is not None:
+            # preparation alone: its peak over the RSS it started from (which holds the frame)
+            rise = s["prepare_peak_rss_mb"] - s["rss_before_prepare_mb"]
+            entry["prepare_rise_mb"] = round(rise, 1)
+            entry["prepare_rise_over_series"] = round(rise / max(s["series_mb"], 1e-9), 2)
+            entry["prepare_rise_beyond_series_mb"] = round(rise - s["series_mb"], 1)
         p = s.get("pipeline")
         if p:
             full = p["full_pass"]
@@ -275,12 +316,46 @@ def growth(sizes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     per_row = [e["prepare_us_per_row"] for e in out["per_size"]]
     out["prepare_us_per_row_largest_over_smallest"] = round(per_row[-1] / per_row[0], 3)
+    out["prepare_memory"] = prepare_memory(sizes, out["per_size"])
     if all("pipeline_windows_per_s" in e for e in out["per_size"]):
         wps = [e["pipeline_windows_per_s"] for e in out["per_size"]]
         out["pipeline_windows_per_s_largest_over_smallest"] = round(wps[-1] / wps[0], 3)
         beyond = [e["worker_rss_beyond_series_mb"] for e in out["per_size"]]
         out["worker_rss_beyond_series_mb_range"] = [min(beyond), max(beyond)]
     return out
+
+
+#: preparation's memory is called bounded when its peak rise stays below this many series at every size
+BOUNDED_RISE_OVER_SERIES = 2.0
+
+
+def prepare_memory(sizes: Sequence[dict[str, Any]], per_size: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Is preparation's memory beyond the series bounded? Its peak rise (over the RSS it started
+    from, which holds the frame) ÷ the series, per size, and the rise beyond the series fitted
+    against rows; bounded = the rise stays below `BOUNDED_RISE_OVER_SERIES` series at every size."""
+    ratios = [e.get("prepare_rise_over_series") for e in per_size]
+    if any(r is None for r in ratios):
+        return {"verdict": "not measured (no prepare_peak_rss_mb: an older report, or the peak RSS could not be reset)"}
+    rows = np.array([s["rows"] for s in sizes], dtype=np.float64)
+    beyond = np.array([e["prepare_rise_beyond_series_mb"] for e in per_size])
+    slope, intercept = np.polyfit(rows, beyond, 1) if len(rows) >= 2 else (0.0, float(beyond[0]))
+    series_per_million = float(np.median([s["series_mb"] / s["rows"] * 1e6 for s in sizes]))
+    bounded = max(ratios) < BOUNDED_RISE_OVER_SERIES
+    return {
+        "rise_over_series": ratios,
+        "rise_over_series_range": [min(ratios), max(ratios)],
+        "rise_beyond_series_mb": [float(b) for b in beyond],
+        "rise_beyond_series_mb_per_million_rows": round(float(slope) * 1e6, 1),
+        "series_mb_per_million_rows": round(series_per_million, 1),
+        "bounded": bool(bounded),
+        "verdict": (
+            f"{'bounded' if bounded else 'NOT bounded'}: preparing peaks at "
+            f"{min(ratios):.2f}-{max(ratios):.2f}x the series above the RSS it starts from (which "
+            f"holds the frame), {'below' if bounded else 'not below'} {BOUNDED_RISE_OVER_SERIES}x at every "
+            f"size; beyond the series it adds {slope * 1e6:.0f} MB per million rows "
+            f"({slope * 1e6 / max(series_per_million, 1e-9):.2f}x the series' growth: per-row index "
+            "vectors, no [N, F] temporary)"),
+    }
 
 
 def project(sizes: Sequence[dict[str, Any]], capacity: dict[str, Any]) -> dict[str, Any]:
@@ -365,17 +440,24 @@ def _child(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any]) -> None:
+    nan = float("nan")
     lines = [f"{'rows':>10} {'prep s':>7} {'us/row':>7} {'pipe w/s':>9} {'us/win':>7} {'sampled/full':>12} "
-             f"{'prep peak MB':>12} {'beyond MB':>9} {'worker MB':>9} {'w beyond':>8}"]
+             f"{'prep peak MB':>12} {'(pk-base)/ser':>13} {'prep rise MB':>12} {'rise/ser':>8} "
+             f"{'worker MB':>9} {'w beyond':>8}"]
     for s, g in zip(report["sizes"], report["growth"]["per_size"]):
         lines.append(f"{s['rows']:>10,} {s['prepare_s']:>7.1f} {g['prepare_us_per_row']:>7.2f} "
-                     f"{g.get('pipeline_windows_per_s', float('nan')):>9,.0f} {g.get('pipeline_us_per_window', float('nan')):>7.1f} "
-                     f"{g.get('sampled_pass_s_over_full', float('nan')):>12.3f} {s['peak_rss_after_prepare_mb']:>12,.0f} "
-                     f"{g['prepare_rss_beyond_series_mb']:>9,.0f} {g.get('worker_peak_rss_mb', float('nan')):>9,.0f} "
-                     f"{g.get('worker_rss_beyond_series_mb', float('nan')):>8,.0f}")
+                     f"{g.get('pipeline_windows_per_s', nan):>9,.0f} {g.get('pipeline_us_per_window', nan):>7.1f} "
+                     f"{g.get('sampled_pass_s_over_full', nan):>12.3f} {s['peak_rss_after_prepare_mb']:>12,.0f} "
+                     f"{g['prepare_peak_over_series']:>13.2f} {g.get('prepare_rise_mb', nan):>12,.0f} "
+                     f"{g.get('prepare_rise_over_series', nan):>8.2f} {g.get('worker_peak_rss_mb', nan):>9,.0f} "
+                     f"{g.get('worker_rss_beyond_series_mb', nan):>8,.0f}")
+    lines.append("prep peak MB: the process's peak RSS after preparing (incl. the simulator's); (pk-base)/ser: its "
+                 "rise over the baseline ÷ the series; prep rise: preparation's own peak over its start (frame held)")
     fit = report["growth"]["prepare_linear_fit"]
     lines.append(f"prepare: {fit['s_per_million_rows']} s per million rows + {fit['intercept_s']} s (r2 {fit['r2']}); "
                  f"us/row largest/smallest {report['growth']['prepare_us_per_row_largest_over_smallest']}")
+    if "prepare_memory" in report["growth"]:
+        lines.append(f"prepare memory: {report['growth']['prepare_memory']['verdict']}")
     if "pipeline_windows_per_s_largest_over_smallest" in report["growth"]:
         lines.append(f"pipeline windows/s largest/smallest {report['growth']['pipeline_windows_per_s_largest_over_smallest']}; "
                      f"worker RSS beyond the series {report['growth']['worker_rss_beyond_series_mb_range']} MB")

@@ -323,7 +323,9 @@ def _plan_columns(
         except (ValueError, TypeError) as err:
             raise BadInputError(f"plan columns must be numeric ({err})") from err
         if not np.isfinite(values).all():
-            raise BadInputError(f"NaN/inf in plan columns {list(context.plan_columns)} (run `fabray validate` for rows)")
+            raise BadInputError(
+                f"NaN/inf in plan columns {list(context.plan_columns)} (run `fabray validate` for rows)"
+            )
     return lambda column: df[column].to_numpy(dtype=np.float64)[order]
 
 
