@@ -97,11 +97,6 @@ class Scaler:
             )
         return ((x - self._mean) / self._scale).astype(np.float32)
 
-    def transform_column(self, j: int, values: np.ndarray) -> np.ndarray:
-        """Feature j's raw values [N] → [N] z-scores (float64: the caller casts), equal to
-        column j of `transform` of the stacked features once cast to float32."""
-        return (np.asarray(values, dtype=np.float64) - self._mean[j]) / self._scale[j]
-
     def inverse_transform(self, x: np.ndarray) -> np.ndarray:
         """[..., F] z-scores → [..., F] raw values (float64)."""
         x = np.asarray(x, dtype=np.float64)
@@ -185,9 +180,12 @@ def scale_columns(
             del fit
             means.append(mean)
             scales.append(scale)
-            out[:, j] = (values - np.float64(mean)) / np.float64(scale)  # cast to float32 here
         else:
-            out[:, j] = scaler.transform_column(j, values)
+            mean, scale = scaler.mean[j], scaler.scale[j]
+        z = values - np.float64(mean)  # [N] float64, as Scaler.transform computes it
+        z /= np.float64(scale)
+        out[:, j] = z  # cast to float32 here
+        del z, values
     if j + 1 != len(features):
         raise ValueError(f"expected {len(features)} columns {list(features)}. Received: {j + 1}")
     if scaler is None:

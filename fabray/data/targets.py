@@ -20,13 +20,18 @@ def future_mean(values: np.ndarray, horizon: int) -> np.ndarray:
     if n <= horizon:
         return out
     present = ~np.isnan(values)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(present, values, 0.0))])  # [T + 1]
-    counts = np.concatenate([[0], np.cumsum(present)])
-    t = np.arange(n - horizon)
-    window_sum = sums[t + horizon + 1] - sums[t + 1]
-    window_count = counts[t + horizon + 1] - counts[t + 1]
+    sums = np.zeros(n + 1)  # [T + 1] sums[i] = sum of the first i present values
+    np.cumsum(np.where(present, values, 0.0), out=sums[1:])
+    counts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(present, out=counts[1:])
+    del present
+    # t = 0 … T − horizon − 1 as slices (no index arrays): the window t+1 … t+horizon
+    window_sum = sums[horizon + 1:] - sums[1:n - horizon + 1]  # [T − horizon]
+    del sums
+    window_count = counts[horizon + 1:] - counts[1:n - horizon + 1]
+    del counts
     with np.errstate(invalid="ignore", divide="ignore"):
-        out[t] = np.where(window_count > 0, window_sum / np.maximum(window_count, 1), np.nan)
+        out[:n - horizon] = np.where(window_count > 0, window_sum / np.maximum(window_count, 1), np.nan)
     return out
 
 
