@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import keras
 
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.layers import MultiScaleConv1D, dense_head
+from fabray.models.blocks import MultiScaleConv1D, dense_head
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import keras
 
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.layers import dense_head
+from fabray.models.blocks import dense_head
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import keras
 
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.layers import Patching, PatchTSTEncoder, RevIN, torch_like_dense
+from fabray.models.patchtst_blocks import Patching, PatchTSTEncoder, RevIN, torch_like_dense
 
 __all__ = ["PatchTSTConfig", "build_patchtst"]
 

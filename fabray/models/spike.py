@@ -13,7 +13,7 @@ import keras
 
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.layers import SelfAttentionBlock, dense_head
+from fabray.models.blocks import SelfAttentionBlock, dense_head
 
 
 @dataclass(frozen=True)
