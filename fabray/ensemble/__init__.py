@@ -2,7 +2,7 @@
 
 - `EnsembleParams`: the dynamic weights' hyper-parameters (frozen, validated, `to_dict`/`from_dict`).
 - `DynamicEnsemble`: online error-tracking weights (`combine`, `update`, `to_state`); `replay`:
-  the same rule run offline over a scored series, vectorized.
+  the same rule (`weight_rule`) run offline over a scored series, vectorized.
 - `gate`: the learned gate (softmax over members from context + recent errors), cross-fitted.
 - `calibrate`: Platt / isotonic maps chosen by cross-fitted Brier.
 - `ServedEnsemble` (`served`): what a run serves (member / static / dynamic / gate, calibrated,
@@ -11,9 +11,10 @@
 - `search_space`: Tune's ranges as plain data; `diversity`: error correlation, leave-one-out.
 """
 
-from fabray.ensemble.dynamic import DynamicEnsemble, replay
+from fabray.ensemble.dynamic import DynamicEnsemble
 from fabray.ensemble.objective import score_params
 from fabray.ensemble.params import LOSSES, EnsembleParams
+from fabray.ensemble.replay import replay
 from fabray.ensemble.search_space import params_from_sample, sample_search_space, search_space
 from fabray.ensemble.served import ServedEnsemble, run_online
 

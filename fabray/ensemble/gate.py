@@ -8,7 +8,7 @@ the last minute's vehicle utilisation, queue length, vehicles down, blocked segm
 scaled inputs) and the time to the next shift change (the calendar context column, when the run
 has it), plus each member's **recent error** on the zone (the decayed Brier score of
 `DynamicEnsemble.errors`, fed by outcomes `feedback_lag` minutes late, computed offline by
-`fabray.ensemble.dynamic.lagged_errors`). V = 0 is the uniform static ensemble; the L2 penalty
+`fabray.ensemble.replay.lagged_errors`). V = 0 is the uniform static ensemble; the L2 penalty
 pulls towards it, so a gate with nothing to learn falls back to equal weights.
 
 Fitted by L-BFGS on the log-loss of p (+ l2·‖V‖²) on the validation split. **Cross-fitting by time

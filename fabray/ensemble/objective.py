@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fabray.ensemble.dynamic import lagged_errors, replay
 from fabray.ensemble.params import EnsembleParams
+from fabray.ensemble.replay import lagged_errors, replay
 
 #: Lead-time keys (of `fabray.metrics.lead_metrics`) every candidate reports beside the event metrics.
 LEAD_KEYS = (

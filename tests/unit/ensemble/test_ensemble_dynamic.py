@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fabray.ensemble import DynamicEnsemble, EnsembleParams, replay
-from fabray.ensemble.dynamic import floor_weights
+from fabray.ensemble.weight_rule import floor_weights
 from fabray.metrics import probability_losses
 
 LAG = 10

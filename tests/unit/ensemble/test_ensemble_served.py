@@ -11,9 +11,10 @@ import pytest
 
 from fabray.ensemble import EnsembleParams, replay
 from fabray.ensemble.calibrate import Calibrator, choose_calibrator, fit_isotonic, fit_platt, reliability
-from fabray.ensemble.dynamic import DynamicEnsemble, lagged_errors
+from fabray.ensemble.dynamic import DynamicEnsemble
 from fabray.ensemble.gate import Gate, GateParams, context_index, cross_fit, fit_gate, time_blocks
 from fabray.ensemble.objective import ValidationScores, evaluate_sample, fit_served, members_of
+from fabray.ensemble.replay import lagged_errors
 from fabray.ensemble.served import ServedEnsemble, run_online
 from fabray.serve.keeper import EnsembleKeeper
 
