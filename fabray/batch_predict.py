@@ -121,9 +121,11 @@ class RayDataScorer:
         from ray.data import DataContext
         from tqdm.auto import tqdm
 
+        from fabray.console import quiet_ray_logger
         from fabray.predictor import PROGRESS_MIN_BATCHES
         from fabray.train.ray_windows import window_index_dataset
 
+        quiet_ray_logger()  # Ray Data's console handler (added on import) → the log file, as Ray's
         started = time.monotonic()
         series = [ray.put(np.ascontiguousarray(prepared.features, dtype=np.float32))]
         ds = window_index_dataset(ends).map_batches(
@@ -131,7 +133,7 @@ class RayDataScorer:
             fn_constructor_args=(self.run_dir, prepared.lookback, series),
             batch_size=self.batch_size,
             batch_format="numpy",
-            concurrency=self.workers,
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=self.cpus_per_worker,
         )
         slots = WindowSlots(ends)
@@ -140,7 +142,7 @@ class RayDataScorer:
         context = DataContext.get_current()
         ray_bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours below
         disable = None if self.progress is None else not self.progress  # None: off unless a terminal
-        n_batches = 0
+        n_blocks = 0
         step = max(len(ends) // 10, 1) if len(ends) >= PROGRESS_MIN_BATCHES * self.batch_size else len(ends) + 1
         next_line = step
         try:
@@ -152,7 +154,7 @@ class RayDataScorer:
                         if key.startswith("score_"):
                             out.setdefault(key.removeprefix("score_"), np.full(len(ends), np.nan))[pos] = batch[key]
                     done[pos] = True
-                    n_batches += 1
+                    n_blocks += 1
                     bar.update(len(got))
                     n_done = int(done.sum())
                     if n_done >= next_line:  # a line per tenth of the work (logs, non-terminals)
@@ -163,8 +165,8 @@ class RayDataScorer:
         if not done.all():  # never expected: Ray Data returns every row it was given
             raise RuntimeError(f"Ray Data returned {int(done.sum())} of {len(ends)} windows")
         seconds = time.monotonic() - started
-        logger.info("scored %d windows with %d models on Ray Data in %.1f s (%d batches, %d worker%s)",
-                    len(ends), len(out), seconds, n_batches, self.workers,
+        logger.info("scored %d windows with %d models on Ray Data in %.1f s (%d blocks, %d worker%s)",
+                    len(ends), len(out), seconds, n_blocks, self.workers,
                     "" if self.workers == 1 else "s")
         return out
 
