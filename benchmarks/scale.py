@@ -325,36 +325,42 @@ def growth(sizes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-#: preparation's memory is called bounded when its peak rise stays below this many series at every size
-BOUNDED_RISE_OVER_SERIES = 2.0
+#: beyond the series, preparation's peak is called flat when it grows, over the sizes run, by less
+#: than this share of the largest size's series (a constant plus per-row vectors of a few bytes)
+FLAT_SHARE_OF_SERIES = 0.1
 
 
 def prepare_memory(sizes: Sequence[dict[str, Any]], per_size: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Is preparation's memory beyond the series bounded? Its peak rise (over the RSS it started
-    from, which holds the frame) ÷ the series, per size, and the rise beyond the series fitted
-    against rows; bounded = the rise stays below `BOUNDED_RISE_OVER_SERIES` series at every size."""
+    """Is preparation's memory beyond the series bounded? Its peak rise over the RSS it started
+    from (which holds the frame) ÷ the series, per size: bounded by a multiple of the series when
+    that ratio does not grow with size; and the rise beyond the series fitted against rows: flat
+    when it grows by less than `FLAT_SHARE_OF_SERIES` of the largest series over the sizes run."""
     ratios = [e.get("prepare_rise_over_series") for e in per_size]
     if any(r is None for r in ratios):
         return {"verdict": "not measured (no prepare_peak_rss_mb: an older report, or the peak RSS could not be reset)"}
     rows = np.array([s["rows"] for s in sizes], dtype=np.float64)
     beyond = np.array([e["prepare_rise_beyond_series_mb"] for e in per_size])
-    slope, intercept = np.polyfit(rows, beyond, 1) if len(rows) >= 2 else (0.0, float(beyond[0]))
+    slope = float(np.polyfit(rows, beyond, 1)[0]) if len(rows) >= 2 else 0.0  # MB per row
     series_per_million = float(np.median([s["series_mb"] / s["rows"] * 1e6 for s in sizes]))
-    bounded = max(ratios) < BOUNDED_RISE_OVER_SERIES
+    grows_mb = slope * float(rows.max() - rows.min())
+    proportional = max(ratios) <= 1.1 * ratios[int(np.argmin(rows))]
+    flat = grows_mb < FLAT_SHARE_OF_SERIES * sizes[int(np.argmax(rows))]["series_mb"]
     return {
         "rise_over_series": ratios,
         "rise_over_series_range": [min(ratios), max(ratios)],
         "rise_beyond_series_mb": [float(b) for b in beyond],
-        "rise_beyond_series_mb_per_million_rows": round(float(slope) * 1e6, 1),
+        "rise_beyond_series_mb_per_million_rows": round(slope * 1e6, 1),
         "series_mb_per_million_rows": round(series_per_million, 1),
-        "bounded": bool(bounded),
+        "bounded_by_a_multiple_of_the_series": bool(proportional),
+        "flat_beyond_series": bool(flat),
         "verdict": (
-            f"{'bounded' if bounded else 'NOT bounded'}: preparing peaks at "
-            f"{min(ratios):.2f}-{max(ratios):.2f}x the series above the RSS it starts from (which "
-            f"holds the frame), {'below' if bounded else 'not below'} {BOUNDED_RISE_OVER_SERIES}x at every "
-            f"size; beyond the series it adds {slope * 1e6:.0f} MB per million rows "
-            f"({slope * 1e6 / max(series_per_million, 1e-9):.2f}x the series' growth: per-row index "
-            "vectors, no [N, F] temporary)"),
+            f"preparing peaks at {min(ratios):.2f}-{max(ratios):.2f}x the series above the RSS it starts "
+            f"from (which holds the frame): "
+            + ("a multiple of the series that does not grow with size" if proportional
+               else "a multiple of the series that GROWS with size")
+            + f"; beyond the series it adds {slope * 1e6:.0f} MB per million rows "
+            f"({slope * 1e6 / max(series_per_million, 1e-9):.2f}x the series' own growth), so it is "
+            + ("flat" if flat else "NOT flat in MB")),
     }
 
 
