@@ -196,7 +196,7 @@ def summary_table(summary: Mapping[str, Any]) -> str:
 
 def plot_folds(summary: Mapping[str, Any], folds: Sequence[Fold], path: Path) -> Path:
     """The headline per fold for every candidate (the served ensemble in bold black)."""
-    from fabray.evaluate.report import pyplot, save_figure
+    from fabray.evaluate.report_plots import pyplot, save_figure
 
     fig, ax = pyplot().subplots(figsize=(8, 4.5))
     x = np.arange(len(folds))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fabray.evaluate.run import Candidate, _nominal_drift_notes, block_bootstrap_f1, score_candidate
+from fabray.evaluate.result import Candidate
+from fabray.evaluate.run import _nominal_drift_notes
+from fabray.evaluate.scoring import block_bootstrap_f1, score_candidate
 
 
 def _series(n: int = 2000, seed: int = 0):
@@ -119,7 +121,8 @@ def test_leaderboard_ranks_by_lead_score_and_json_names_the_headline():
 
 
 def test_report_tables_and_lead_time_plot(tmp_path):
-    from fabray.evaluate.report import cause_table, lead_table, plot_alarm_tradeoff, plot_lead_times
+    from fabray.evaluate.report_plots import plot_alarm_tradeoff, plot_lead_times
+    from fabray.evaluate.report_tables import cause_table, lead_table
 
     result = _result()
     rows = lead_table(result)
