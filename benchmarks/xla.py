@@ -5,7 +5,7 @@
 
 What it measures, for each of the six models at default size (lookback and batch size from the
 default `FabrayConfig`, the simulator's 16 zones, features as `fabray train` prepares them, the
-`rule` model's scaler overrides from `fabray.train.driver.effective_overrides`), all in the same
+`rule` model's scaler overrides from `fabray.train.prepare.effective_overrides`), all in the same
 run so that every figure has its baseline next to it:
 
 - **settings**, each a Keras `fit` of `--steps` timed steps (after one untimed step per call, in
@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import ray
     import tensorflow as tf
 
-    from fabray.train.driver import effective_overrides
+    from fabray.train.prepare import effective_overrides
     from fabray.train.precision import apply_precision
 
     precision = apply_precision(config.train.precision)
