@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 def _minute_text(minute: int) -> str:
-    from fabray.serve.feed import minute_text
+    from fabray.serve.feed_rows import minute_text
 
     return minute_text(minute)
 

@@ -57,7 +57,7 @@ from fabray import schema
 from fabray.config import DegradedRules
 from fabray.errors import BadInputError
 from fabray.serve.auth import AuthError, check_bearer
-from fabray.serve.feed import FeedRefused
+from fabray.serve.feed_rows import FeedRefused
 from fabray.serve.jobs import redact_paths
 from fabray.serve.schemas import (
     BatchIn,

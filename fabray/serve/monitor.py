@@ -82,7 +82,7 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def _minute_text(minute: int) -> str:
-    """As `fabray.serve.feed.minute_text` (feed imports this module, not the other way round)."""
+    """As `fabray.serve.feed_rows.minute_text` (feed_rows imports this module, not the other way round)."""
     return str(np.datetime64(int(minute), "m"))
 
 

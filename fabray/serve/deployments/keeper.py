@@ -19,7 +19,8 @@ from fabray.config import ServeConfig
 from fabray.serve.alerts import AlertBook, sender_from_config
 from fabray.serve.deployments.metrics import _metric, _record
 from fabray.serve.deployments.predictor import PREDICTOR
-from fabray.serve.feed import FeedDesk, FeedSpec
+from fabray.serve.feed import FeedDesk
+from fabray.serve.feed_rows import FeedSpec
 from fabray.serve.keeper import EnsembleKeeper
 from fabray.serve.monitor import FeedMonitor
 from fabray.serve.store import ModelStore

@@ -17,7 +17,8 @@ from fabray import schema
 from fabray.config import ServeMonitor
 from fabray.metrics import event_metrics
 from fabray.serve.alerts import AlertBook
-from fabray.serve.feed import FeedDesk, FeedSpec
+from fabray.serve.feed import FeedDesk
+from fabray.serve.feed_rows import FeedSpec
 from fabray.serve.monitor import FeedMonitor, training_stats
 from tests.unit.serve.test_serve_feed import L, RecordingKeeper, _fake_scorer, row, spec
 

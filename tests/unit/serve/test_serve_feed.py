@@ -17,7 +17,9 @@ from fabray import schema
 from fabray.config import DegradedRules, SplitConfig, TaskConfig
 from fabray.data.windows import prepare
 from fabray.serve.alerts import AlertBook, WebhookSender
-from fabray.serve.feed import FeedDesk, FeedRefused, FeedSpec, LiveFeed, minute_of
+from fabray.serve.feed import FeedDesk
+from fabray.serve.feed_rows import FeedRefused, FeedSpec, minute_of
+from fabray.serve.live_feed import LiveFeed
 from fabray.serve.keeper import EnsembleKeeper
 
 L, H = 6, 3

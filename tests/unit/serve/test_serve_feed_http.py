@@ -18,7 +18,8 @@ import uvicorn
 from fabray import schema
 from fabray.config import DegradedRules, EnsembleConfig
 from fabray.serve.alerts import AlertBook
-from fabray.serve.feed import FeedDesk, FeedSpec
+from fabray.serve.feed import FeedDesk
+from fabray.serve.feed_rows import FeedSpec
 from fabray.serve.http import HttpSettings, build_http_app
 from fabray.serve.keeper import EnsembleKeeper
 
