@@ -137,7 +137,7 @@ class RayDataScorer:
             num_cpus=self.cpus_per_worker,
         )
         slots = WindowSlots(ends)
-        out: dict[str, np.ndarray] = {}  # model → [W], in the run's model order
+        out: dict[str, np.ndarray] = {}  # model name → scores [W], in the order of `ends`
         done = np.zeros(len(ends), dtype=bool)
         context = DataContext.get_current()
         ray_bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours below
@@ -157,7 +157,7 @@ class RayDataScorer:
                     n_blocks += 1
                     bar.update(len(got))
                     n_done = int(done.sum())
-                    if n_done >= next_line:  # a line per tenth of the work (logs, non-terminals)
+                    if bar.disable and n_done >= next_line:  # no bar (not a terminal): a line per tenth
                         logger.info("scored %d/%d windows (%.0f%%)", n_done, len(ends), 100 * n_done / len(ends))
                         next_line = n_done + step
         finally:
