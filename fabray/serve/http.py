@@ -2,9 +2,10 @@
 
 `build_http_app(service)` returns the FastAPI app; `service` does the work (in deployments/ingress.py it is the
 Serve ingress deployment, talking to the predictor, the ensemble keeper and the job manager; in
-unit tests a fake). This module owns everything about HTTP: routes, OpenAPI docs at /docs,
-request checks, auth, and the rule that bad input is always a 4xx JSON error naming the problem,
-never a 500:
+unit tests a fake). This module and its two neighbours (`http_errors`: the error answers;
+`http_guard`: `HttpSettings` and the `Guard` middleware) own everything about HTTP: routes,
+OpenAPI docs at /docs, request checks, auth, and the rule that bad input is always a 4xx JSON
+error naming the problem, never a 500:
 
 | problem                                         | status |
 |-------------------------------------------------|--------|
@@ -34,15 +35,11 @@ browser; the page holds no token.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,11 +51,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from fabray import schema
-from fabray.config import DegradedRules
 from fabray.errors import BadInputError
 from fabray.serve.auth import AuthError, check_bearer
 from fabray.serve.feed_rows import FeedRefused
-from fabray.serve.jobs import redact_paths
+from fabray.serve.http_errors import ApiError, _validation_message, auth_response, error_response
+from fabray.serve.http_guard import Guard, HttpSettings
 from fabray.serve.schemas import (
     BatchIn,
     ErrorOut,
@@ -79,48 +76,10 @@ from fabray.serve.validation import check_window
 
 logger = logging.getLogger(__name__)
 
+
 BOARD_DIR = Path(__file__).with_name("board")  # the zone board's page, script and style
 MAX_FEEDBACK_ITEMS = 10_000
 MAX_BATCH_WINDOWS = 100_000
-SMALL_BODY_BYTES = 64 * 1024  # routes whose bodies are a few fields (import, promote, rollback, retrain)
-_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "bad_request",
-          408: "timeout", 409: "conflict", 413: "too_large", 422: "invalid_input", 429: "busy",
-          503: "unavailable"}
-
-
-class ApiError(Exception):
-    """An answer other than 200, with a JSON body `ErrorOut`."""
-
-    def __init__(self, status: int, message: str, details: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
-
-    def __reduce__(self) -> tuple:  # raised in one Ray actor, answered by another
-        return ApiError, (self.status, self.message, self.details)
-
-
-class Unavailable(ApiError):
-    def __init__(self, message: str) -> None:
-        super().__init__(503, message)
-
-    def __reduce__(self) -> tuple:
-        return Unavailable, (self.message,)
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    """The HTTP layer's limits and auth (from `ServeConfig`; the token as read by the replica)."""
-
-    max_body_bytes: int
-    max_windows_per_request: int
-    degraded: DegradedRules
-    api_token: str | None
-    api_token_env: str = "FABRAY_API_TOKEN"
-    body_read_timeout_s: float = 10.0  # the whole body must arrive within this (408 otherwise)
-    small_body_bytes: int = SMALL_BODY_BYTES  # limit of the routes whose bodies are a few fields
-    max_observe_rows: int = 5000  # rows one /v1/observe call may carry (serve.feed.max_rows)
 
 
 class Service(Protocol):
@@ -144,166 +103,6 @@ class Service(Protocol):
     async def weight_history(self, zone: str | None, limit: int) -> dict[str, Any]: ...
     async def feed_status(self) -> dict[str, Any]: ...
     def observe(self, route: str, status: int, seconds: float) -> None: ...
-
-
-def error_response(status: int, message: str, details: list[Any] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorOut(error=_KINDS.get(status, "internal" if status >= 500 else "bad_request"),
-                    message=redact_paths(message), details=details)  # no server paths to clients
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
-
-
-def auth_response(err: AuthError) -> JSONResponse:
-    response = error_response(err.status, err.message)
-    if err.status == 401:
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-# ---------------------------------------------------------------------------- the guard
-
-
-#: Routes behind the bearer token (method, path pattern), with their body limit: "body" means
-#: `max_body_bytes` (bodies of windows or outcomes), "small" `small_body_bytes`.
-TOKEN_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("POST", re.compile(r"/v1/feedback/?"), "body"),
-    ("POST", re.compile(r"/v1/observe/?"), "body"),
-    ("POST", re.compile(r"/v1/batch/?"), "body"),
-    ("POST", re.compile(r"/v1/models/?"), "small"),
-    ("POST", re.compile(r"/v1/models/[^/]*/promote/?"), "small"),
-    ("POST", re.compile(r"/v1/rollback/?"), "small"),
-    ("POST", re.compile(r"/v1/retrain/?"), "small"),
-    ("GET", re.compile(r"/v1/(jobs|batch)/[^/]*/?"), "small"),  # job status: server files, errors
-)
-OPEN_BODY_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (("POST", re.compile(r"/v1/predict/?")),)
-
-
-class _Refused(Exception):
-    """Raised inside `receive` when the guard has refused the request (too large, too slow)."""
-
-
-def route_rule(settings: HttpSettings, method: str, path: str) -> tuple[bool, int]:
-    """(token required, body limit in bytes) of a request."""
-    for verb, pattern, size in TOKEN_ROUTES:
-        if method == verb and pattern.fullmatch(path):
-            return True, settings.max_body_bytes if size == "body" else settings.small_body_bytes
-    for verb, pattern in OPEN_BODY_ROUTES:
-        if method == verb and pattern.fullmatch(path):
-            return False, settings.max_body_bytes
-    return False, settings.small_body_bytes
-
-
-class Guard:
-    """ASGI middleware, outermost: auth, body limit and read deadline, before any route work.
-
-    - a token route without the right bearer token is answered 401/403 before a byte of the
-      body is read (nothing is parsed or validated for an anonymous client);
-    - a body over the route's limit is answered 413, whether announced by Content-Length or
-      found while reading (chunked);
-    - the whole body must arrive within `body_read_timeout_s` of the request's start, else 408:
-      a stalled client frees its slot instead of holding it for ever.
-
-    Once the guard refuses, the app's own answer is dropped and the refusal is sent instead.
-    """
-
-    def __init__(self, app: Callable[..., Awaitable[None]], settings: HttpSettings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        settings = self.settings
-        needs_token, limit = route_rule(settings, scope.get("method", "GET"), scope.get("path", ""))
-        headers = dict(scope.get("headers") or [])
-        if needs_token:
-            try:
-                authorization = headers.get(b"authorization")
-                check_bearer(None if authorization is None else authorization.decode("latin-1"),
-                             settings.api_token, settings.api_token_env)
-            except AuthError as err:
-                await auth_response(err)(scope, receive, send)
-                return
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await error_response(413, f"request body larger than {limit} bytes (the limit of this route). "
-                                      f"Received: Content-Length {int(length)}")(scope, receive, send)
-            return
-        deadline = time.monotonic() + settings.body_read_timeout_s
-        state: dict[str, Any] = {"seen": 0, "done": False, "refusal": None, "answered": False}
-
-        def refuse(status: int, message: str) -> _Refused:
-            state["refusal"] = (status, message)
-            return _Refused(message)
-
-        async def guarded_receive() -> dict:
-            if state["refusal"] is not None:
-                raise _Refused(state["refusal"][1])
-            if state["done"]:  # after the body: only a disconnect can come, no deadline
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise refuse(408, f"request body not received within {settings.body_read_timeout_s:g} s "
-                                  "(read deadline); send the whole body at once") from None
-            if message["type"] == "http.request":
-                state["seen"] += len(message.get("body", b""))
-                if state["seen"] > limit:
-                    raise refuse(413, f"request body larger than {limit} bytes (the limit of this route)")
-                if not message.get("more_body", False):
-                    state["done"] = True
-            else:
-                state["done"] = True  # a disconnect
-            return message
-
-        async def answer_refusal() -> None:
-            if not state["answered"]:
-                state["answered"] = True
-                status, message = state["refusal"]
-                await error_response(status, message, headers={"Connection": "close"})(scope, receive, send)
-
-        async def guarded_send(message: dict) -> None:
-            if state["refusal"] is not None:
-                await answer_refusal()
-                return
-            await send(message)
-
-        try:
-            await self.app(scope, guarded_receive, guarded_send)
-        except Exception:
-            if state["refusal"] is None:
-                raise
-        if state["refusal"] is not None:
-            await answer_refusal()
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _validation_message(errors: list[dict[str, Any]], body: Any) -> tuple[str, list[Any]]:
-    """A short message and clean details from FastAPI's validation errors.
-
-    The predict/feedback bodies are `X | list[X]`: pydantic reports a failure against both
-    branches; keep only the branch that matches what was sent (an object or a list).
-    """
-    sent_list = isinstance(body, list)
-    details = []
-    for err in errors:
-        loc = [str(p) for p in err.get("loc", ())]
-        if loc and loc[0] == "body":
-            loc = loc[1:]
-        if loc and ("[" in loc[0] or loc[0][:1].isupper()):  # union branch tag, e.g. 'list[WindowIn]'
-            if loc[0].startswith("list[") != sent_list:
-                continue
-            loc = loc[1:]
-        where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or "body"
-        details.append({"field": where, "problem": err.get("msg", "invalid"), "type": err.get("type")})
-    if not details:  # keep something rather than nothing
-        details = [{"field": "body", "problem": str(e.get("msg")), "type": e.get("type")} for e in errors]
-    shown = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:3])
-    more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
-    return f"invalid request: {shown}{more}", details[:50]
 
 
 def _check_windows(items: list[WindowIn], meta: dict[str, Any], settings: HttpSettings,

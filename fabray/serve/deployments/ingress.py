@@ -15,7 +15,9 @@ from fabray.errors import BadInputError
 from fabray.serve.auth import load_token
 from fabray.serve.deployments.jobs import data_dirs
 from fabray.serve.deployments.metrics import _metric, _record
-from fabray.serve.http import ApiError, HttpSettings, Unavailable, build_http_app
+from fabray.serve.http import build_http_app
+from fabray.serve.http_errors import ApiError, Unavailable
+from fabray.serve.http_guard import HttpSettings
 from fabray.serve.jobs import public_error, redact_paths, root_cause
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn

@@ -12,7 +12,7 @@ from ray import serve
 
 from fabray.config import ServeConfig, ServeLimits
 from fabray.files import utc_now
-from fabray.serve.http import ApiError
+from fabray.serve.http_errors import ApiError
 from fabray.serve.jobs import count_active, new_job, public_error, recover_interrupted, root_cause
 from fabray.serve.paths import resolve_under
 from fabray.serve.store import ModelStore, UnknownVersionError

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from fabray.config import DegradedRules
-from fabray.serve.http import BOARD_DIR, HttpSettings
+from fabray.serve.http import BOARD_DIR
+from fabray.serve.http_guard import HttpSettings
 from tests.unit.serve.test_serve_http import _serve
 
 TOKEN = "unit-test-token-0123456789"

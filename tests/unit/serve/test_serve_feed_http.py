@@ -20,7 +20,8 @@ from fabray.config import DegradedRules, EnsembleConfig
 from fabray.serve.alerts import AlertBook
 from fabray.serve.feed import FeedDesk
 from fabray.serve.feed_rows import FeedSpec
-from fabray.serve.http import HttpSettings, build_http_app
+from fabray.serve.http import build_http_app
+from fabray.serve.http_guard import HttpSettings
 from fabray.serve.keeper import EnsembleKeeper
 
 TOKEN = "unit-test-token-0123456789"

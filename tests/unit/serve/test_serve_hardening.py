@@ -315,7 +315,7 @@ def test_the_daily_retrain_evaluates_and_promotes_through_the_retrain_path(store
 def test_errors_raised_in_one_actor_are_rebuilt_in_another():
     import ray.cloudpickle as cloudpickle
 
-    from fabray.serve.http import ApiError, Unavailable
+    from fabray.serve.http_errors import ApiError, Unavailable
 
     busy = cloudpickle.loads(cloudpickle.dumps(ApiError(429, "2 batch jobs running")))
     assert (busy.status, busy.message) == (429, "2 batch jobs running")

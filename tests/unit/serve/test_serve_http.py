@@ -18,7 +18,8 @@ import uvicorn
 
 from fabray import schema
 from fabray.config import DegradedRules
-from fabray.serve.http import HttpSettings, build_http_app
+from fabray.serve.http import build_http_app
+from fabray.serve.http_guard import HttpSettings
 
 L, F = 20, len(schema.FEATURES)
 TOKEN = "unit-test-token-0123456789"
