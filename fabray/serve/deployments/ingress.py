@@ -1,5 +1,5 @@
-"""The Ingress deployment: the FastAPI front (request checks, auth and errors in http.py; no
-TensorFlow) calling the Predictor, EnsembleKeeper and JobManager deployments."""
+"""The Ingress deployment: the FastAPI front (request checks in http.py, auth in http_guard.py,
+errors in http_errors.py; no TensorFlow) calling the Predictor, EnsembleKeeper and JobManager deployments."""
 
 import asyncio
 import logging
@@ -31,7 +31,7 @@ INGRESS = "Ingress"
 @serve.deployment(name=INGRESS, max_ongoing_requests=2048)
 @serve.ingress()
 class Ingress:
-    """The FastAPI front: request checks and auth (http.py), then the deployments behind it."""
+    """The FastAPI front: request checks and auth (http.py, http_guard.py), then the deployments behind it."""
 
     def __init__(self, store_dir: str, serve_cfg: dict, predictor: Any, keeper: Any, jobs: Any) -> None:
         self.cfg = ServeConfig.model_validate(serve_cfg)
