@@ -1,5 +1,6 @@
 """The Ingress deployment: the FastAPI front (request checks in http.py, auth in http_guard.py,
-errors in http_errors.py; no TensorFlow) calling the Predictor, EnsembleKeeper and JobManager deployments."""
+errors in http_errors.py; no TensorFlow) calling the Predictor, EnsembleKeeper and JobManager
+deployments."""
 
 import asyncio
 import logging
