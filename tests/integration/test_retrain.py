@@ -92,7 +92,8 @@ def test_warm_start_beats_a_cold_start_at_the_same_epoch_budget(world):
     from fabray.train.prepare import apply_cli_overrides
     from fabray.train.retrain import retrain_run
 
-    config = FabrayConfig.model_validate(_config(world["nominal"], replay_ratio=0.0))
+    # training's learning rate for both (a retrain's default is a tenth of it)
+    config = FabrayConfig.model_validate(_config(world["nominal"], replay_ratio=0.0, learning_rate=1e-3))
     with ThreadPoolExecutor(2) as pool:
         warm_f = pool.submit(retrain_run, world["parent"], world["new"], world["root"] / "warm", config,
                              models=["lstm"])
