@@ -12,10 +12,11 @@ model's entry, or inside the `ensemble` entry) of `{relative path: "sha256:<hex>
 hashed and compared before it is used. Files without a recorded checksum are only checked to
 exist.
 
-Speed (DESIGN §10): each model is called through a `tf.function` with a fixed
-`input_signature` `[None, lookback, n_features]` float32, traced and run once at load (warm-up),
-so the first request pays no tracing and later calls never retrace for a new batch size.
-Eager `model(x)` was ~60× slower.
+Speed (DESIGN §10): the whole zoo is called through ONE `tf.function` with a fixed
+`input_signature` `[None, lookback, n_features]` float32 (every model inside, outputs stacked),
+traced and run once at load (warm-up), so the first request pays no tracing, later calls never
+retrace for a new batch size, and a request costs one call, not one per model. Eager `model(x)`
+was ~60× slower.
 
 No Ray here: the serving deployment, the Tune driver and `fabray evaluate` wrap this class.
 """
@@ -149,9 +150,7 @@ class RunPredictor:
         self.ensemble = ensemble
         self.context = context
         self._models = dict(models)
-        self._fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-            name: self._compile(model) for name, model in self._models.items()
-        }
+        self._zoo = self._compile_zoo()
         if warm_up:
             self.warm_up()
 
@@ -250,48 +249,47 @@ class RunPredictor:
 
     # ------------------------------------------------------------------ model calls
 
-    def _compile(self, model: Any) -> Callable[[np.ndarray], np.ndarray]:
-        """model → f(x [B, L, F] float32 scaled) -> [B] float32, through one traced graph."""
+    def _compile_zoo(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Every model in ONE traced graph: f(x [B, L, F] float32 scaled) -> [M, B] float32, the
+        models in `model_names` order. One call per request instead of one per model: the
+        per-call overhead is paid once, and TensorFlow may run the members' ops side by side."""
         import keras
 
+        models = [self._models[name] for name in self.model_names]
         if keras.backend.backend() != "tensorflow":  # other backends: Keras's compiled predict
-            return lambda x: np.asarray(model.predict_on_batch(x), dtype=np.float32).reshape(-1)
+            return lambda x: np.stack([np.asarray(m.predict_on_batch(x), dtype=np.float32).reshape(-1)
+                                       for m in models])
         import tensorflow as tf
 
         signature = [tf.TensorSpec([None, self.lookback, self.n_features], tf.float32, name="window")]
 
         @tf.function(input_signature=signature)
         def forward(x):
-            return tf.reshape(tf.cast(model(x, training=False), tf.float32), [-1])  # [B]
+            return tf.stack([tf.reshape(tf.cast(m(x, training=False), tf.float32), [-1]) for m in models])
 
         return lambda x: forward(x).numpy()
 
     def warm_up(self) -> None:
-        """Trace every model's graph and run it once (batch of 2), so requests pay no tracing.
-
-        Each model has its own `tf.function`, traced once here; TensorFlow counts the traces of
-        all of them together and warns about "retracing" from the fifth on, which is not the case
-        (the fixed input_signature never retraces), so that one warning is filtered here."""
+        """Trace the zoo's graph and run it once (batch of 2), so requests pay no tracing."""
         x = np.zeros((2, self.lookback, self.n_features), dtype=np.float32)
-        tf_logger = logging.getLogger("tensorflow")
-        quiet = _DropRetracingWarning()
-        tf_logger.addFilter(quiet)
-        try:
-            for name, fn in self._fns.items():
-                out = fn(x)
-                if out.shape != (2,):
-                    raise BadInputError(f"model {name}: expected one output per window. Received shape {out.shape}")
-        finally:
-            tf_logger.removeFilter(quiet)
+        out = self._zoo(x)
+        if out.shape != (len(self.model_names), 2):
+            raise BadInputError(f"models {list(self.model_names)}: expected one output per window each. "
+                                f"Received shape {out.shape}")
 
     def _outputs_to_scores(self, out: np.ndarray) -> np.ndarray:
         """Model outputs [B] → probabilities (task "event", from logits) or seconds ("delay")."""
         return sigmoid(out) if self.task.task == "event" else out.astype(np.float64)
 
+    def zoo_outputs(self, windows: np.ndarray) -> np.ndarray:
+        """Every model's raw output (logit or seconds) for scaled windows [B, L, F]: [M, B]
+        float32, rows in `model_names` order, in one call of the zoo's graph."""
+        return self._zoo(np.ascontiguousarray(windows, dtype=np.float32))
+
     def score_scaled(self, windows: np.ndarray) -> dict[str, np.ndarray]:
         """Scores of already-scaled windows [B, L, F]: {model name: [B] float64}."""
-        x = np.ascontiguousarray(windows, dtype=np.float32)  # [B, L, F]
-        return {name: self._outputs_to_scores(fn(x)) for name, fn in self._fns.items()}
+        out = self.zoo_outputs(windows)  # [M, B]
+        return {name: self._outputs_to_scores(out[i]) for i, name in enumerate(self.model_names)}
 
     def check_windows(self, windows_raw: Any) -> np.ndarray:
         """Raw observed windows as float64 [B, L, 12]; BadInputError naming a wrong shape or value."""
@@ -461,11 +459,6 @@ class RunPredictor:
 
 
 # ---------------------------------------------------------------------------- internals
-
-
-class _DropRetracingWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
 
 
 class _Verifier:

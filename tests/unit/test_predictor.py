@@ -85,8 +85,11 @@ def test_score_windows_applies_the_scaler_and_matches_the_model(run_dir):
     raw = np.random.default_rng(1).uniform(0, 10, (5, LOOKBACK, F))
     scores = p.score_windows(raw)
     scaled = p.scaler.transform(raw)
-    for name in p.model_names:
+    outputs = p.zoo_outputs(scaled)  # the whole zoo in one call: [M, B], rows in model_names order
+    assert outputs.shape == (len(p.model_names), 5)
+    for i, name in enumerate(p.model_names):
         logit = p.model(name).predict(scaled, verbose=0).reshape(-1)
+        np.testing.assert_allclose(outputs[i], logit, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(scores[name], 1 / (1 + np.exp(-logit)), rtol=1e-4, atol=1e-6)
         assert scores[name].shape == (5,)
     one = p.score_windows(raw[0])  # a single [L, F] window is a batch of one
