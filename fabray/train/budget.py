@@ -5,7 +5,7 @@ models run `concurrency` at a time, so a model starting with `left` models still
 (itself included) gets an equal share of what remains: `(deadline − now) ÷ ceil(left ÷
 concurrency)` — the waves still to run split the time, and a model that stops early (or fails)
 hands its unused time to the later ones. A model's loop stops starting new epochs once the next
-epoch would end after its share (`fabray.train.loop.budget_allows_next_epoch`); early stopping
+epoch would end after its share (`fabray.train.spec.budget_allows_next_epoch`); early stopping
 still picks the best epoch among those run. The manifest records each model's share, its epochs
 and whether the budget stopped it.
 """

@@ -42,7 +42,7 @@ from fabray.files import atomic_write_json, utc_now
 from fabray.train import run_dir as rd
 from fabray.train.budget import budget_summary, model_deadline
 from fabray.train.landing import SharedRun, carry_over, land
-from fabray.train.loop import SCORE, WorkerSpec
+from fabray.train.spec import SCORE, WorkerSpec
 from fabray.train.prepare import PreparedRun, prepare_run
 from fabray.train.sampling import stratum_cut, validation_sample
 from fabray.train.resources import plan_concurrency, plan_resources, resolve_use_gpu

@@ -10,7 +10,8 @@ from fabray.config import FabrayConfig, TrainConfig
 from fabray.errors import BadInputError
 from fabray.train.budget import budget_summary, model_deadline, parse_duration_minutes
 from fabray.train.prepare import apply_cli_overrides
-from fabray.train.loop import WorkerSpec, budget_allows_next_epoch, epoch_sampler
+from fabray.train.loop import epoch_sampler
+from fabray.train.spec import WorkerSpec, budget_allows_next_epoch
 
 
 @pytest.mark.parametrize("text, minutes", [

@@ -8,16 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from fabray.train.loop import (
-    MODEL_FILE,
-    SCORE,
-    STATE_FILE,
-    EarlyStoppingState,
-    WorkerSpec,
-    _build_or_resume,
-    evaluate_validation,
-    validation_score,
-)
+from fabray.train.loop import _build_or_resume, evaluate_validation
+from fabray.train.spec import MODEL_FILE, SCORE, STATE_FILE, EarlyStoppingState, WorkerSpec, validation_score
 
 LOOKBACK, N_FEATURES = 12, 12
 
@@ -98,7 +90,7 @@ def test_resume_restores_weights_optimizer_and_state(tmp_path):
 
 
 def test_budget_allows_an_epoch_only_if_one_as_long_as_the_last_fits():
-    from fabray.train.loop import budget_allows_next_epoch
+    from fabray.train.spec import budget_allows_next_epoch
 
     assert budget_allows_next_epoch(100.0, None, 1e9)  # no budget
     assert budget_allows_next_epoch(100.0, 130.0, 30.0)
