@@ -53,7 +53,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +61,7 @@ from fabray.errors import BadInputError
 from fabray.files import atomic_copy, sha256_file, utc_now
 from fabray.train import run_dir as rd
 from fabray.train.driver import RunSummary
+from fabray.train.parent import ParentRun, load_parent, selected_models
 from fabray.train.prepare import PreparedRun, check_models, check_windows, data_info
 from fabray.train.replay import TrainSeries, replay_size, sample_replay, with_replay
 
@@ -69,95 +69,6 @@ logger = logging.getLogger(__name__)
 
 KEPT = "kept_parent"
 REFIT = "refit"
-
-
-@dataclass(frozen=True)
-class ParentRun:
-    """What a retrain takes from its parent run."""
-
-    run: Path
-    manifest: dict[str, Any]
-    config: FabrayConfig
-    models: tuple[str, ...]  # models that trained successfully, in manifest order
-    model_files: dict[str, Path]  # model → models/<name>/model.keras
-    overrides: dict[str, dict]  # model → the overrides it was built with
-    preprocessing: dict[str, Any]  # scaler, nominal_s, task, lookback, horizon, features
-
-    @property
-    def run_id(self) -> str:
-        return str(self.manifest.get("run_id") or self.run.name)
-
-    def history(self) -> list[dict[str, Any]]:
-        """The data files this run learned from: its own data, then what it replayed (if it was
-        itself a retrain); one entry per fingerprint."""
-        seen: set[str] = set()
-        out = []
-        data = self.manifest.get("data") or {}
-        replay = (self.manifest.get("retrain") or {}).get("replay") or {}
-        for source in [{"path": data.get("path"), "fingerprint": data.get("fingerprint"),
-                        "until": data.get("until")}, *replay.get("history", [])]:
-            key = source.get("fingerprint") or source.get("path")
-            if source.get("path") and key not in seen:
-                seen.add(key)
-                entry = {"path": source["path"], "fingerprint": source.get("fingerprint")}
-                if source.get("until"):  # only the rows before it were learned from
-                    entry["until"] = source["until"]
-                out.append(entry)
-        return out
-
-
-def load_parent(run: str | Path) -> ParentRun:
-    """Read a finished run; BadInputError when it has no model to warm-start from."""
-    path = Path(run).expanduser().resolve()
-    manifest = rd.read_manifest(path)
-    ok = [n for n, e in manifest.get("models", {}).items() if e.get("status") == "ok" and e.get("model")]
-    if not ok:
-        raise BadInputError(f"run {path} has no successfully trained model to retrain. Received "
-                            f"statuses: { {n: e.get('status') for n, e in manifest.get('models', {}).items()} }")
-    files, overrides, preps = {}, {}, {}
-    for name in ok:
-        entry = manifest["models"][name]
-        files[name] = path / entry["model"]
-        for key in ("model", "preprocessing", "config"):
-            if not entry.get(key) or not (path / entry[key]).is_file():
-                raise BadInputError(f"run {path}: model {name!r} lists no {key} file, or it is missing")
-        overrides[name] = _read_json(path / entry["config"]).get("overrides") or {}
-        preps[name] = _read_json(path / entry["preprocessing"])
-    first = preps[ok[0]]
-    for name in ok[1:]:
-        if any(preps[name].get(k) != first.get(k) for k in ("scaler", "nominal_s", "lookback")):
-            raise BadInputError(f"run {path}: models {ok[0]!r} and {name!r} were prepared differently")
-    return ParentRun(path, manifest, _parent_config(path, manifest), tuple(ok), files, overrides, first)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise BadInputError(f"{path}: cannot read: {err}") from err
-
-
-def _parent_config(run: Path, manifest: dict[str, Any]) -> FabrayConfig:
-    path = run / (manifest.get("config") or "config.json")
-    if not path.is_file():
-        logger.warning("run %s has no %s; retraining with default settings", run, path.name)
-        return FabrayConfig()
-    raw = _read_json(path)
-    try:
-        return FabrayConfig.model_validate({k: v for k, v in raw.items() if k in FabrayConfig.model_fields})
-    except ValueError as err:
-        raise BadInputError(f"{path}: not a valid fabray config: {err}") from err
-
-
-def selected_models(parent: ParentRun, models: Sequence[str] | None) -> tuple[str, ...]:
-    """The parent's models to fine-tune (default: all that trained); the others are carried over."""
-    if not models:
-        return parent.models
-    unknown = [m for m in models if m not in parent.models]
-    if unknown or len(set(models)) != len(models):
-        raise BadInputError(f"--models must name models of the parent run, once each; the parent has "
-                            f"{list(parent.models)}. Received: {list(models)}")
-    return tuple(m for m in parent.models if m in models)
 
 
 def retrain_config(
@@ -495,5 +406,5 @@ def budget_line(manifest: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["ParentRun", "budget_line", "inherit_parent_ensemble", "load_parent", "prepare_retrain",
-           "retrain_config", "retrain_run", "run_retrain", "selected_models", "unchanged_models"]
+__all__ = ["budget_line", "inherit_parent_ensemble", "prepare_retrain", "retrain_config", "retrain_run",
+           "run_retrain", "unchanged_models"]

@@ -212,7 +212,8 @@ def test_until_trains_on_the_rows_before_it_and_the_manifest_says_so(parent, fil
     import pandas as pd
 
     from fabray.data.validate import load_validated
-    from fabray.train.retrain import load_parent, prepare_retrain
+    from fabray.train.parent import load_parent
+    from fabray.train.retrain import prepare_retrain
 
     df = load_validated(files["new"])
     until = df["timestamp"].min() + (df["timestamp"].max() - df["timestamp"].min()) * 0.8
