@@ -87,7 +87,7 @@ def _train_data(data: Any, out: str | Path) -> tuple[Path, dict[str, Any] | None
     Parquet snapshot `<out>.data.parquet` beside the run (after checking the run directory is
     free): the run's later steps find their data again by that file's fingerprint."""
     from fabray.data import io
-    from fabray.train.run_dir import check_run_dir_free
+    from fabray.run import check_run_dir_free
 
     if isinstance(data, io.SqlSource):
         from fabray.data.snapshot import snapshot

@@ -1,6 +1,6 @@
 """The file helpers every wing shares: a file's sha256, atomic writes, UTC timestamps.
 
-Runs (`fabray.train.run_dir`), the serving store (`fabray.serve.store`), evaluation and the
+Runs (`fabray.run`), the serving store (`fabray.serve.store`), evaluation and the
 ensemble fit all record files by `sha256_file` and write their JSON through `atomic_write_json`,
 so a reader sees the old file or the whole new one, never half of one. Standard library only.
 """

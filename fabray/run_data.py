@@ -110,7 +110,7 @@ def load_run_data(
             f"its validation split would not be the one the models were selected on. "
             f"Expected {expected}. Received: {fingerprint}"
         )
-    from fabray.train.run_dir import rows_before
+    from fabray.run import rows_before
 
     # `until`: the run learned from the rows before it only (a retrain served over HTTP)
     prepared = predictor.prepare(rows_before(load_validated(path), info.get("until")), config.split)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fabray.errors import BadInputError
-from fabray.train import run_dir as rd
+from fabray import run as rd
 
 logger = logging.getLogger(__name__)
 

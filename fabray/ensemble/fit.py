@@ -178,7 +178,7 @@ def fit_ensemble(
     from fabray.files import atomic_write_json, atomic_write_text, sha256_file, utc_now
     from fabray.predictor import ENSEMBLE_FORMAT, ENSEMBLE_FORMAT_VERSION, RunPredictor
     from fabray.run_data import load_run_data, run_config
-    from fabray.train import run_dir as rd
+    from fabray import run as rd
     from fabray.ray_session import ray_session
 
     if search not in SEARCHES:

@@ -310,7 +310,7 @@ def write_model_card(result: Any, run_dir: str | Path, report_dir: str | Path) -
     """Write `model_card.md` and `model_card.json` into `report_dir` and append the card to its
     report.md (when there); returns model_card.md's path."""
     from fabray.files import atomic_write_json, atomic_write_text
-    from fabray.train.run_dir import read_manifest
+    from fabray.run import read_manifest
 
     run = Path(run_dir)
     card = build_model_card(result, read_manifest(run), _shift_changes_min(run))

@@ -57,7 +57,7 @@ def _test_windows(predictor: Any, data_path: Path, split: Any) -> tuple[Any, np.
     same = fingerprint == (predictor.manifest.get("data") or {}).get("fingerprint")
     df = load_validated(data_path)
     if same:
-        from fabray.train.run_dir import rows_before
+        from fabray.run import rows_before
 
         prepared = predictor.prepare(rows_before(df, predictor.manifest["data"].get("until")), split)
         ends, used = prepared.splits["test"], "test split of the training file"

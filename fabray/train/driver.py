@@ -39,7 +39,7 @@ import numpy as np
 
 from fabray.config import FabrayConfig
 from fabray.files import atomic_write_json, utc_now
-from fabray.train import run_dir as rd
+from fabray import run as rd
 from fabray.train.budget import budget_summary, model_deadline
 from fabray.train.landing import SharedRun, carry_over, land
 from fabray.train.spec import SCORE, WorkerSpec

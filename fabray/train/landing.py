@@ -19,7 +19,7 @@ import numpy as np
 from fabray import schema
 from fabray.config import FabrayConfig
 from fabray.files import atomic_copy, atomic_write_json, sha256_file, utc_now
-from fabray.train import run_dir as rd
+from fabray import run as rd
 from fabray.train.spec import MODEL_FILE, SCORE, STATE_FILE
 from fabray.train.resources import WorkerResources
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
-from fabray.train import run_dir as rd
+from fabray import run as rd
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from fabray import schema
 from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
 from fabray.files import sha256_file
-from fabray.train import run_dir as rd
+from fabray import run as rd
 from fabray.train.replay import TrainSeries
 
 

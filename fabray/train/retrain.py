@@ -59,7 +59,7 @@ from typing import Any
 from fabray.config import FabrayConfig, TrainConfig, load_config
 from fabray.errors import BadInputError
 from fabray.files import atomic_copy, sha256_file, utc_now
-from fabray.train import run_dir as rd
+from fabray import run as rd
 from fabray.train.driver import RunSummary
 from fabray.train.parent import ParentRun, load_parent, selected_models
 from fabray.train.prepare import PreparedRun, check_models, check_windows, data_info

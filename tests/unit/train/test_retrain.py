@@ -14,7 +14,7 @@ import pytest
 from fabray.config import FabrayConfig
 from fabray.errors import BadInputError
 from fabray.files import atomic_write_json, sha256_file
-from fabray.train import run_dir as rd
+from fabray import run as rd
 
 TASK = {"lookback": 20, "horizon": 5}
 MODELS = {"lstm": {"lstm_units": [4], "head_units": [4]}, "rule": {"lstm_units": 2, "head_units": [2]}}

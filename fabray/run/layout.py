@@ -10,34 +10,25 @@ Layout of `--out RUN`:
     RUN/models/<name>/config.json   the model's name, overrides, task and training settings
     RUN/ray/<name>/...              Ray Train's checkpoints (storage_path)
 
-The manifest names files by paths relative to RUN (a run can be moved or copied) and is replaced
-atomically (temp file + os.replace) only after every file it lists exists, so a crash never
-leaves a manifest pointing at missing files. No Ray, no TensorFlow here.
+This module holds the directory's layout and provenance helpers; the manifest (its typed model,
+the one writer and reader) is `fabray.run.manifest`, the opened run `fabray.run.Run`.
+No Ray, no TensorFlow here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import subprocess
-from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from fabray._version import __version__
 from fabray.errors import BadInputError
-from fabray.files import atomic_write_json, utc_now
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "fabray-run"
-MANIFEST_VERSION = 1
-#: Manifest entries (inside `models.<name>`) that name files relative to the run directory.
-FILE_KEYS = ("model", "history", "preprocessing", "config")
 
 
 def check_run_dir_free(path: str | Path) -> Path:
@@ -128,46 +119,3 @@ def rows_before(df: Any, until: Any) -> Any:
     from fabray import schema
 
     return df[df[schema.TIMESTAMP] < pd.Timestamp(until)].reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------- manifest
-
-
-def listed_files(manifest: Mapping[str, Any]) -> Iterator[str]:
-    """Every relative path the manifest names."""
-    for key in ("config",):
-        if manifest.get(key):
-            yield manifest[key]
-    for entry in manifest.get("models", {}).values():
-        for key in FILE_KEYS:
-            if entry.get(key):
-                yield entry[key]
-    ensemble = manifest.get("ensemble")
-    if isinstance(ensemble, Mapping):
-        for key in ("file", "trials"):
-            if ensemble.get(key):
-                yield ensemble[key]
-
-
-def write_manifest(run: Path, manifest: Mapping[str, Any]) -> Path:
-    """Replace RUN/manifest.json atomically, after checking that every file it lists exists."""
-    missing = [rel for rel in listed_files(manifest) if not (run / rel).is_file()]
-    if missing:
-        raise RuntimeError(f"manifest would list missing files in {run}. Received: {missing}")
-    path = run / MANIFEST
-    atomic_write_json(path, dict(manifest, updated_at=utc_now()))
-    return path
-
-
-def read_manifest(run: str | Path) -> dict[str, Any]:
-    """The manifest of a run directory; BadInputError when there is none or it is not one."""
-    path = Path(run) / MANIFEST
-    if not path.is_file():
-        raise BadInputError(f"no {MANIFEST} in {run}: not a fabray run directory (or not finished)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise BadInputError(f"{path}: not valid JSON: {err}") from err
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise BadInputError(f"{path}: not a fabray run manifest. Received: format={manifest.get('format')!r}")
-    return manifest

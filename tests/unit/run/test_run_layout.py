@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fabray.errors import BadInputError
-from fabray.train import run_dir as rd
+from fabray import run as rd
 
 
 def test_create_refuses_a_non_empty_directory_and_leaves_it_alone(tmp_path):
@@ -46,7 +46,7 @@ def test_code_version_names_the_package_version():
 
 def test_out_under_a_file_is_refused_before_anything_starts(tmp_path):
     from fabray.errors import BadInputError
-    from fabray.train.run_dir import check_run_dir_free
+    from fabray.run import check_run_dir_free
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
