@@ -37,12 +37,11 @@ from fabray import schema
 from fabray.config import TaskConfig
 from fabray.data.scaler import Scaler
 from fabray.errors import BadInputError
-from fabray.files import sha256_file
 from fabray.numeric import sigmoid
+from fabray.run import Run
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "fabray-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1
@@ -62,19 +61,6 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadInputError(f"{what}: {path} must hold a JSON object. Received: {type(data).__name__}")
     return data
-
-
-def _collect_checksums(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """Every `checksums` mapping in the manifest (top level, model entries, ensemble entry)."""
-    found: dict[str, str] = {}
-    places = [manifest, *manifest.get("models", {}).values()]
-    if isinstance(manifest.get("ensemble"), Mapping):
-        places.append(manifest["ensemble"])
-    for place in places:
-        sums = place.get("checksums") if isinstance(place, Mapping) else None
-        if isinstance(sums, Mapping):
-            found.update({str(k): str(v) for k, v in sums.items()})
-    return found
 
 
 @dataclass(frozen=True)
@@ -163,17 +149,11 @@ class RunPredictor:
 
         import fabray.models  # noqa: F401 - registers the custom layers for load_model
 
-        run = Path(run_dir).expanduser().resolve()
-        if not run.is_dir():
-            raise BadInputError(f"run directory not found: {run}")
-        manifest = _read_json(run / MANIFEST, f"run {run}")
-        if manifest.get("format") != "fabray-run":
-            raise BadInputError(
-                f"{run / MANIFEST}: not a fabray run manifest. Received: format={manifest.get('format')!r}"
-            )
+        opened = Run.open(run_dir, verify=False)  # each file is checked as it is used (opened.file)
+        run, manifest, verify = opened.path, opened.manifest, opened.file
         entries = manifest.get("models")
         if not isinstance(entries, Mapping) or not entries:
-            raise BadInputError(f"{run / MANIFEST}: lists no models")
+            raise BadInputError(f"{opened.manifest_path}: lists no models")
         ok = [name for name, entry in entries.items() if entry.get("status") == "ok"]
         skipped = {name: entry.get("status") for name, entry in entries.items() if name not in ok}
         if skipped:
@@ -181,15 +161,13 @@ class RunPredictor:
         if not ok:
             raise BadInputError(f"run {run}: no model trained successfully. Received statuses: {skipped}")
 
-        checksums = _collect_checksums(manifest)
-        verify = _Verifier(run, checksums)
         preps: dict[str, dict[str, Any]] = {}
         models: dict[str, Any] = {}
         for name in ok:
             entry = entries[name]
             for key in ("model", "preprocessing"):
                 if not entry.get(key):
-                    raise BadInputError(f"{run / MANIFEST}: model {name!r} has no {key!r} file listed")
+                    raise BadInputError(f"{opened.manifest_path}: model {name!r} has no {key!r} file listed")
             preps[name] = _read_json(verify(entry["preprocessing"]), f"model {name}: preprocessing")
             model_path = verify(entry["model"])
             try:
@@ -459,32 +437,6 @@ class RunPredictor:
 
 
 # ---------------------------------------------------------------------------- internals
-
-
-class _Verifier:
-    """Resolves a manifest path inside the run, checks it exists and matches its checksum."""
-
-    def __init__(self, run: Path, checksums: Mapping[str, str]) -> None:
-        self.run = run
-        self.checksums = checksums
-
-    def __call__(self, rel: str) -> Path:
-        path = (self.run / rel).resolve()
-        if not path.is_relative_to(self.run):
-            raise BadInputError(f"{self.run / MANIFEST}: lists a file outside the run. Received: {rel}")
-        if not path.is_file():
-            raise BadInputError(
-                f"run {self.run}: the manifest lists {rel}, which is missing (a copied or damaged run?)"
-            )
-        expected = self.checksums.get(rel)
-        if expected is not None:
-            actual = sha256_file(path)
-            if actual != expected:
-                raise BadInputError(
-                    f"run {self.run}: {rel} does not match its checksum in the manifest (changed "
-                    f"after the run was written). Expected {expected}. Received: {actual}"
-                )
-        return path
 
 
 def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
