@@ -30,7 +30,8 @@ import numpy as np
 from fabray.errors import BadInputError
 from fabray.files import utc_now
 from fabray.serve.jobs import public_error
-from fabray.serve.store import ModelStore
+from fabray.run import Run
+from fabray.serve.store import CorruptArtifactError, ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,18 @@ class GatherAndScore:
         return result
 
 
+def _stored_run(store: ModelStore, version: str) -> Run:
+    """A stored version's run (fabray.run.Run); a manifest that does not read is a damaged artifact."""
+    try:
+        return Run.open(store.run_dir(version), verify=False)
+    except BadInputError as err:
+        raise CorruptArtifactError(f"version {version}: {err}") from err
+
+
 def _lookback(store: ModelStore, version: str) -> int:
-    run = store.run_dir(version)
-    manifest = store.read_json(run / "manifest.json") or {}
-    first = next(e for e in manifest["models"].values() if e.get("status") == "ok")
+    opened = _stored_run(store, version)
+    run = opened.path
+    first = next(iter(opened.models(status="ok").values()))
     return int((store.read_json(run / first["preprocessing"]) or {})["lookback"])
 
 
@@ -94,9 +103,9 @@ def _series_source(store: ModelStore, version: str, path: str, all_windows: bool
     from fabray.data.validate import load_validated
     from fabray.data.windows import ALL, latest_window_ends, prepare
 
-    run = store.run_dir(version)
-    manifest = store.read_json(run / "manifest.json") or {}
-    first = next(e for e in manifest["models"].values() if e.get("status") == "ok")
+    opened = _stored_run(store, version)
+    run, manifest = opened.path, opened.manifest
+    first = next(iter(opened.models(status="ok").values()))
     prep = store.read_json(run / first["preprocessing"]) or {}
     task = TaskConfig.model_validate(prep.get("task") or manifest.get("task") or {})
     df = load_validated(path)

@@ -35,6 +35,7 @@ from typing import Any
 
 from fabray.errors import BadInputError
 from fabray.files import atomic_write_json, sha256_file, utc_now
+from fabray.run import MANIFEST, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +143,9 @@ class ModelStore:
         checked when it is promoted or served.
         """
         run = Path(run_dir).expanduser().resolve()
-        manifest = _read_json(run / "manifest.json") if run.is_dir() else None
-        if manifest is None or manifest.get("format") != "fabray-run":
+        if not (run / MANIFEST).is_file():
             raise BadInputError(f"not a fabray run directory (no valid manifest.json): {run}")
+        manifest = read_manifest(run)  # another format or a newer format_version: refused, saying how to convert
         if manifest.get("status") not in ("complete", "partial"):
             raise BadInputError(f"run {run} is not finished. Received: status={manifest.get('status')!r}")
         files = _run_files(run)
