@@ -46,8 +46,9 @@ def _make_run(
 ) -> Path:
     """A run directory at `path` (must not exist or be empty); returns its absolute path.
 
-    `models`: name → entry; an entry with status "ok" gets the four model files (unless it
-    names its own) written under models/<name>/. `files`: relative path → content, written
+    `models`: name → entry; an entry with status "ok" that names no file gets the four of
+    `fabray train` (model, history, preprocessing, config under models/<name>/); the files an
+    entry names are written ("{}") unless `files` wrote them. `files`: relative path → content, written
     first (e.g. a real preprocessing.json). `extra`: top-level manifest keys, set or replaced
     last. `checksums`: record each ok model's files' sha256 in its entry. `valid=False`: write
     the manifest as it is, without the writer's checks (a test's bad run).
@@ -61,13 +62,16 @@ def _make_run(
     for name, given in (DEFAULT_MODELS if models is None else models).items():
         entry = dict(given)
         if entry.get("status") == "ok":
-            for key, filename in MODEL_FILES.items():
-                rel = entry.setdefault(key, str((model_dir(run, name) / filename).relative_to(run)))
-                if not (run / rel).exists():
-                    (run / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (run / rel).write_text("{}")
+            if not any(entry.get(key) for key in MODEL_FILES):  # none named: the four of `fabray train`
+                entry.update({key: str((model_dir(run, name) / f).relative_to(run)) for key, f in MODEL_FILES.items()})
+            named = [key for key in MODEL_FILES if entry.get(key)]
+            for key in named:
+                target = run / entry[key]
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text("{}")
             if checksums:
-                entry["checksums"] = {entry[k]: sha256_file(run / entry[k]) for k in MODEL_FILES}
+                entry["checksums"] = {entry[k]: sha256_file(run / entry[k]) for k in named}
         entries[name] = entry
     manifest: dict[str, Any] = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION,
                                 "run_id": run.name, "status": "complete", "models": entries}
@@ -79,7 +83,7 @@ def _make_run(
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_run() -> Callable[..., Path]:
     """`make_run(path, models=None, *, files=None, extra=None, checksums=False, valid=True)`:
     a run directory written by fabray's own manifest writer (see `_make_run`)."""
