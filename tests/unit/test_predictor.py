@@ -19,13 +19,14 @@ OVERRIDES = {"lstm": {"lstm_units": [4], "head_units": [4]}, "rule": {"lstm_unit
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(tmp_path_factory, make_run) -> Path:
     """A run with two saved models (lstm, rule), one failed model and a manifest."""
     import keras
 
     from fabray.models import build_model
 
     run = tmp_path_factory.mktemp("run") / "r7"
+    saved = tmp_path_factory.mktemp("saved")  # keras writes here; make_run copies the bytes into the run
     rng = np.random.default_rng(0)
     scaler = Scaler(schema.FEATURES, tuple(rng.uniform(1, 5, F)), tuple(rng.uniform(0.5, 2, F)))
     prep = {
@@ -34,22 +35,19 @@ def run_dir(tmp_path_factory) -> Path:
         "task": {"lookback": LOOKBACK, "horizon": 5, "sla_delay_s": 60.0, "task": "event",
                  "nominal_transport_time_s": None},
     }
-    models = {}
+    models, files = {}, {}
     for name in ("lstm", "rule"):
-        d = run / "models" / name
-        d.mkdir(parents=True)
         overrides = dict(OVERRIDES[name])
         if name == "rule":
             overrides.update(feature_mean=list(scaler.mean), feature_scale=list(scaler.scale))
         model = build_model(name, LOOKBACK, F, overrides)
-        model.save(d / "model.keras")
-        (d / "preprocessing.json").write_text(json.dumps(prep))
+        model.save(saved / f"{name}.keras")
+        files[f"models/{name}/model.keras"] = (saved / f"{name}.keras").read_bytes()
+        files[f"models/{name}/preprocessing.json"] = json.dumps(prep)
         models[name] = {"status": "ok", "model": f"models/{name}/model.keras",
                         "preprocessing": f"models/{name}/preprocessing.json"}
     models["gru"] = {"status": "failed", "error": "boom"}
-    manifest = {"format": "fabray-run", "format_version": 1, "status": "partial", "models": models,
-                "task": prep["task"]}
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    run = make_run(run, models, files=files, extra={"status": "partial", "task": prep["task"]})
     keras.backend.clear_session()
     return run
 
