@@ -93,11 +93,9 @@ def test_unseen_zones_and_overlapping_periods_are_named():
     assert "before the training data ends" in measured
 
 
-def test_markdown_and_files(tmp_path):
-    run = tmp_path / "r1"
-    run.mkdir()
-    (run / "manifest.json").write_text(json.dumps({"format": "fabray-run", "format_version": 1, **MANIFEST}))
-    (run / "config.json").write_text(json.dumps({"site": {"shift_changes": ["07:00", "19:00"]}}))
+def test_markdown_and_files(make_run, tmp_path):
+    run = make_run(tmp_path / "r1", MANIFEST["models"], extra={k: v for k, v in MANIFEST.items() if k != "models"},
+                   files={"config.json": json.dumps({"site": {"shift_changes": ["07:00", "19:00"]}})})
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.md").write_text("# fabray evaluation\n\nleaderboard\n")

@@ -19,39 +19,34 @@ from fabray.errors import BadInputError
 MODELS = ("lstm", "rule")
 
 
-def _write(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
-
-
-def make_run(root: Path) -> Path:
-    """A run directory as `fabray train` lays it out: two landed models (2 and 3 epochs) and
-    one failed model; model.keras files are stand-in bytes (tracking only copies them)."""
-    run = root / "r1"
-    models = {}
+def tracked_run(make_run, root: Path) -> Path:
+    """A run directory as `fabray train` lays it out (built with the `make_run` fixture): two
+    landed models (2 and 3 epochs) and one failed model; model.keras files are stand-in bytes
+    (tracking only copies them)."""
+    models, files = {}, {}
     for i, name in enumerate(MODELS):
-        d = run / "models" / name
+        d = f"models/{name}"
         epochs = [{"model": name, "epoch": e, "epochs": 3, "loss": 1.0 / e, "val_pr_auc": 0.1 * e + i,
                    "val_f1": float("nan"), "improved": True, "precision": "float32", "epoch_seconds": 2.0}
                   for e in range(1, 3 + i)]
-        _write(d / "history.json", {"model": name, "best_epoch": len(epochs), "epochs": epochs})
-        _write(d / "config.json", {"model": name, "overrides": {"units": [8, 4]}, "task": {"lookback": 100},
-                                   "train": {"epochs": 3, "batch_size": 256}, "resources": {"CPU": 0.5}})
-        _write(d / "preprocessing.json", {"lookback": 100})
-        (d / "model.keras").write_bytes(b"keras-zip-" + name.encode())
+        files[f"{d}/history.json"] = json.dumps({"model": name, "best_epoch": len(epochs), "epochs": epochs})
+        files[f"{d}/config.json"] = json.dumps({"model": name, "overrides": {"units": [8, 4]},
+                                                "task": {"lookback": 100},
+                                                "train": {"epochs": 3, "batch_size": 256}, "resources": {"CPU": 0.5}})
+        files[f"{d}/preprocessing.json"] = json.dumps({"lookback": 100})
+        files[f"{d}/model.keras"] = b"keras-zip-" + name.encode()
         models[name] = {"status": "ok", "model": f"models/{name}/model.keras",
                         "history": f"models/{name}/history.json", "config": f"models/{name}/config.json",
                         "preprocessing": f"models/{name}/preprocessing.json", "best_epoch": len(epochs),
                         "epochs_run": len(epochs), "val_metrics": {"pr_auc": 0.5 + i, "f1": None},
                         "params": 1000 + i, "precision": "float32", "train_seconds": 4.5}
     models["gru"] = {"status": "failed", "error": "RuntimeError: out of memory", "epochs_run": 0}
-    manifest = {"format": "fabray-run", "format_version": 1, "run_id": "r1", "status": "partial",
+    files["config.json"] = json.dumps({"train": {"epochs": 3}})
+    manifest = {"run_id": "r1", "status": "partial",
                 "data": {"path": "/data/fab.parquet", "fingerprint": "sha256:abc", "rows": 1234,
                          "first_timestamp": "2026-01-01 00:00:00", "last_timestamp": "2026-01-03 23:59:00"},
-                "task": {"lookback": 100, "horizon": 10}, "config": "config.json", "models": models}
-    _write(run / "manifest.json", manifest)
-    _write(run / "config.json", {"train": {"epochs": 3}})
-    return run
+                "task": {"lookback": 100, "horizon": 10}, "config": "config.json"}
+    return make_run(root / "r1", models, files=files, extra=manifest)
 
 
 EVALUATION = {
@@ -133,9 +128,9 @@ def _artifacts(client, run_id: str, path: str | None = None) -> set[str]:
     return {f.path for f in client.list_artifacts(run_id, path)}
 
 
-def test_training_run_is_one_parent_with_a_child_per_model(store, tmp_path):
+def test_training_run_is_one_parent_with_a_child_per_model(make_run, store, tmp_path):
     uri, client = store
-    run = make_run(tmp_path)
+    run = tracked_run(make_run, tmp_path)
     tracked = tracking.log_training_run(run, uri, experiment="fab-test")
 
     experiment = client.get_experiment_by_name("fab-test")
@@ -168,9 +163,9 @@ def test_training_run_is_one_parent_with_a_child_per_model(store, tmp_path):
     assert gru.info.status == "FAILED" and "out of memory" in gru.data.tags["fabray.error"]
 
 
-def test_evaluation_run_links_to_the_training_run(store, tmp_path):
+def test_evaluation_run_links_to_the_training_run(make_run, store, tmp_path):
     uri, client = store
-    run = make_run(tmp_path)
+    run = tracked_run(make_run, tmp_path)
     tracked = tracking.log_training_run(run, uri)
     report = tmp_path / "report"
     report.mkdir()
@@ -186,11 +181,11 @@ def test_evaluation_run_links_to_the_training_run(store, tmp_path):
     assert "report/report.md" in _artifacts(client, run_id, "report")
 
 
-def test_config_uri_trains_into_the_store_and_a_failure_does_not_raise(store, tmp_path):
+def test_config_uri_trains_into_the_store_and_a_failure_does_not_raise(make_run, store, tmp_path):
     from fabray.config import FabrayConfig
 
     uri, client = store
-    run = make_run(tmp_path)
+    run = tracked_run(make_run, tmp_path)
     config = tracking.with_mlflow_uri(FabrayConfig(), uri)
     assert config.tracking.mlflow_uri == uri
     assert tracking.track_training_run(run, config).child_run_ids.keys() == {*MODELS, "gru"}
