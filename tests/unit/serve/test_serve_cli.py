@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fabray.cli import main
 
 
@@ -18,10 +16,8 @@ def test_a_directory_that_is_not_a_run_is_exit_2(tmp_path, capsys):
     assert "not a fabray run directory" in capsys.readouterr().err
 
 
-def test_bad_port_and_cpus_are_exit_2(tmp_path, capsys):
-    run = tmp_path / "r1"
-    run.mkdir()
-    (run / "manifest.json").write_text(json.dumps({"format": "fabray-run", "status": "complete", "models": {}}))
+def test_bad_port_and_cpus_are_exit_2(make_run, tmp_path, capsys):
+    run = make_run(tmp_path / "r1", {})
     assert main(["serve", "--run", str(run), "--port", "70000", "--store", str(tmp_path / "s")]) == 2
     assert "port" in capsys.readouterr().err
     assert main(["serve", "--run", str(run), "--num-cpus", "0"]) == 2

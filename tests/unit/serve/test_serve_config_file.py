@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,10 @@ def raw() -> dict:
     return yaml.safe_load(CONFIG.read_text())
 
 
-def fake_run(root: Path) -> Path:
-    run = root / "champion"
-    (run / "models" / "lstm").mkdir(parents=True)
-    (run / "models" / "lstm" / "model.keras").write_bytes(b"weights")
-    (run / "manifest.json").write_text(json.dumps({"format": "fabray-run", "status": "complete", "models": {}}))
-    return run
+@pytest.fixture
+def fake_run(make_run):
+    """`fake_run(root)`: a finished run the store imports (it lists no model; bytes stand in)."""
+    return lambda root: make_run(root / "champion", {}, files={"models/lstm/model.keras": b"weights"})
 
 
 def test_serve_deploy_schema_accepts_the_file(raw):
@@ -46,7 +43,7 @@ def test_serve_deploy_schema_accepts_the_file(raw):
     assert singletons == {KEEPER: 1, JOBS: 1}
 
 
-def test_the_builder_accepts_the_file_args_and_builds_the_application(raw, tmp_path):
+def test_the_builder_accepts_the_file_args_and_builds_the_application(raw, make_run, fake_run, tmp_path):
     from ray.serve import Application
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 
@@ -62,10 +59,7 @@ def test_the_builder_accepts_the_file_args_and_builds_the_application(raw, tmp_p
     assert store.live() == "v1"
 
     # promote_run: if_no_live — a redeploy never undoes a promotion made through the API since
-    second = tmp_path / "second"
-    (second / "models").mkdir(parents=True)
-    (second / "manifest.json").write_text(json.dumps({"format": "fabray-run", "status": "complete",
-                                                      "models": {}, "run_id": "r2"}))
+    second = make_run(tmp_path / "second", {}, extra={"run_id": "r2"})
     store.promote(store.import_run(second))
     call_user_app_builder_with_args_if_necessary(build_app, args)
     assert store.live() == "v2"
