@@ -178,7 +178,7 @@ def test_rayservice_manifest_runs_the_serve_config():
     assert token_dir in {m["mountPath"] for m in mounts}
 
 
-def test_serve_config_is_valid_for_serve_and_its_import_path_builds_the_app(tmp_path):
+def test_serve_config_is_valid_for_serve_and_its_import_path_builds_the_app(make_run, tmp_path):
     """Both Serve configs (serve.yaml and the RayService's) validate against Ray's ServeDeploySchema,
     and the builder they name, given their args with /fabray moved to a temp dir and a finished
     run there, returns a Serve Application."""
@@ -194,12 +194,8 @@ def test_serve_config_is_valid_for_serve_and_its_import_path_builds_the_app(tmp_
     (app,) = service["applications"]
     args = json.loads(json.dumps(app["args"]).replace("/fabray/", f"{tmp_path}/").replace(
         "/etc/fabray/", f"{tmp_path}/etc/"))
-    run = Path(args["run"])
-    (run / "models" / "rule").mkdir(parents=True)
-    (run / "models" / "rule" / "model.keras").write_bytes(b"not loaded at build time")
-    (run / "manifest.json").write_text(json.dumps({
-        "format": "fabray-run", "status": "complete",
-        "models": {"rule": {"status": "ok", "params": 1}}}))
+    make_run(args["run"], {"rule": {"status": "ok", "params": 1}},
+             files={"models/rule/model.keras": b"not loaded at build time"})
     Path(args["config"]).write_text("{}\n")
     builder = import_attr(app["import_path"])
     application = builder(args)
