@@ -80,11 +80,12 @@ def _test_pr_auc(run: Path, data: Path, model: str) -> float:
     return float(event_metrics(prepared.target[ends], prob)["pr_auc"])
 
 
-def test_warm_start_beats_a_cold_start_at_the_same_epoch_budget(world):
-    """One epoch on the new data from the parent's weights vs one epoch from scratch, with the
-    same settings and seed; replay is off here, so the warm start alone makes the difference.
-    Only the LSTM is fine-tuned (`models`; the rule model is carried over), and the two runs
-    train at the same time, one trainer each."""
+@pytest.fixture(scope="module")
+def one_epoch_runs(world) -> dict:
+    """Three one-epoch LSTM runs on the new data, trained at the same time (one trainer each):
+    "warm" and "cold" (from the parent's weights / from scratch, at training's learning rate,
+    replay off) and "wrecked" (a retrain at a learning rate that ruins the LSTM in one epoch).
+    The rule model is not selected in the retrains: it is carried over."""
     from concurrent.futures import ThreadPoolExecutor
 
     from fabray.config import FabrayConfig
@@ -94,12 +95,23 @@ def test_warm_start_beats_a_cold_start_at_the_same_epoch_budget(world):
 
     # training's learning rate for both (a retrain's default is a tenth of it)
     config = FabrayConfig.model_validate(_config(world["nominal"], replay_ratio=0.0, learning_rate=1e-3))
-    with ThreadPoolExecutor(2) as pool:
-        warm_f = pool.submit(retrain_run, world["parent"], world["new"], world["root"] / "warm", config,
-                             models=["lstm"])
-        cold_f = pool.submit(train_models, world["new"], world["root"] / "cold",
-                             apply_cli_overrides(config, models=["lstm"], epochs=1))
-        warm, cold = warm_f.result(), cold_f.result()
+    wrecking = FabrayConfig.model_validate(_config(world["nominal"], learning_rate=5.0))
+    root = world["root"]
+    with ThreadPoolExecutor(3) as pool:
+        futures = {
+            "warm": pool.submit(retrain_run, world["parent"], world["new"], root / "warm", config, models=["lstm"]),
+            "cold": pool.submit(train_models, world["new"], root / "cold",
+                                apply_cli_overrides(config, models=["lstm"], epochs=1)),
+            "wrecked": pool.submit(retrain_run, world["parent"], world["new"], root / "wrecked", wrecking,
+                                   models=["lstm"]),
+        }
+        return {name: f.result() for name, f in futures.items()}
+
+
+def test_warm_start_beats_a_cold_start_at_the_same_epoch_budget(world, one_epoch_runs):
+    """One epoch on the new data from the parent's weights vs one epoch from scratch, with the
+    same settings and seed; replay is off here, so the warm start alone makes the difference."""
+    warm, cold = one_epoch_runs["warm"], one_epoch_runs["cold"]
     assert warm.ok and cold.ok
     assert warm.manifest["models"]["lstm"]["epochs_run"] == cold.manifest["models"]["lstm"]["epochs_run"] == 1
     assert warm.manifest["retrain"]["replay"]["windows"] == 0
@@ -112,17 +124,14 @@ def test_warm_start_beats_a_cold_start_at_the_same_epoch_budget(world):
     assert warm_score > cold_score + 0.05, (warm_score, cold_score)
 
 
-def test_a_retrain_that_only_loses_keeps_the_parents_weights(world):
-    """A learning rate that wrecks the LSTM in one epoch: the warm start, scored and checkpointed
-    as epoch 0 (the parent's weights), stays the best epoch, and those weights land in RUN2."""
+def test_a_retrain_that_only_loses_keeps_the_parents_weights(world, one_epoch_runs):
+    """The wrecked LSTM: the warm start, scored and checkpointed as epoch 0 (the parent's
+    weights), stays the best epoch, and those weights land in RUN2."""
     import keras
 
     import fabray.models  # noqa: F401 - registers the custom layers
-    from fabray.config import FabrayConfig
-    from fabray.train.retrain import retrain_run
 
-    config = FabrayConfig.model_validate(_config(world["nominal"], learning_rate=5.0))
-    run = retrain_run(world["parent"], world["new"], world["root"] / "wrecked", config, models=["lstm"])
+    run = one_epoch_runs["wrecked"]
     assert run.ok
     entry = run.manifest["models"]["lstm"]
     epochs = json.loads((run.run_dir / entry["history"]).read_text())["epochs"]
