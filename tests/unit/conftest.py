@@ -1,18 +1,16 @@
 """Unit tests are fast and Ray-free: starting Ray here is a bug in the test.
 
-`make_run` is the one way unit tests build a run directory (issue 10): the files a manifest
-lists, and the manifest written by `fabray.run.write_manifest`, the writer `fabray train` uses."""
+`make_run` (tests/unit/run_factory.py, also a fixture here) is the one way unit tests build a run
+directory (issue 10)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from fabray.files import atomic_write_json, sha256_file
-from fabray.run import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, create_run_dir, model_dir, write_manifest
+from tests.unit.run_factory import make_run as _make_run
 
 
 @pytest.fixture(autouse=True)
@@ -28,63 +26,8 @@ def _forbid_ray_init(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray, "init", refuse)
 
 
-#: The models a default `make_run` lists: one trained, one failed (readers skip it).
-DEFAULT_MODELS: dict[str, dict[str, Any]] = {"lstm": {"status": "ok"}, "gru": {"status": "failed", "error": "boom"}}
-#: The files an "ok" model lists, by manifest key.
-MODEL_FILES = {"model": "model.keras", "history": "history.json", "preprocessing": "preprocessing.json",
-               "config": "config.json"}
-
-
-def _make_run(
-    path: str | Path,
-    models: Mapping[str, Mapping[str, Any]] | None = None,
-    *,
-    files: Mapping[str, bytes | str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    checksums: bool = False,
-    valid: bool = True,
-) -> Path:
-    """A run directory at `path` (must not exist or be empty); returns its absolute path.
-
-    `models`: name → entry; an entry with status "ok" that names no file gets the four of
-    `fabray train` (model, history, preprocessing, config under models/<name>/); the files an
-    entry names are written ("{}") unless `files` wrote them. `files`: relative path → content, written
-    first (e.g. a real preprocessing.json). `extra`: top-level manifest keys, set or replaced
-    last. `checksums`: record each ok model's files' sha256 in its entry. `valid=False`: write
-    the manifest as it is, without the writer's checks (a test's bad run).
-    """
-    run = create_run_dir(path)
-    for rel, content in (files or {}).items():
-        target = run / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        (target.write_bytes if isinstance(content, bytes) else target.write_text)(content)
-    entries: dict[str, dict[str, Any]] = {}
-    for name, given in (DEFAULT_MODELS if models is None else models).items():
-        entry = dict(given)
-        if entry.get("status") == "ok":
-            if not any(entry.get(key) for key in MODEL_FILES):  # none named: the four of `fabray train`
-                entry.update({key: str((model_dir(run, name) / f).relative_to(run)) for key, f in MODEL_FILES.items()})
-            named = [key for key in MODEL_FILES if entry.get(key)]
-            for key in named:
-                target = run / entry[key]
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text("{}")
-            if checksums:
-                entry["checksums"] = {entry[k]: sha256_file(run / entry[k]) for k in named}
-        entries[name] = entry
-    manifest: dict[str, Any] = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION,
-                                "run_id": run.name, "status": "complete", "models": entries}
-    manifest.update(extra or {})
-    if valid:
-        write_manifest(run, manifest)
-    else:
-        atomic_write_json(run / MANIFEST, manifest)
-    return run
-
-
 @pytest.fixture(scope="session")
 def make_run() -> Callable[..., Path]:
     """`make_run(path, models=None, *, files=None, extra=None, checksums=False, valid=True)`:
-    a run directory written by fabray's own manifest writer (see `_make_run`)."""
+    a run directory written by fabray's own manifest writer (see tests/unit/run_factory.py)."""
     return _make_run
