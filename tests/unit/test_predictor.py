@@ -158,6 +158,15 @@ def test_checksum_mismatch_is_refused(run_dir, tmp_path):
         RunPredictor.load(run, warm_up=False)
 
 
+def test_a_run_of_a_newer_manifest_format_is_refused_saying_how_to_convert(run_dir, tmp_path):
+    from fabray.predictor import RunPredictor
+
+    run = _copy(run_dir, tmp_path)
+    _edit_manifest(run, lambda m: m.update(format_version=2))
+    with pytest.raises(BadInputError, match=r"format_version 2 .*re-train it with this fabray"):
+        RunPredictor.load(run, warm_up=False)
+
+
 def test_ensemble_for_other_models_is_refused(run_dir, tmp_path):
     from fabray.ensemble import DynamicEnsemble, EnsembleParams
     from fabray.predictor import RunPredictor
