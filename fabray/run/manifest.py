@@ -33,8 +33,8 @@ MANIFEST_VERSION = 1
 FILE_KEYS = ("model", "history", "preprocessing", "config")
 #: What to do with a run this fabray cannot read (appended to the refusal).
 CONVERT_HINT = (
-    "re-train it with this fabray (`fabray train --config RUN/config.json --out NEW_RUN`), or read it "
-    "with the fabray version that wrote it (manifest `code.fabray`)"
+    "re-train it with this fabray (`fabray train --data DATA --config RUN/config.json --out NEW_RUN`, DATA "
+    "being the manifest's data.path), or read it with the fabray version that wrote it (manifest `code.fabray`)"
 )
 
 
