@@ -84,7 +84,18 @@ class FeedService:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    service = FeedService(tmp_path_factory.mktemp("feed"))
+    yield from _serving(tmp_path_factory.mktemp("feed"))
+
+
+@pytest.fixture()
+def fresh_server(tmp_path):
+    """A server of its own: a test that needs known buffers does not depend on which tests ran
+    before it on this worker."""
+    yield from _serving(tmp_path)
+
+
+def _serving(state_dir):
+    service = FeedService(state_dir)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     uv = uvicorn.Server(uvicorn.Config(build_http_app(service), log_level="warning", lifespan="off"))
@@ -172,16 +183,18 @@ def test_the_feed_scores_derives_outcomes_moves_weights_and_raises_alerts(server
     assert "/v1/observe" in requests.get(url + "/openapi.json", timeout=10).json()["paths"]
 
 
-def test_replay_feeds_a_file_minute_by_minute_and_a_second_replay_changes_nothing(server):
+def test_replay_feeds_a_file_minute_by_minute_and_a_second_replay_changes_nothing(fresh_server):
     from fabray.serve.replay import alerts_table, replay
 
-    url, service = server
+    url, service = fresh_server
+    r = observe(url, [row(z, m) for m in range(37, 43) for z in ZONES])  # full windows up to 08:42
+    assert r.status_code == 200, r.text
     frame = pd.DataFrame([row(z, m, queue=15.0 if m >= 70 else 2.0) for m in range(60, 80) for z in ZONES])
     frame.loc[3, "transport_time_s"] = None  # an empty minute travels as JSON null
     first = replay(frame, url, TOKEN)
     assert first.minutes == 20 and first.rows == 40 and first.skipped_minutes == 0
-    # every minute scored: the buffers already hold the earlier test's minutes, and the gap before
-    # minute 60 (flagged) leaves at most serve.degraded.max_gap_minutes missing in a window
+    # every minute scored: the buffers already hold minutes up to 42, and the gap before minute 60
+    # (flagged) leaves at most serve.degraded.max_gap_minutes missing in a window
     assert first.scored == 40 and first.gaps[0]["missing_minutes"] == 17
     assert first.opened and {a["alert_id"] for a in first.alerts} == set(first.opened)
     table = alerts_table(first.alerts)
