@@ -3,6 +3,10 @@
 Each sub-command is a small function that parses nothing itself: argparse does that here, and
 the work is done by library functions imported lazily (so `fabray validate` never loads
 TensorFlow or Ray).
+
+Why one file of ~500 lines: it is the CLI contract (DESIGN §8) in one place: every sub-command's
+flags and help beside the few lines that call the library, so `fabray --help` and this file
+read alike; the logic it calls lives in the library modules.
 """
 
 from __future__ import annotations

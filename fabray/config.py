@@ -2,6 +2,10 @@
 
 Every section is a frozen pydantic model with a description on every field. Pure code (data,
 models, ensemble) receives these immutable objects; it never reads files or environment itself.
+
+Why one file of ~700 lines: it is the settings reference (every key a YAML file may hold, its
+default and its meaning, read top to bottom like the `config` section of the docs); split by
+section it would scatter that reference and each section's cross-checks across modules.
 """
 
 from __future__ import annotations
