@@ -168,9 +168,17 @@ def inprocess(store_dir: Path, version: str, zones: list[str], windows: list, ar
     rules = ServeConfig().degraded
     lookback = bundle.predictor.lookback
 
+    def inputs(values: np.ndarray, window_zones: list[str]) -> np.ndarray:
+        """Observed windows [B, L, 12] → the models' raw inputs, with the context columns built as
+        the HTTP route builds them for a window without timestamp or neighbours (ends now)."""
+        if bundle.predictor.context is None:
+            return values
+        now = np.datetime64(time.strftime("%Y-%m-%dT%H:%M"), "m")
+        return bundle.predictor.window_inputs(values, zones=window_zones, end_times=[now] * len(values))
+
     def one(i: int) -> None:
         checked = check_window(windows[i % len(windows)], lookback=lookback, rules=rules)
-        x = checked.values[None]  # [1, L, F]
+        x = inputs(checked.values[None], [zones[i % len(zones)]])  # [1, L, F]
         scores, rule_scores = bundle.score(x)
         keeper.combine(version, [zones[i % len(zones)]], scores, rule_scores, [checked.degraded])
 
@@ -178,9 +186,10 @@ def inprocess(store_dir: Path, version: str, zones: list[str], windows: list, ar
         one(i)
     out: dict[str, Any] = {"_one": one}
 
-    stack = np.stack([check_window(w, lookback=lookback, rules=rules).values for w in windows])  # [Z, L, F]
+    stack = np.stack([check_window(w, lookback=lookback, rules=rules).values for w in windows])  # [Z, L, 12]
     reps = -(-args.batch_windows // len(windows))
-    batch = np.concatenate([stack] * reps)[: args.batch_windows]  # [32, L, F]
+    batch = inputs(np.concatenate([stack] * reps)[: args.batch_windows],
+                   [zones[i % len(zones)] for i in range(args.batch_windows)])  # [32, L, F]
     start = time.perf_counter()
     for _ in range(args.batches):
         scores, rule_scores = bundle.score(batch)
@@ -276,7 +285,7 @@ def batch_job(url: str, data: Path, token: str) -> dict[str, Any]:
     r.raise_for_status()
     job = r.json()["job_id"]
     while True:
-        status = requests.get(f"{url}/v1/batch/{job}").json()
+        status = requests.get(f"{url}/v1/batch/{job}", headers=headers).json()  # token required
         if status["status"] in ("succeeded", "failed"):
             break
         time.sleep(0.2)
