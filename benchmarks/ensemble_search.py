@@ -118,7 +118,7 @@ def test_metrics(served: Any, predictor: Any, prepared: Any, ends: np.ndarray, s
     data = ValidationScores(
         model_names=served.model_names, scores=scores, outcomes=target, zone_codes=prepared.zone_codes[ends],
         zone_names=tuple(prepared.zones), feedback_lag=lag, segments=segment_codes(prepared, ends),
-        minute_delay_s=minute_delays(prepared, ends, predictor.scaler), sla_delay_s=float(predictor.task.sla_delay_s),
+        minute_delay_s=minute_delays(prepared, ends), sla_delay_s=float(predictor.task.sla_delay_s),
         horizon=int(predictor.task.horizon),
     )
     return scored_metrics(data, prob, served.threshold, served.alarm)  # under its served alarm policy

@@ -235,13 +235,10 @@ def fit_keras_scores(prepared: Any, train: np.ndarray, val: np.ndarray, test: np
 
     from fabray.data.tf_windows import window_dataset
     from fabray.models import build_model, model_loss
-    from fabray.models.rule import input_scaling
 
     overrides = dict(SMALL_OVERRIDES[family])
-    if family == "rule":
-        overrides.update(input_scaling(prepared.scaler))
     keras.utils.set_random_seed(seed)
-    model = build_model(family, prepared.lookback, prepared.features.shape[1], overrides)
+    model = build_model(family, prepared.lookback, prepared.features.shape[1], overrides, prepared.scaler)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=model_loss(family, "event", overrides))
     data = window_dataset(prepared.features, prepared.fit_target, train, prepared.lookback, batch_size,
                           shuffle=True, seed=seed)
@@ -331,7 +328,7 @@ def run(
                 bar.update()
                 bar.set_postfix_str(f"s{seed} ew{ew} {variant} rules")
                 t0 = time.perf_counter()
-                rule_over = {**SMALL_OVERRIDES["rule"], **_rule_scaling(p)}
+                rule_over = dict(SMALL_OVERRIDES["rule"])
                 pv = bl.rules_scores(p.features, val, p.lookback, rule_over)
                 pt = bl.rules_scores(p.features, test, p.lookback, rule_over)
                 res = evaluate_scores(p, task, val, pv, test, pt)
@@ -369,12 +366,6 @@ def run(
         "rows": rows,
         "aggregate": aggregate(rows),
     })
-
-
-def _rule_scaling(prepared: Any) -> dict[str, Any]:
-    from fabray.models.rule import input_scaling
-
-    return input_scaling(prepared.scaler)
 
 
 def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

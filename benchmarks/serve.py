@@ -109,6 +109,7 @@ def default_zoo_run(template: Path, out: Path) -> Path:
     from fabray.config import FabrayConfig
     from fabray.data.scaler import Scaler
     from fabray.models import MODELS, build_model
+    from fabray.run import MANIFEST_VERSION
     from fabray.train.prepare import effective_overrides
 
     if (out / "manifest.json").exists() and "ensemble" not in json.loads((out / "manifest.json").read_text()):
@@ -117,17 +118,17 @@ def default_zoo_run(template: Path, out: Path) -> Path:
     first = next(iter(manifest["models"].values()))
     prep = json.loads((template / first["preprocessing"]).read_text())
     scaler = Scaler.from_dict(prep["scaler"])
-    overrides = effective_overrides(FabrayConfig(), list(MODELS), scaler)
+    overrides = effective_overrides(FabrayConfig(), list(MODELS))
     entries = {}
     for name in MODELS:
         folder = out / "models" / name
         folder.mkdir(parents=True, exist_ok=True)
-        model = build_model(name, prep["lookback"], len(prep["features"]), overrides[name])
+        model = build_model(name, prep["lookback"], len(scaler.features), overrides[name], scaler)
         model.save(folder / "model.keras")
         shutil.copyfile(template / first["preprocessing"], folder / "preprocessing.json")
         entries[name] = {"status": "ok", "params": int(model.count_params()),
                          "model": f"models/{name}/model.keras", "preprocessing": f"models/{name}/preprocessing.json"}
-    manifest.update(models=entries, run_id="default-zoo-untrained")
+    manifest.update(models=entries, run_id="default-zoo-untrained", format_version=MANIFEST_VERSION)
     manifest.pop("config", None)
     # the template's fitted ensemble (ensemble.json, not copied) is for its own models, not these
     # six: the zoo is served with the configured ensemble (it failed to load before: issue 13)

@@ -5,7 +5,7 @@
 
 What it measures, for each of the six models at default size (lookback and batch size from the
 default `FabrayConfig`, the simulator's 16 zones, features as `fabray train` prepares them, the
-`rule` model's scaler overrides from `fabray.train.prepare.effective_overrides`), all in the same
+`rule` model's overrides from `fabray.train.prepare.effective_overrides`, every model's scaling layer from the fitted scaler), all in the same
 run so that every figure has its baseline next to it:
 
 - **settings**, each a Keras `fit` of `--steps` timed steps (after one untimed step per call, in
@@ -192,13 +192,13 @@ def _step_times() -> Any:
 
 
 def compiled(name: str, config: Any, overrides: dict, n_features: int, weights: list | None,
-             jit: bool) -> Any:
+             jit: bool, scaler: Any = None) -> Any:
     """The model compiled as `fabray.train.loop._compiled` does, with `jit_compile=jit`."""
     import keras
 
     from fabray.models import build_model, model_loss
 
-    model = build_model(name, config.task.lookback, n_features, overrides)
+    model = build_model(name, config.task.lookback, n_features, overrides, scaler)
     if weights is not None:
         model.set_weights(weights)
     loss = keras.losses.get(model_loss(name, config.task.task, overrides))
@@ -214,14 +214,15 @@ def timed_fit(model: Any, ds: Any, steps: int, batch_size: int) -> float:
 
 
 def bench_model(name: str, config: Any, overrides: dict, n_features: int, inputs: dict[str, Any],
-                sanity: tuple[Any, Any], steps: int, rounds: int, sanity_steps: int) -> dict[str, Any]:
+                sanity: tuple[Any, Any], steps: int, rounds: int, sanity_steps: int,
+                scaler: Any = None) -> dict[str, Any]:
     """One model: XLA compiles?, first-step seconds, numerical sanity, and the settings' rates."""
     import keras
 
     from fabray.models import build_model
 
     keras.utils.set_random_seed(config.train.seed)
-    weights = build_model(name, config.task.lookback, n_features, overrides).get_weights()
+    weights = build_model(name, config.task.lookback, n_features, overrides, scaler).get_weights()
     (train_x, train_y), (eval_x, eval_y) = sanity
     out: dict[str, Any] = {"params": int(sum(np.prod(w.shape) for w in weights))}
     models: dict[bool, Any] = {}
@@ -229,7 +230,7 @@ def bench_model(name: str, config: Any, overrides: dict, n_features: int, inputs
     for jit in (False, True):
         key = "xla" if jit else "no_xla"
         try:
-            model = compiled(name, config, overrides, n_features, weights, jit)
+            model = compiled(name, config, overrides, n_features, weights, jit, scaler)
             out[f"jit_compile_effective_{key}"] = bool(model.jit_compile)
             if "initial_loss" not in out:
                 out["initial_loss"] = float(model.evaluate(eval_x, eval_y, batch_size=len(eval_x), verbose=0))
@@ -329,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     precision = apply_precision(config.train.precision)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    overrides = effective_overrides(config, names, prepared.scaler)
+    overrides = effective_overrides(config, names)
     n_features, batch = facts["n_features"], config.train.batch_size
     lookback = config.task.lookback
 
@@ -354,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             t0 = time.time()
             try:
                 per_model[name] = bench_model(name, config, overrides[name], n_features, inputs, sanity,
-                                              args.steps, args.rounds, args.sanity_steps)
+                                              args.steps, args.rounds, args.sanity_steps, prepared.scaler)
             except Exception as err:  # noqa: BLE001 - report and go on with the other models
                 logger.exception("%s failed", name)
                 per_model[name] = {"error": f"{type(err).__name__}: {str(err)[:600]}"}

@@ -7,7 +7,7 @@ and prepared in the driver (`Forecaster.predict` → `RunPredictor.prepare`), an
 replayed over the windows there (`Forecaster._combine`); only the expensive step, every model's
 forward pass over every window, runs on Ray Data (`RayDataScorer`). As in training
 (`fabray.train.ray_windows`) and the serving batch jobs (`fabray.serve.batch`), the windows are
-never materialized in the driver: the scaled series goes into the object store once, Ray Data
+never materialized in the driver: the raw series goes into the object store once, Ray Data
 shards the window END rows, and each scoring actor (`WindowScorer`: the run's models loaded once
 per actor, warm) gathers its batch's windows by index and scores them. Columns of the Parquet
 file: zone, end_time, score_<model>..., probability, threshold, decision.
@@ -44,7 +44,7 @@ END = "end"  # the dataset's column of window END rows (`fabray.train.ray_window
 class WindowScorer:
     """Ray Data UDF (one per actor): the run's models, loaded once, score batches of windows.
 
-    `series` is a one-element list holding the object ref of the scaled features [N, F] (Ray
+    `series` is a one-element list holding the object ref of the raw features [N, F] (Ray
     Data does not resolve refs in constructor args, so it is fetched here, zero-copy)."""
 
     def __init__(self, run_dir: str, lookback: int, series: list) -> None:
@@ -53,15 +53,15 @@ class WindowScorer:
         from fabray.predictor import RunPredictor
 
         self.predictor = RunPredictor.load(run_dir)
-        self.features = ray.get(series[0])  # [N, F] float32, scaled
+        self.features = ray.get(series[0])  # [N, F] float32, raw
         self.lookback = int(lookback)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from fabray.data.windows import gather_windows
 
         ends = np.asarray(batch[END], dtype=np.int64)  # [B]
-        x = gather_windows(self.features, ends, self.lookback)  # [B, L, F] scaled
-        scores = self.predictor.score_scaled(x)  # {model: [B]}
+        x = gather_windows(self.features, ends, self.lookback)  # [B, L, F] raw
+        scores = self.predictor.score(x)  # {model: [B]}
         return {END: ends, **{f"score_{name}": s for name, s in scores.items()}}
 
 

@@ -1,5 +1,13 @@
 """Score windows with a trained run: every model, the stored scaler, the fitted ensemble.
 
+Windows are RAW (the units of the data file): every model z-scores its input in its first layer
+(`fabray.models.scaling.FeatureScaling`). `RunPredictor.score` is the one scoring call.
+
+Runs of format 1 (manifest `format_version` 1, or none) stored models that take windows
+z-scored outside them; they still load: each is wrapped at load as
+`FeatureScaling(the run's stored scaler) → the stored model`, so it takes raw windows like a
+format-2 model (the stored `rule` model un-scales internally, as it always did).
+
 `RunPredictor.load(run_dir)` reads a run directory written by `fabray train` (and, when it has
 been run, `fabray ensemble`): the manifest, every model whose status is "ok", the scaler and
 nominal transport times (`models/<name>/preprocessing.json`), the task, and `ensemble.json`.
@@ -38,7 +46,7 @@ from fabray.config import TaskConfig
 from fabray.data.scaler import Scaler
 from fabray.errors import BadInputError
 from fabray.numeric import sigmoid
-from fabray.run import Run
+from fabray.run import MANIFEST_VERSION, Run
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +105,8 @@ class RunPredictor:
             observed features plus the context columns) and the target horizon.
         context: the run's context inputs (`fabray.data.context.ContextSpec`), None without.
         task: the run's `TaskConfig` ("event": scores are probabilities; "delay": seconds).
-        scaler: the training split's feature scaler.
+        scaler: the training split's feature statistics (the models' first layer holds them).
+        format_version: the run's format (1: its models were wrapped at load to take raw windows).
         nominal_s: nominal transport time per zone, seconds.
         ensemble: the fitted `EnsembleSpec`, or None before `fabray ensemble` ran.
         manifest: the manifest as read.
@@ -118,6 +127,7 @@ class RunPredictor:
         n_features: int,
         ensemble: EnsembleSpec | None = None,
         context: Any = None,
+        format_version: int = MANIFEST_VERSION,
         warm_up: bool = True,
     ) -> None:
         if not models:
@@ -135,6 +145,7 @@ class RunPredictor:
         self.horizon = int(task.horizon)
         self.ensemble = ensemble
         self.context = context
+        self.format_version = int(format_version)
         self._models = dict(models)
         self._zoo = self._compile_zoo()
         if warm_up:
@@ -202,6 +213,13 @@ class RunPredictor:
                 f"{list(expected_columns)}"
             )
         lookback, n_features = int(first["lookback"]), len(scaler.features)
+        format_version = opened.typed.format_version
+        if format_version < MANIFEST_VERSION:  # format 1: the models take z-scored windows
+            from fabray.models.scaling import prepend_scaling
+
+            logger.info("run %s has run format %d: its models get the stored scaler as first layer",
+                        run.name, format_version)
+            models = {name: prepend_scaling(model, (scaler.mean, scaler.scale)) for name, model in models.items()}
         for name, model in models.items():
             shape = tuple(model.input_shape[1:])
             if shape != (lookback, n_features):
@@ -213,7 +231,8 @@ class RunPredictor:
         ensemble = None
         ens_entry = manifest.get("ensemble")
         if isinstance(ens_entry, Mapping) and ens_entry.get("file"):
-            ensemble = _load_ensemble(verify(ens_entry["file"]), tuple(ok))
+            ensemble = _load_ensemble(verify(ens_entry["file"]), tuple(ok),
+                                      scaler if format_version < MANIFEST_VERSION else None)
 
         version = str(manifest.get("run_id") or run.name)
         logger.info("loaded run %s: models %s%s", version, ok, ", fitted ensemble" if ensemble else "")
@@ -222,13 +241,13 @@ class RunPredictor:
             scaler=scaler, nominal_s=first["nominal_s"],
             zones=tuple(first.get("zones") or first["nominal_s"]), task=task,
             lookback=lookback, n_features=n_features, ensemble=ensemble, context=context,
-            warm_up=warm_up,
+            format_version=format_version, warm_up=warm_up,
         )
 
     # ------------------------------------------------------------------ model calls
 
     def _compile_zoo(self) -> Callable[[np.ndarray], np.ndarray]:
-        """Every model in ONE traced graph: f(x [B, L, F] float32 scaled) -> [M, B] float32, the
+        """Every model in ONE traced graph: f(x [B, L, F] float32 raw) -> [M, B] float32, the
         models in `model_names` order. One call per request instead of one per model: the
         per-call overhead is paid once, and TensorFlow may run the members' ops side by side."""
         import keras
@@ -260,12 +279,13 @@ class RunPredictor:
         return sigmoid(out) if self.task.task == "event" else out.astype(np.float64)
 
     def zoo_outputs(self, windows: np.ndarray) -> np.ndarray:
-        """Every model's raw output (logit or seconds) for scaled windows [B, L, F]: [M, B]
+        """Every model's raw output (logit or seconds) for raw windows [B, L, F]: [M, B]
         float32, rows in `model_names` order, in one call of the zoo's graph."""
         return self._zoo(np.ascontiguousarray(windows, dtype=np.float32))
 
-    def score_scaled(self, windows: np.ndarray) -> dict[str, np.ndarray]:
-        """Scores of already-scaled windows [B, L, F]: {model name: [B] float64}."""
+    def score(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+        """Scores of the models' raw inputs [B, L, F] (the 12 features, then the context
+        columns; `window_inputs` builds them): {model name: [B] float64}."""
         out = self.zoo_outputs(windows)  # [M, B]
         return {name: self._outputs_to_scores(out[i]) for i, name in enumerate(self.model_names)}
 
@@ -306,10 +326,9 @@ class RunPredictor:
     ) -> dict[str, np.ndarray]:
         """Each model's score of raw-unit windows [B, L, 12] (oldest minute first, features in
         `fabray.schema.FEATURES` order): {model name: [B] float64}, a probability for the
-        "event" task. The context inputs are built here (`window_inputs`), then the stored
-        scaler is applied."""
+        "event" task. The context inputs are built here (`window_inputs`)."""
         x = self.window_inputs(windows_raw, zones=zones, end_times=end_times, neighbours=neighbours, plans=plans)
-        return self.score_scaled(self.scaler.transform(x))
+        return self.score(x)
 
     def window_inputs(
         self,
@@ -373,8 +392,8 @@ class RunPredictor:
         n_batches = math.ceil(len(ends) / batch_size)
         for start in _progress(range(0, len(ends), batch_size), n_batches, progress, self.version):
             chunk = ends[start:start + batch_size]
-            x = gather_windows(prepared.features, chunk, self.lookback)  # [C, L, F] scaled
-            for name, scores in self.score_scaled(x).items():
+            x = gather_windows(prepared.features, chunk, self.lookback)  # [C, L, F] raw
+            for name, scores in self.score(x).items():
                 out[name][start:start + len(chunk)] = scores
         return out
 
@@ -386,7 +405,7 @@ class RunPredictor:
             )
         if prepared.scaler != self.scaler:
             raise BadInputError(
-                f"prepared data was scaled with another scaler than run {self.version}'s: "
+                f"prepared data was fitted with another scaler than run {self.version}'s: "
                 "use RunPredictor.prepare(df)"
             )
 
@@ -418,6 +437,21 @@ class RunPredictor:
             raise BadInputError(f"no model {name!r} in run {self.version}; models: {list(self.model_names)}")
         return self._models[name]
 
+    def rule_activations(self, windows: np.ndarray) -> tuple[list[str], np.ndarray] | None:
+        """How much each rule of the run's `rule` model fires on raw model inputs [K, L, F]:
+        (rule names, [K, R] float64 in [0, 1]); None when the run has no rule model."""
+        from fabray.models.rule import RuleScore
+
+        if "rule" not in self._models:
+            return None
+        layer = next((l for l in _layers(self._models["rule"]) if isinstance(l, RuleScore)), None)
+        if layer is None:
+            return None
+        x = np.asarray(windows, dtype=np.float32)  # [K, L, F] raw
+        if layer.feature_mean is not None:  # a format-1 layer un-scales its (z-scored) input
+            x = self.scaler.transform(x)
+        return [rule["name"] for rule in layer.rules], np.asarray(layer.rule_activations(x), dtype=np.float64)
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary (GET /v1/models)."""
         return {
@@ -439,8 +473,11 @@ class RunPredictor:
 # ---------------------------------------------------------------------------- internals
 
 
-def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
+def _load_ensemble(path: Path, model_names: tuple[str, ...], legacy_scaler: Scaler | None = None) -> EnsembleSpec:
+    """`ensemble.json`; `legacy_scaler`: a format-1 run's scaler, whose gate was fitted on z-scored
+    context: it is converted to take the raw context every window now carries."""
     from fabray.ensemble import EnsembleParams
+    from fabray.ensemble.gate import gate_on_raw_context
     from fabray.ensemble.served import ServedEnsemble
 
     data = _read_json(path, "ensemble")
@@ -454,19 +491,32 @@ def _load_ensemble(path: Path, model_names: tuple[str, ...]) -> EnsembleSpec:
         )
     from fabray.alarm import AlarmPolicy
 
+    state = data.get("state")
     try:
+        if legacy_scaler is not None and isinstance(state, Mapping) and state.get("gate"):
+            index = [int(i) for i in state.get("context_index") or ()]
+            state = {**state, "gate": gate_on_raw_context(state["gate"], [legacy_scaler.mean[i] for i in index],
+                                                          [legacy_scaler.scale[i] for i in index])}
         params = EnsembleParams.from_dict(data["params"])
         static = EnsembleParams.from_dict(data["static_params"])
-        ServedEnsemble.from_state(data["state"])  # validates the state once, here
+        ServedEnsemble.from_state(state)  # validates the state once, here
     except (KeyError, TypeError, ValueError) as err:
         raise BadInputError(f"{path}: invalid ensemble: {err}") from err
     return EnsembleSpec(
-        params=params, state=data["state"], static_params=static, model_names=names,
+        params=params, state=state, static_params=static, model_names=names,
         feedback_lag=int(data.get("feedback_lag", 1)),
         model_thresholds={str(k): float(v) for k, v in (data.get("model_thresholds") or {}).items()},
         raw=data,
         model_alarms={str(k): AlarmPolicy.from_dict(v) for k, v in (data.get("model_alarms") or {}).items()},
     )
+
+
+def _layers(model: Any) -> Iterator[Any]:
+    """Every layer of a Keras model, nested models' layers included (a format-1 model is nested)."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
 
 
 def _progress(items: range, total: int, progress: bool | None, label: str) -> Iterator[int]:

@@ -4,7 +4,7 @@
 `fabray evaluate` the training and validation splits (to fit the tree baseline and pick every
 threshold on validation, never on test). Both re-read the run's data file, which the manifest
 names with its sha256 fingerprint, and prepare it exactly as training did: same split fractions,
-same scaler, same nominal transport times. A moved file can be given explicitly; a changed file
+same scaler statistics, same nominal transport times. A moved file can be given explicitly; a changed file
 is refused (its splits would not be the ones the models were selected on).
 """
 
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunData:
-    """A run's training data, prepared with the run's scaler into train/val/test splits."""
+    """A run's training data (raw), prepared with the run's scaler and nominals into train/val/test splits."""
 
     path: Path
     fingerprint: str
@@ -65,10 +65,13 @@ def run_config(predictor: RunPredictor) -> FabrayConfig:
 
 def rule_overrides(predictor: Any, config: FabrayConfig | None = None) -> dict[str, Any]:
     """The `rule` model's hyper-parameters as the run has them: its trained rule model's stored
-    overrides (which carry the scaler's mean and scale), else `train.model_overrides["rule"]` of
-    the run's config (`config`, default `run_config(predictor)`) on the run's scaler. Evaluation's
-    rules baseline and serving's degraded answers use it for a run trained without `rule`, so
-    both apply the rules the run was configured with, not the defaults."""
+    overrides, else `train.model_overrides["rule"]` of the run's config (`config`, default
+    `run_config(predictor)`); without the scaler statistics a format-1 run stored there (the
+    rules read raw windows). Evaluation's rules baseline and serving's degraded answers use it
+    for a run trained without `rule`, so both apply the rules the run was configured with, not
+    the defaults."""
+    from fabray.models.rule import LEGACY_OVERRIDES
+
     entry = predictor.manifest.get("models", {}).get("rule") or {}
     path = predictor.run_dir / entry["config"] if entry.get("config") else None
     if path is not None and path.is_file():
@@ -76,11 +79,7 @@ def rule_overrides(predictor: Any, config: FabrayConfig | None = None) -> dict[s
     else:
         config = config if config is not None else run_config(predictor)
         overrides = dict(config.train.model_overrides.get("rule", {}))
-    if "feature_mean" not in overrides and "feature_scale" not in overrides:
-        from fabray.models.rule import input_scaling
-
-        overrides.update(input_scaling(predictor.scaler))  # names too: the inputs may hold context
-    return overrides
+    return {key: value for key, value in overrides.items() if key not in LEGACY_OVERRIDES}
 
 
 #: Sections of a run's config.json that ensemble fitting and evaluation read.

@@ -1,4 +1,8 @@
-"""Per-feature z-score scaling, fitted on the training split and stored with the model (DESIGN §1).
+"""Per-feature z-score statistics, fitted on the training split and stored with the model (DESIGN §1).
+
+The scaling itself is the first layer of every model (`fabray.models.scaling.FeatureScaling`,
+built from a fitted `Scaler`): windows are raw at every boundary. `Scaler.transform` remains for
+the models of run format 1, which take z-scored windows (`fabray.predictor`).
 
 Pure numpy. `Scaler.fit` learns a mean and a scale per feature; `to_dict` / `from_dict` turn it
 into JSON-able data and back exactly (Python floats round-trip through JSON without loss).
@@ -7,11 +11,11 @@ A feature that is (nearly) constant over the training rows (std below `std_floor
 `hot_lots` always 0) is only centred, with scale 1.0, as scikit-learn's StandardScaler does.
 Flooring the std at a tiny epsilon instead would turn a later change of 1 into 1/epsilon.
 
-Memory: `column_stats` fits one feature at a time and `scale_columns` builds the [N, F] float32
-z-scores from columns given one by one, so data preparation never holds the raw series as an
-[N, F] float64 array (`fabray.data.windows.prepare`). Both give bit for bit what `Scaler.fit` /
-`transform` give on the stacked columns: the sums run in row order (numpy's reduction along the
-rows of an [N, F] array, F > 1, is that sequential sum).
+Memory: `column_stats` fits one feature at a time and `stack_columns` builds the [N, F] float32
+raw series from columns given one by one, so data preparation never holds the raw series as an
+[N, F] float64 array (`fabray.data.windows.prepare`). The statistics are bit for bit what
+`Scaler.fit` gives on the stacked columns: the sums run in row order (numpy's reduction along
+the rows of an [N, F] array, F > 1, is that sequential sum).
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ def column_stats(values: np.ndarray, *, std_floor: float = DEFAULT_STD_FLOOR) ->
     return float(mean), float(1.0 if std < std_floor else std)
 
 
-def scale_columns(
+def stack_columns(
     columns: Iterable[np.ndarray],
     n_rows: int,
     features: Sequence[str],
@@ -152,12 +156,12 @@ def scale_columns(
     scaler: Scaler | None = None,
     std_floor: float = DEFAULT_STD_FLOOR,
 ) -> tuple[np.ndarray, Scaler]:
-    """The [n_rows, F] float32 z-scores of raw feature columns given one at a time ([n_rows]
+    """The [n_rows, F] float32 raw series of feature columns given one at a time ([n_rows]
     each, `features` order), and the scaler: `scaler`, or fitted on the rows `fit_rows` ([N]
-    bool) of each column. Equal to `Scaler.fit(x[fit_rows])` and `.transform(x)` of the
-    stacked x, while holding only the output and one column (plus its temporaries)."""
+    bool) of each column (equal to `Scaler.fit(x[fit_rows])` of the stacked float64 x), while
+    holding only the output and one column (plus its temporaries)."""
     if scaler is None and fit_rows is None:
-        raise ValueError("scale_columns needs fit_rows= to fit a scaler, or a fitted scaler=")
+        raise ValueError("stack_columns needs fit_rows= to fit a scaler, or a fitted scaler=")
     if scaler is not None and tuple(scaler.features) != tuple(features):
         raise ValueError(f"the scaler's features {list(scaler.features)} are not {list(features)}")
     out = np.empty((n_rows, len(features)), dtype=np.float32)  # [N, F]
@@ -180,12 +184,8 @@ def scale_columns(
             del fit
             means.append(mean)
             scales.append(scale)
-        else:
-            mean, scale = scaler.mean[j], scaler.scale[j]
-        z = values - np.float64(mean)  # [N] float64, as Scaler.transform computes it
-        z /= np.float64(scale)
-        out[:, j] = z  # cast to float32 here
-        del z, values
+        out[:, j] = values  # cast to float32 here
+        del values
     if j + 1 != len(features):
         raise ValueError(f"expected {len(features)} columns {list(features)}. Received: {j + 1}")
     if scaler is None:

@@ -2,7 +2,7 @@
 
 A sample is the window of `lookback` minutes of one zone ending at minute t; its target comes
 from minutes t+1 … t+horizon. Nothing here materializes all windows (for the `poc` data that
-would be 3.75 GB): `prepare` returns the scaled series as ONE contiguous float32 array, all zones
+would be 3.75 GB): `prepare` returns the raw series as ONE contiguous float32 array, all zones
 concatenated in (zone, time) order, and each sample is addressed by the row of its END minute.
 `gather_windows` builds a batch of windows from their end rows on the fly.
 
@@ -16,6 +16,10 @@ b = ⌊T·(train_fraction + val_fraction)⌋. A window belongs to a split when a
 and target, lie in that split's span. So consecutive splits' window ends are at least
 lookback + horizon minutes apart (the last train window's target ends before the first val
 window's input starts): that gap is exactly what keeps any minute out of two splits.
+
+Raw units. The series is not scaled here: the scaler's statistics are fitted here and travel
+inside every model (its first layer, `fabray.models.scaling.FeatureScaling`), so windows are raw
+at every boundary.
 
 Fitting. The scaler and each zone's nominal transport time are fitted on the train span's rows
 (the rows, not only the window ends). `prepare(df, task, split=None, scaler=..., ...)` is the
@@ -38,7 +42,7 @@ import pandas as pd
 from fabray import schema
 from fabray.config import SplitConfig, TaskConfig
 from fabray.data.context import ContextSpec, iter_context_columns
-from fabray.data.scaler import Scaler, scale_columns
+from fabray.data.scaler import Scaler, stack_columns
 from fabray.data.targets import delay_events, delay_targets
 from fabray.errors import BadInputError
 
@@ -51,9 +55,9 @@ MINUTE_NS = 60 * 1_000_000_000
 
 @dataclass(frozen=True, eq=False)
 class PreparedData:
-    """The scaled series, its targets and its splits, addressed by window END row."""
+    """The raw series, its targets and its splits, addressed by window END row."""
 
-    features: np.ndarray  # [N, F] float32, scaled, (zone, time) order, NaN-free
+    features: np.ndarray  # [N, F] float32, RAW units (the models scale), (zone, time) order, NaN-free
     target: np.ndarray  # [N] float32: delay_event 0/1 ("event") or delay_s ("delay"); NaN = undefined
     delay_s: np.ndarray  # [N] float32 mean future delay of the window ending at row i; NaN = undefined
     zone_codes: np.ndarray  # [N] int32 index into `zones`
@@ -163,7 +167,7 @@ def prepare(
     nominal_s: Mapping[str, float] | None = None,
     context: ContextSpec | None = None,
 ) -> PreparedData:
-    """Sort, segment, fill, scale, label and split a validated zone-minute frame.
+    """Sort, segment, fill, fit the scaler on, label and split a validated zone-minute frame.
 
     `split`: a SplitConfig → splits "train"/"val"/"test" (ends with a defined target, windows
     inside their split's span); None → scoring mode: one split "all" of every end with a full
@@ -193,7 +197,7 @@ def prepare(
         )
 
     # Memory: the raw series never exists as an [N, F] float64 block; each raw column ([N]
-    # float64, read from the frame in (zone, time) order) is scaled into the float32 output and
+    # float64, read from the frame in (zone, time) order) is copied into the float32 output and
     # dropped, so the peak beyond the frame is the output plus a few [N] vectors.
     zone_codes, zones, timestamps, order = _sorted_index(df)  # [N], (Z), [N], [N]
     _check_features(df)
@@ -226,7 +230,7 @@ def prepare(
             yield from iter_context_columns(context, zone_codes, zones, timestamps, observed,
                                             nominal_per_row, plan)
 
-    features, scaler = scale_columns(raw_columns(), n, columns, fit_rows=fit_rows, scaler=scaler)
+    features, scaler = stack_columns(raw_columns(), n, columns, fit_rows=fit_rows, scaler=scaler)
 
     # targets: the horizon after row i; NaN where it leaves the segment (zone change or gap).
     # future_mean over the concatenated series equals it per segment wherever after >= horizon

@@ -133,7 +133,7 @@ class EnsembleFit:
 def validation_scores(predictor: Any, prepared: Any, feedback_lag: int) -> ValidationScores:
     """Score the validation windows with every model of the run; carry what the lead metrics
     need (segments, each row's own delay, the run's SLA and horizon) and what the gate needs
-    (each window's last-minute context in the run's scaled inputs, its time in minutes)."""
+    (each window's last-minute context in the run's raw inputs, its time in minutes)."""
     from fabray.ensemble.gate import context_index
     from fabray.evaluate import minute_delays
     from fabray.run_data import segment_codes
@@ -150,7 +150,7 @@ def validation_scores(predictor: Any, prepared: Any, feedback_lag: int) -> Valid
         zone_names=tuple(prepared.zones),
         feedback_lag=int(feedback_lag),
         segments=segment_codes(prepared, ends),
-        minute_delay_s=minute_delays(prepared, ends, predictor.scaler),
+        minute_delay_s=minute_delays(prepared, ends),
         sla_delay_s=float(predictor.task.sla_delay_s),
         horizon=int(predictor.task.horizon),
         context=prepared.features[ends][:, list(index)].astype(np.float64),  # [N, C]

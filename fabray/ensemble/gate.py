@@ -5,7 +5,7 @@
 
 A mixture of experts with a linear gate. The context is what serving also has for every window:
 the last minute's vehicle utilisation, queue length, vehicles down, blocked segments (the run's
-scaled inputs) and the time to the next shift change (the calendar context column, when the run
+raw inputs; the gate standardizes them itself) and the time to the next shift change (the calendar context column, when the run
 has it), plus each member's **recent error** on the zone (the decayed Brier score of
 `DynamicEnsemble.errors`, fed by outcomes `feedback_lag` minutes late, computed offline by
 `fabray.ensemble.replay.lagged_errors`). V = 0 is the uniform static ensemble; the L2 penalty
@@ -41,7 +41,7 @@ def context_index(input_columns: Sequence[str]) -> tuple[tuple[str, ...], tuple[
 
 
 def context_rows(last_rows: np.ndarray, index: Sequence[int]) -> np.ndarray:
-    """The gate's context [B, C] from each window's last minute, scaled [B, F] (the run's scaler)."""
+    """The gate's context [B, C] from each window's last minute, raw [B, F] (the models' inputs)."""
     rows = np.asarray(last_rows, dtype=np.float64)
     if rows.ndim == 1:
         rows = rows[None]
@@ -119,6 +119,21 @@ class Gate:
             raise ValueError(f"gate arrays do not fit {len(names)} context inputs and {m} members. "
                              f"Received: coef {coef.shape}, mean {mean.shape}, scale {scale.shape}")
         return cls(params, names, mean, scale, coef)
+
+
+def gate_on_raw_context(data: Mapping[str, Any], mean: Sequence[float], scale: Sequence[float]) -> dict[str, Any]:
+    """A gate (`Gate.to_dict()`) fitted on context z-scored with per-column `mean` / `scale` ([C],
+    its context columns' statistics: run format 1) as the same gate on raw context: standardizing
+    raw x by (mean + scale·μ, scale·σ) is standardizing its z-score by (μ, σ)."""
+    col_mean, col_scale = np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+    c = len(data["context_names"])
+    if col_mean.shape != (c,) or col_scale.shape != (c,):
+        raise ValueError(f"the gate has {c} context inputs. Received: {col_mean.shape[0]} means, "
+                         f"{col_scale.shape[0]} scales")
+    gate_mean, gate_scale = np.asarray(data["mean"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64)
+    gate_mean[:c] = col_mean + col_scale * gate_mean[:c]
+    gate_scale[:c] = col_scale * gate_scale[:c]
+    return {**data, "mean": gate_mean.tolist(), "scale": gate_scale.tolist()}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

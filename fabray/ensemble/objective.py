@@ -49,7 +49,7 @@ class ValidationScores:
     minute_delay_s: np.ndarray | None = None  # [N] each row's own delay, s; None: onsets fall back to s + H
     sla_delay_s: float = 60.0
     horizon: int = 10
-    context: np.ndarray | None = None  # [N, C] the gate's context (scaled inputs); None: none
+    context: np.ndarray | None = None  # [N, C] the gate's context (raw inputs); None: none
     context_names: tuple[str, ...] = ()
     context_index: tuple[int, ...] = ()  # the context's columns in the run's inputs
     times: np.ndarray | None = None  # [N] minutes (any origin); None: position within the zone

@@ -58,7 +58,7 @@ class ServedEnsemble:
             gate, the per-zone error trackers (with the gate's half-life).
         gate: the fitted `Gate` (form "gate" only).
         calibrator: the calibration map (identity if None).
-        context_index: the gate's context columns in the run's scaled inputs.
+        context_index: the gate's context columns in the run's (raw) inputs.
     """
 
     def __init__(
@@ -135,7 +135,7 @@ class ServedEnsemble:
         return {n: float(member_weights.get(n, 0.0)) for n in self.model_names}
 
     def context_from_rows(self, last_rows: np.ndarray | None) -> np.ndarray | None:
-        """The gate's context [B, C] from each window's last minute, scaled [B, F]; None if None."""
+        """The gate's context [B, C] from each window's last minute, raw [B, F]; None if None."""
         if last_rows is None:
             return None
         return context_rows(last_rows, self.context_index)

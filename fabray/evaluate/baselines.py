@@ -7,8 +7,7 @@
   no completed transport in the last H minutes give no evidence: no alarm.
 - **rules**: the untrained `rule` model, i.e. its rule score alone (the correction LSTM's output
   layer is zero-initialized, so an untrained model outputs exactly the rule score). The rules'
-  thresholds are in raw units; the model un-scales windows with the scaler's mean and scale,
-  which the caller passes as overrides (as training does).
+  thresholds are in raw units and the rule score reads the raw window.
 - **gbt**: gradient-boosted trees (LightGBM) on lag features of the same 100-minute window the
   models see (last value, lags, differences, rolling means and spread): what a fab engineer
   would build instead of a deep model zoo. No time-of-day or other input the models do not get,
@@ -77,7 +76,7 @@ def rules_scores(
     overrides: Mapping[str, Any] | None = None,
     batch_size: int = 8192,
 ) -> np.ndarray:
-    """[W] probability (sigmoid of the rule score) for the windows of the scaled series
+    """[W] probability (sigmoid of the rule score) for the windows of the raw series
     `features` [N, F] ending at `ends` [W]. Only the model's weight-free `rule_score` layer is
     run: for an untrained model that is its whole output, without the idle correction LSTM."""
     import keras

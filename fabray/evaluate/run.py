@@ -120,7 +120,7 @@ def evaluate_run(
     target = prepared.target[ends].astype(np.float64)  # [W]
     zone_codes = prepared.zone_codes[ends].astype(np.int64)
     segments = segment_codes(prepared, ends)
-    minute_delay_s = minute_delays(prepared, ends, predictor.scaler)  # [W]
+    minute_delay_s = minute_delays(prepared, ends)  # [W]
     sla, horizon = float(task.sla_delay_s), int(task.horizon)
     if np.nansum(target) == 0:
         notes.append("the test windows hold no delay event: recall, F1 and the AUCs are 0 or undefined")
@@ -187,7 +187,7 @@ def evaluate_run(
     if run_data is not None:
         vp = run_data.prepared
         val = vp.splits["val"]
-        val_lead = (segment_codes(vp, val), minute_delays(vp, val, predictor.scaler), sla, horizon,
+        val_lead = (segment_codes(vp, val), minute_delays(vp, val), sla, horizon,
                     alarm_budget)
         rule_thr = lead_policy(vp.target[val].astype(np.float64), bl.rules_scores(
             vp.features, val, predictor.lookback, overrides), *val_lead)

@@ -50,19 +50,18 @@ def score_candidate(
     return cand
 
 
-def minute_delays(prepared: Any, ends: np.ndarray, scaler: Any = None) -> np.ndarray:
+def minute_delays(prepared: Any, ends: np.ndarray) -> np.ndarray:
     """[W] float64 each window end's own transport delay, seconds: `prepared.minute_delay_s` when
-    the prepared data carries it, else the transport-time feature (carried over empty minutes),
-    un-scaled, minus the zone's nominal."""
+    the prepared data carries it, else the (raw) transport-time feature (carried over empty
+    minutes) minus the zone's nominal."""
     from fabray import schema
 
     ends = np.asarray(ends, dtype=np.int64)
     carried = getattr(prepared, "minute_delay_s", None)
     if carried is not None:
         return np.asarray(carried, dtype=np.float64)[ends]
-    scaler = scaler if scaler is not None else prepared.scaler
     tt = schema.FEATURES.index(schema.TRANSPORT_TIME)
-    raw_tt = prepared.features[ends, tt].astype(np.float64) * scaler.scale[tt] + scaler.mean[tt]
+    raw_tt = prepared.features[ends, tt].astype(np.float64)
     nominal = np.asarray([prepared.nominal_s[z] for z in prepared.zones])[prepared.zone_codes[ends]]
     return raw_tt - nominal
 

@@ -1,8 +1,10 @@
 """The model zoo (DESIGN §3): an explicit registry of the six models, no directory scan.
 
-Every model maps a window `[B, lookback, n_features]` to `[B, 1]` (a logit for task "event", a
-value for "delay"). Each has a frozen dataclass of hyper-parameters (`ModelSpec.config_cls`) and a
-pure builder `build(cfg, lookback, n_features) -> keras.Model`; `build_model` applies per-model
+Every model maps a RAW window `[B, lookback, n_features]` to `[B, 1]` (a logit for task "event",
+a value for "delay"); its first layer z-scores the window with the training split's statistics
+(`fabray.models.scaling.FeatureScaling`, from the run's fitted `Scaler`). Each has a frozen
+dataclass of hyper-parameters (`ModelSpec.config_cls`) and a pure builder
+`build(cfg, lookback, n_features, scaling) -> keras.Model`; `build_model` applies per-model
 overrides (from the config's `train.model_overrides`) to the defaults.
 
 Importing this package registers the custom layers (package "fabray"), so
@@ -28,12 +30,14 @@ from fabray.models.gru import GRUConfig, build_gru
 from fabray.models.lstm import LSTMConfig, build_lstm
 from fabray.models.patchtst import PatchTSTConfig, build_patchtst
 from fabray.models.rule import RuleModelConfig, build_rule
+from fabray.models.scaling import FeatureScaling, scaling_stats
 from fabray.models.spike import SpikeConfig, build_spike
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "MODELS",
+    "FeatureScaling",
     "ModelSpec",
     "build_model",
     "forward_latency_ms",
@@ -52,7 +56,7 @@ class ModelSpec:
 
     name: str
     config_cls: type  # the frozen dataclass of hyper-parameters
-    build: Callable[..., keras.Model]  # build(cfg, lookback, n_features) -> keras.Model
+    build: Callable[..., keras.Model]  # build(cfg, lookback, n_features, scaling) -> keras.Model
     seed_param_claim: int | None  # the seed document's parameter estimate, if it gave one
     description: str
 
@@ -115,13 +119,24 @@ def make_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
 
 
 def build_model(
-    name: str, lookback: int, n_features: int, overrides: Mapping[str, Any] | None = None
+    name: str,
+    lookback: int,
+    n_features: int,
+    overrides: Mapping[str, Any] | None = None,
+    scaler: Any = None,
 ) -> keras.Model:
-    """Build model `name` for windows `[B, lookback, n_features]` → `[B, 1]`."""
+    """Build model `name` for raw windows `[B, lookback, n_features]` → `[B, 1]`.
+
+    `scaler`: the training split's statistics its first layer z-scores with (a fitted
+    `fabray.data.scaler.Scaler`, its `to_dict()`, or a `(mean, scale)` pair); None: identity."""
     spec = get_spec(name)
     cfg = make_config(name, overrides)
+    scaling = scaling_stats(scaler)
+    if scaling is not None and not len(scaling[0]) == len(scaling[1]) == int(n_features):
+        raise BadInputError(f"{name}: the scaler has {len(scaling[0])} features, the windows "
+                            f"{n_features}. Received: n_features={n_features}")
     try:
-        return spec.build(cfg, int(lookback), int(n_features))
+        return spec.build(cfg, int(lookback), int(n_features), scaling)
     except BadInputError:
         raise
     except ValueError as err:  # e.g. a window shorter than a patch

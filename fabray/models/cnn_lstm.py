@@ -12,6 +12,7 @@ import keras
 
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
 from fabray.models.blocks import MultiScaleConv1D, dense_head
+from fabray.models.scaling import Scaling, scaled_window
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,10 @@ class CNNLSTMConfig:
         check_dropout("cnn_lstm", self.dropout)
 
 
-def build_cnn_lstm(cfg: CNNLSTMConfig, lookback: int, n_features: int) -> keras.Model:
+def build_cnn_lstm(cfg: CNNLSTMConfig, lookback: int, n_features: int, scaling: Scaling = None) -> keras.Model:
     check_input_dims("cnn_lstm", lookback, n_features)
-    window = keras.Input(shape=(lookback, n_features), name="window")  # [B, L, F]
-    x = MultiScaleConv1D(cfg.conv_filters, cfg.kernel_sizes, name="multiscale_conv")(window)
+    window, x = scaled_window(lookback, n_features, scaling)  # raw [B, L, F] → z-scores [B, L, F]
+    x = MultiScaleConv1D(cfg.conv_filters, cfg.kernel_sizes, name="multiscale_conv")(x)
     # x: [B, L, conv_filters * len(kernel_sizes)]
     last = len(cfg.lstm_units) - 1
     for i, units in enumerate(cfg.lstm_units):

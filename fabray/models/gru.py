@@ -12,6 +12,7 @@ import keras
 
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
 from fabray.models.blocks import ResidualRecurrent, dense_head
+from fabray.models.scaling import Scaling, scaled_window
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,9 @@ class GRUConfig:
         check_dropout("gru", self.dropout)
 
 
-def build_gru(cfg: GRUConfig, lookback: int, n_features: int) -> keras.Model:
+def build_gru(cfg: GRUConfig, lookback: int, n_features: int, scaling: Scaling = None) -> keras.Model:
     check_input_dims("gru", lookback, n_features)
-    window = keras.Input(shape=(lookback, n_features), name="window")  # [B, L, F]
-    x = window
+    window, x = scaled_window(lookback, n_features, scaling)  # raw [B, L, F] → z-scores [B, L, F]
     last = len(cfg.gru_units) - 1
     for i, units in enumerate(cfg.gru_units):
         x = ResidualRecurrent(

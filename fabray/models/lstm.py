@@ -11,6 +11,7 @@ import keras
 
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
 from fabray.models.blocks import dense_head
+from fabray.models.scaling import Scaling, scaled_window
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,9 @@ class LSTMConfig:
         check_dropout("lstm", self.dropout)
 
 
-def build_lstm(cfg: LSTMConfig, lookback: int, n_features: int) -> keras.Model:
+def build_lstm(cfg: LSTMConfig, lookback: int, n_features: int, scaling: Scaling = None) -> keras.Model:
     check_input_dims("lstm", lookback, n_features)
-    window = keras.Input(shape=(lookback, n_features), name="window")  # [B, L, F]
-    x = window
+    window, x = scaled_window(lookback, n_features, scaling)  # raw [B, L, F] → z-scores [B, L, F]
     last = len(cfg.lstm_units) - 1
     for i, units in enumerate(cfg.lstm_units):
         # Default activations, no recurrent_dropout: cuDNN-eligible on a GPU.

@@ -25,6 +25,7 @@ import keras
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
 from fabray.models.patchtst_blocks import Patching, PatchTSTEncoder, RevIN, torch_like_dense
+from fabray.models.scaling import Scaling, scaled_window
 
 __all__ = ["PatchTSTConfig", "build_patchtst"]
 
@@ -73,18 +74,20 @@ class PatchTSTConfig:
             check_dropout("patchtst", getattr(self, name), name=name)
 
 
-def build_patchtst(cfg: PatchTSTConfig, lookback: int, n_features: int) -> keras.Model:
+def build_patchtst(
+    cfg: PatchTSTConfig, lookback: int, n_features: int, scaling: Scaling = None
+) -> keras.Model:
     """Build PatchTST for windows of `lookback` steps x `n_features` channels.
 
-    Returns a functional model `[B, lookback, n_features] -> [B, 1]` (`task_head="score"`) or
+    Returns a functional model of raw windows (z-scored by its first layer, `scaling`)
+    `[B, lookback, n_features] -> [B, 1]` (`task_head="score"`) or
     `-> [B, horizon, n_features]` (`task_head="forecast"`); the last layer runs in float32.
     """
     check_input_dims("patchtst", lookback, n_features)
     patching = Patching(cfg.patch_len, cfg.stride, padding=cfg.padding_patch, name="patching")
     num_patches = patching.num_patches(lookback)  # raises if lookback < patch_len
 
-    inputs = keras.Input(shape=(lookback, n_features), name="window")  # [B, L, C]
-    x = inputs
+    inputs, x = scaled_window(lookback, n_features, scaling)  # raw [B, L, C] → z-scores [B, L, C]
     revin = None
     if cfg.revin:
         revin = RevIN(affine=cfg.revin_affine, dtype="float32", name="revin")

@@ -14,12 +14,12 @@ feature's units) is the width of the sigmoid ramp: each rule contributes between
 The correction's last Dense is zero-initialized, so an UNTRAINED model outputs exactly the rule
 score: it is the rules-only baseline, and training learns only what the rules miss.
 
-Scaling (a choice): thresholds are in RAW units, so an engineer can read and set them. Windows
-reach models z-scored by the data pipeline, so the caller passes the scaler's per-feature
-`feature_mean` / `feature_scale` (`fabray.data.scaler.Scaler.mean` / `.scale` as plain lists,
-feature order `feature_names`) and the rule layer un-scales (`raw = x * scale + mean`) before
-applying the rules. They are stored in the layer's
-`get_config`, so a saved model un-scales itself. Left as None, the window is taken as raw.
+Scaling: thresholds are in RAW units, so an engineer can read and set them, and windows reach
+every model raw (`fabray.models.scaling`): the rule score reads the raw window, the correction
+LSTM the z-scores of the model's first layer, `FeatureScaling`. A `RuleScore` saved by run
+format 1 (windows z-scored outside the models) carries the scaler's `feature_mean` /
+`feature_scale` and un-scales its input; it still loads (`fabray.predictor` feeds such a model
+z-scored windows), and nothing builds one any more.
 
 For task "delay" the rule score is a logit-like severity index, not seconds: the correction then
 has to learn the mapping, so the untrained model is a ranking, not a calibrated regression.
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import keras
 import numpy as np
@@ -37,6 +36,7 @@ from keras import ops
 
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
+from fabray.models.scaling import Scaling, scaled_window
 from fabray.schema import FEATURES
 
 STATISTICS = ("level", "rise", "excess")
@@ -85,15 +85,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
-def input_scaling(scaler: Any) -> dict[str, list]:
-    """The `rule` overrides that tell it how its input was scaled: the input column names and the
-    scaler's mean/scale (a `fabray.data.scaler.Scaler`). The one place that maps a scaler onto
-    the rule model (training, retraining, evaluation and serving call it)."""
-    return {
-        "feature_names": list(scaler.features),
-        "feature_mean": [float(v) for v in scaler.mean],
-        "feature_scale": [float(v) for v in scaler.scale],
-    }
+#: Overrides a run of format 1 stored for `rule` (the scaler's statistics, now in every model's
+#: `FeatureScaling`): dropped when such a run's overrides are read again.
+LEGACY_OVERRIDES = ("feature_mean", "feature_scale")
 
 
 @dataclass(frozen=True)
@@ -103,9 +97,7 @@ class RuleModelConfig:
     rules: tuple[Rule, ...] = DEFAULT_RULES
     bias: float = -4.0  # rule score when no rule fires (sigmoid(-4) ≈ 1.8%)
     recent_minutes: int = 10  # the "recent" part of the window the statistics look at
-    feature_names: tuple[str, ...] = FEATURES  # the window's feature order
-    feature_mean: tuple[float, ...] | None = None  # the pipeline scaler's mean, raw units
-    feature_scale: tuple[float, ...] | None = None  # the pipeline scaler's scale (std), raw units
+    feature_names: tuple[str, ...] = FEATURES  # the window's first columns (context columns may follow)
     lstm_units: int = 32
     head_units: tuple[int, ...] = (64, 32)  # Dense(relu) layers before the zero-init Dense(1)
     dropout: float = 0.0
@@ -114,10 +106,6 @@ class RuleModelConfig:
         rules = tuple(r if isinstance(r, Rule) else _rule_from_dict(r) for r in self.rules)
         object.__setattr__(self, "rules", rules)
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
-        for key in ("feature_mean", "feature_scale"):
-            value = getattr(self, key)
-            if value is not None:
-                object.__setattr__(self, key, tuple(float(v) for v in value))
         if not rules:
             raise BadInputError("rule: at least one rule is needed. Received: rules=()")
         names = [r.name for r in rules]
@@ -129,17 +117,6 @@ class RuleModelConfig:
                 f"rule: rules name features that are not in feature_names {list(self.feature_names)}. "
                 f"Received: {unknown}"
             )
-        for key in ("feature_mean", "feature_scale"):
-            value = getattr(self, key)
-            if value is not None and len(value) != len(self.feature_names):
-                raise BadInputError(
-                    f"rule: {key} needs one value per feature ({len(self.feature_names)}). "
-                    f"Received: {len(value)} values"
-                )
-        if (self.feature_mean is None) != (self.feature_scale is None):
-            raise BadInputError("rule: give both feature_mean and feature_scale, or neither.")
-        if self.feature_scale is not None and min(self.feature_scale) <= 0:
-            raise BadInputError(f"rule: feature_scale must be > 0. Received: {list(self.feature_scale)}")
         check_sizes("rule", recent_minutes=(self.recent_minutes,), lstm_units=(self.lstm_units,),
                     head_units=self.head_units)
         check_dropout("rule", self.dropout)
@@ -159,6 +136,8 @@ class RuleScore(keras.layers.Layer):
     """Deterministic, weight-free rule score over the raw window: `[B, L, F]` → `[B, 1]` float32.
 
     `rules` are dicts of `Rule` fields (plain data, so they serialize with `get_config`).
+    `feature_mean` / `feature_scale`: only in layers saved by run format 1, whose input was
+    z-scored (it is un-scaled first, `raw = x * scale + mean`); None (every new layer): raw input.
     """
 
     def __init__(
@@ -177,14 +156,18 @@ class RuleScore(keras.layers.Layer):
         parsed = RuleModelConfig(
             rules=tuple(_rule_from_dict(dict(r)) for r in rules), bias=float(bias),
             recent_minutes=int(recent_minutes), feature_names=tuple(feature_names),
-            feature_mean=feature_mean, feature_scale=feature_scale,
         )  # validates everything in one place
+        if (feature_mean is None) != (feature_scale is None) or (
+            feature_mean is not None and not len(feature_mean) == len(feature_scale) == len(feature_names)
+        ):
+            raise ValueError("RuleScore: feature_mean and feature_scale (format 1) go together, one per "
+                             f"feature. Received: feature_mean={feature_mean}, feature_scale={feature_scale}")
         self.rules = [asdict(r) for r in parsed.rules]
         self.bias = parsed.bias
         self.recent_minutes = parsed.recent_minutes
         self.feature_names = list(parsed.feature_names)
-        self.feature_mean = None if parsed.feature_mean is None else list(parsed.feature_mean)
-        self.feature_scale = None if parsed.feature_scale is None else list(parsed.feature_scale)
+        self.feature_mean = None if feature_mean is None else [float(v) for v in feature_mean]
+        self.feature_scale = None if feature_scale is None else [float(v) for v in feature_scale]
         r = parsed.rules
         self._index = np.array([parsed.feature_names.index(x.feature) for x in r], dtype="int32")
         self._is_rise = np.array([x.statistic == "rise" for x in r], dtype="float32")  # [R]
@@ -197,9 +180,9 @@ class RuleScore(keras.layers.Layer):
 
     def build(self, input_shape):
         lookback, n_features = input_shape[-2], input_shape[-1]
-        if n_features is not None and n_features != len(self.feature_names):
+        if n_features is not None and n_features < len(self.feature_names):
             raise ValueError(
-                f"RuleScore: the window has {n_features} features but feature_names has "
+                f"RuleScore: the window has {n_features} features but feature_names names "
                 f"{len(self.feature_names)}. Received: input_shape={tuple(input_shape)}"
             )
         if self._needs_earlier and lookback is not None and lookback <= self.recent_minutes:
@@ -211,8 +194,8 @@ class RuleScore(keras.layers.Layer):
 
     def rule_activations(self, inputs):
         """How much each rule fires, in [0, 1]: `[B, L, F]` → `[B, R]` (rule order of `rules`)."""
-        x = ops.cast(inputs, "float32")  # [B, L, F]
-        if self.feature_mean is not None:
+        x = ops.cast(inputs, "float32")  # [B, L, F] raw
+        if self.feature_mean is not None:  # a format-1 layer: its input was z-scored
             x = x * np.array(self.feature_scale, "float32") + np.array(self.feature_mean, "float32")
         k = self.recent_minutes
         recent = ops.take(ops.mean(x[:, -k:, :], axis=1), self._index, axis=1)  # [B, R]
@@ -234,9 +217,10 @@ class RuleScore(keras.layers.Layer):
         config = super().get_config()
         config.update(
             rules=[dict(r) for r in self.rules], bias=self.bias, recent_minutes=self.recent_minutes,
-            feature_names=list(self.feature_names), feature_mean=self.feature_mean,
-            feature_scale=self.feature_scale,
+            feature_names=list(self.feature_names),
         )
+        if self.feature_mean is not None:  # format 1 only
+            config.update(feature_mean=self.feature_mean, feature_scale=self.feature_scale)
         return config
 
 
@@ -244,17 +228,15 @@ def rule_score_layer(cfg: RuleModelConfig, name: str = "rule_score") -> RuleScor
     """The config's rules as a `RuleScore` layer (also usable alone, as the rules-only baseline)."""
     return RuleScore(
         rules=[asdict(r) for r in cfg.rules], bias=cfg.bias, recent_minutes=cfg.recent_minutes,
-        feature_names=list(cfg.feature_names),
-        feature_mean=None if cfg.feature_mean is None else list(cfg.feature_mean),
-        feature_scale=None if cfg.feature_scale is None else list(cfg.feature_scale), name=name,
+        feature_names=list(cfg.feature_names), name=name,
     )
 
 
-def build_rule(cfg: RuleModelConfig, lookback: int, n_features: int) -> keras.Model:
+def build_rule(cfg: RuleModelConfig, lookback: int, n_features: int, scaling: Scaling = None) -> keras.Model:
     check_input_dims("rule", lookback, n_features)
-    if n_features != len(cfg.feature_names):
+    if n_features < len(cfg.feature_names):
         raise BadInputError(
-            f"rule: n_features must match feature_names ({len(cfg.feature_names)}). "
+            f"rule: the window must hold the {len(cfg.feature_names)} columns of feature_names first. "
             f"Received: n_features={n_features}"
         )
     if any(r.statistic == "rise" for r in cfg.rules) and lookback <= cfg.recent_minutes:
@@ -262,9 +244,9 @@ def build_rule(cfg: RuleModelConfig, lookback: int, n_features: int) -> keras.Mo
             f"rule: 'rise' rules need lookback > recent_minutes={cfg.recent_minutes}. "
             f"Received: lookback={lookback}"
         )
-    window = keras.Input(shape=(lookback, n_features), name="window")  # [B, L, F]
-    rule_score = rule_score_layer(cfg)(window)  # [B, 1] float32, no weights
-    h = keras.layers.LSTM(cfg.lstm_units, name="correction_lstm")(window)  # [B, lstm_units]
+    window, x = scaled_window(lookback, n_features, scaling)  # raw [B, L, F] → z-scores [B, L, F]
+    rule_score = rule_score_layer(cfg)(window)  # [B, 1] float32 from the RAW window, no weights
+    h = keras.layers.LSTM(cfg.lstm_units, name="correction_lstm")(x)  # [B, lstm_units]
     for i, units in enumerate(cfg.head_units):
         if cfg.dropout > 0:
             h = keras.layers.Dropout(cfg.dropout, name=f"correction_dropout_{i}")(h)

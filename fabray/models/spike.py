@@ -14,6 +14,7 @@ import keras
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
 from fabray.models.blocks import SelfAttentionBlock, dense_head
+from fabray.models.scaling import Scaling, scaled_window
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,12 @@ class SpikeConfig:
             )
 
 
-def build_spike(cfg: SpikeConfig, lookback: int, n_features: int) -> keras.Model:
+def build_spike(cfg: SpikeConfig, lookback: int, n_features: int, scaling: Scaling = None) -> keras.Model:
     check_input_dims("spike", lookback, n_features)
-    window = keras.Input(shape=(lookback, n_features), name="window")  # [B, L, F]
+    window, x = scaled_window(lookback, n_features, scaling)  # raw [B, L, F] → z-scores [B, L, F]
     x = keras.layers.Conv1D(
         cfg.conv_filters, cfg.conv_kernel_size, padding="same", activation="relu", name="conv"
-    )(window)  # [B, L, d]
+    )(x)  # [B, L, d]
     x = SelfAttentionBlock(
         cfg.num_heads, cfg.key_dim, cfg.attention_dropout, name="self_attention"
     )(x)  # [B, L, d]

@@ -6,7 +6,7 @@ leaves a manifest pointing at missing files.
 
 `RunManifest` types the sections every reader relies on (`format`, `format_version`, `models`
 with their files and checksums, the `ensemble` entry) and lets every other key through
-(`extra="allow"`), so every run written by format version 1 loads. A manifest of another
+(`extra="allow"`), so every run written by format version 1 or 2 loads. A manifest of another
 format, or of a newer `format_version`, is refused with a message that says what it is and
 how to get a run this fabray reads. Readers get the manifest's JSON as a dict (its keys are a
 contract, see DESIGN §4); the typed model is the check, not a second copy to keep in step.
@@ -27,8 +27,13 @@ from fabray.files import atomic_write_json, utc_now
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "fabray-run"
-#: The format version this fabray writes, and the newest it reads.
-MANIFEST_VERSION = 1
+#: The format version this fabray writes, and the newest it reads. 1: the models take windows
+#: z-scored by the run's scaler; 2: the models take RAW windows, the scaling is their first layer
+#: (`fabray.models.scaling`). A manifest without `format_version` is version 1. Format-1 runs
+#: still load: `fabray.predictor` puts the scaling in front of their models.
+MANIFEST_VERSION = 2
+#: The version of a manifest that does not say (written before runs were versioned).
+UNVERSIONED = 1
 #: Manifest entries (inside `models.<name>`) that name files relative to the run directory.
 FILE_KEYS = ("model", "history", "preprocessing", "config")
 #: What to do with a run this fabray cannot read (appended to the refusal).
@@ -68,7 +73,7 @@ class RunManifest(_Open):
     """The manifest's sections; only `format` is required (older and hand-made runs omit the rest)."""
 
     format: str
-    format_version: int = MANIFEST_VERSION
+    format_version: int = UNVERSIONED
     run_id: str | None = None
     status: str | None = None
     created_at: str | None = None
@@ -101,7 +106,7 @@ def validate_manifest(data: Any, where: str | Path) -> RunManifest:
             f"{where}: not a fabray run manifest. Received: format={data.get('format')!r} "
             f"(a fabray run's manifest has format={MANIFEST_FORMAT!r})"
         )
-    version = data.get("format_version", MANIFEST_VERSION)
+    version = data.get("format_version", UNVERSIONED)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise BadInputError(f"{where}: invalid format_version. Received: {version!r}")
     if version > MANIFEST_VERSION:

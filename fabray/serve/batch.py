@@ -3,7 +3,7 @@
 A job scores either a zone-minute data file (the latest window of every zone, or every complete
 window) or windows sent in the request body, with a pinned store version: the one the
 real-time path serves when the job is submitted. The windows are never materialized in the
-driver: the scaled series (or the request's windows) is put in the object store once, Ray Data
+driver: the raw series (or the request's windows) is put in the object store once, Ray Data
 shards the window *indices*, and its tasks (`GatherAndScore`) gather each batch of windows by
 index and send it to the `BatchScorer` deployment: the predictor class again, warm (no model
 load per job) and apart from the real-time replicas. The ensemble combines the scores with the live
@@ -52,7 +52,7 @@ class GatherAndScore:
     score them with the job's pinned version (no model is loaded per job).
 
     `source` is a one-element list holding an object ref (Ray Data does not resolve refs in
-    constructor args, so they are fetched here): ("series", features [N, F] scaled) with the
+    constructor args, so they are fetched here): ("series", features [N, F] raw) with the
     indices being window END rows, or ("windows", windows [N, L, F] raw) with plain indices.
     """
 
@@ -67,10 +67,10 @@ class GatherAndScore:
 
         index = np.asarray(batch["index"], dtype=np.int64)  # [B]
         if self.kind == "series":
-            x = gather_windows(self.data, index, self.lookback)  # [B, L, F] scaled
+            x = gather_windows(self.data, index, self.lookback)  # [B, L, F] raw
         else:
             x = self.data[index]  # [B, L, F] raw
-        out = self.scorer.score_batch.remote(self.version, x, self.kind == "series").result()
+        out = self.scorer.score_batch.remote(self.version, x).result()
         result = {"index": index, "score__rules": np.asarray(out["rules"], dtype=np.float64)}
         for m, name in enumerate(out["models"]):
             result[f"score_{name}"] = np.asarray(out["scores"][:, m], dtype=np.float64)
@@ -94,7 +94,7 @@ def _lookback(store: ModelStore, version: str) -> int:
 
 def _series_source(store: ModelStore, version: str, path: str, all_windows: bool) -> tuple[Any, np.ndarray, dict[str, Any]]:
     """Read, validate and prepare a data file with the version's scaler: (features [N, F]
-    scaled, window end rows [W], columns for the output)."""
+    raw, window end rows [W], columns for the output)."""
     from fabray import schema
     from fabray.config import TaskConfig
     from fabray.data.context import ContextSpec

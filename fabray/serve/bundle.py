@@ -40,7 +40,7 @@ class ServingBundle:
     ensemble_params: dict[str, Any]  # EnsembleParams.to_dict()
     fitted_state: dict[str, Any] | None  # DynamicEnsemble state fitted by `fabray ensemble`
     threshold: float
-    rules_fn: Callable[[np.ndarray], np.ndarray] | None  # scaled [B, L, F] → [B]; None: the run's rule model
+    rules_fn: Callable[[np.ndarray], np.ndarray] | None  # raw [B, L, F] → [B]; None: the run's rule model
     run_id: str  # the training run's name, as the store recorded it
 
     @classmethod
@@ -77,11 +77,8 @@ class ServingBundle:
 
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw finite windows [B, L, F] → (scores [B, M] in model order, rules scores [B])."""
-        return self.score_scaled(self.predictor.scaler.transform(windows))  # [B, L, F] float32
-
-    def score_scaled(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Windows already scaled with this version's scaler [B, L, F] → (scores [B, M], rules [B])."""
-        by_model = self.predictor.score_scaled(x)  # name → [B]
+        x = np.asarray(windows, dtype=np.float32)  # [B, L, F] raw
+        by_model = self.predictor.score(x)  # name → [B]
         scores = np.stack([by_model[name] for name in self.model_names], axis=1)  # [B, M]
         rules = by_model[RULE_MODEL] if self.rules_fn is None else self.rules_fn(x)  # [B]
         return scores, rules

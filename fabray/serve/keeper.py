@@ -125,7 +125,7 @@ class EnsembleKeeper:
         last_rows: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
         """Ensemble each window: zones [B], scores [B, M] in model order, the rules model's
-        scores [B], degraded [B], and each window's last minute in the run's scaled inputs
+        scores [B], degraded [B], and each window's last minute in the run's raw inputs
         [B, F] (the learned gate's context; None: the gate's validation-mean context).
 
         A degraded window is answered by the rules model alone (weight 1 on `rule`: the run's

@@ -123,6 +123,7 @@ def _spec(name: str, shared: SharedRun, deadline_unix: float | None = None) -> W
         windows_per_epoch=train.windows_per_epoch,
         epoch_fraction=train.epoch_fraction,
         stratum_cut=stratum_cut(cfg.task),
+        scaler=shared.prepared.scaler.to_dict(),
     )
 
 

@@ -130,7 +130,8 @@ def _land_model_file(name: str, shared: SharedRun, src: Path, dst: Path, precisi
     trained = keras.saving.load_model(src, compile=False)
     n_features = int(shared.prepared.features.shape[1])
     clean = float32_copy(
-        trained, lambda: build_model(name, shared.config.task.lookback, n_features, shared.overrides[name])
+        trained, lambda: build_model(name, shared.config.task.lookback, n_features, shared.overrides[name],
+                                     shared.prepared.scaler)
     )
     tmp = dst.with_name(f".{dst.stem}.float32.keras")
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -134,14 +134,15 @@ def _compiled(model: Any, spec: WorkerSpec, loss: Any) -> Any:
 def warm_start_model(spec: WorkerSpec, init_model_path: str) -> Any:
     """A new model built from `spec` (architecture, precision policy) carrying the weights of
     the saved model at `init_model_path`. Only the weights move: the optimizer starts afresh
-    at `spec.learning_rate`, and config-only values (the rule model's scaler statistics) come
-    from `spec.overrides`. Refuses a saved model whose weights do not fit the architecture."""
+    at `spec.learning_rate`, and config-only values (the scaling layer's statistics, the rule
+    model's rules) come from `spec.scaler` and `spec.overrides`. Refuses a saved model whose
+    weights do not fit the architecture."""
     import keras
 
     import fabray.models  # noqa: F401 - registers the custom layers for load_model
     from fabray.models import build_model
 
-    model = build_model(spec.model, spec.lookback, spec.n_features, spec.overrides)
+    model = build_model(spec.model, spec.lookback, spec.n_features, spec.overrides, spec.scaler)
     parent = keras.saving.load_model(init_model_path, compile=False)
     source = parent.get_weights()
     target = model.get_weights()
@@ -172,7 +173,7 @@ def _build_or_resume(
             model = warm_start_model(spec, init_model_path)
             logger.info("%s: warm start from %s", spec.model, init_model_path)
             return _compiled(model, spec, loss), EarlyStoppingState(warm_started=True), loss
-        model = build_model(spec.model, spec.lookback, spec.n_features, spec.overrides)
+        model = build_model(spec.model, spec.lookback, spec.n_features, spec.overrides, spec.scaler)
         return _compiled(model, spec, loss), EarlyStoppingState(), loss
     with checkpoint.as_directory() as ckpt_dir:
         with open(os.path.join(ckpt_dir, STATE_FILE)) as fh:

@@ -33,6 +33,11 @@ class ParentRun:
     preprocessing: dict[str, Any]  # scaler, nominal_s, task, lookback, horizon, features
 
     @property
+    def format_version(self) -> int:
+        """The run format the parent was written in (1: its models take z-scored windows)."""
+        return int(self.manifest.get("format_version") or 1)
+
+    @property
     def run_id(self) -> str:
         return str(self.manifest.get("run_id") or self.run.name)
 

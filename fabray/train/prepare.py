@@ -18,22 +18,18 @@ from fabray import run as rd
 from fabray.train.replay import TrainSeries
 
 
-def effective_overrides(config: FabrayConfig, names: Sequence[str], scaler: Any) -> dict[str, dict]:
+def effective_overrides(config: FabrayConfig, names: Sequence[str]) -> dict[str, dict]:
     """Per-model hyper-parameter overrides as the models are built: `train.model_overrides`
-    (the one place they are set); the `rule` model also gets the fitted scaler's mean/scale
-    (its thresholds are in raw units) unless given."""
+    (the one place they are set). The scaler's statistics are not overrides: every model gets
+    them as its first layer (`build_model(..., scaler=)`)."""
     from fabray.models import MODELS
-    from fabray.models.rule import input_scaling
 
     stray = sorted(set(config.train.model_overrides) - set(MODELS))
     if stray:
         raise BadInputError(f"overrides name unknown model(s) {stray}; known: {', '.join(MODELS)}")
     out = {}
     for name in names:
-        merged = dict(config.train.model_overrides.get(name, {}))
-        if name == "rule" and "feature_mean" not in merged and "feature_scale" not in merged:
-            merged.update(input_scaling(scaler))
-        out[name] = merged
+        out[name] = dict(config.train.model_overrides.get(name, {}))
     return out
 
 
@@ -164,6 +160,6 @@ def prepare_run(data: str | Path, out: str | Path, config: FabrayConfig) -> Prep
     check_windows(prepared)
     info = data_info(data, df, prepared)
     names = list(config.train.models)
-    overrides = effective_overrides(config, names, prepared.scaler)
+    overrides = effective_overrides(config, names)
     params = check_models(names, overrides, config, int(prepared.features.shape[1]))
     return PreparedRun(data, out, config, prepared, info, overrides, params)

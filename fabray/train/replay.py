@@ -26,7 +26,7 @@ import numpy as np
 class TrainSeries:
     """The arrays a model's trainer gets (put once in Ray's object store)."""
 
-    features: np.ndarray  # [N, F] float32, scaled
+    features: np.ndarray  # [N, F] float32, raw units
     target: np.ndarray  # [N] float32
     train_ends: np.ndarray  # [T] int64 window END rows to fit on
     val_ends: np.ndarray  # [V] int64 window END rows to validate on

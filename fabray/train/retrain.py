@@ -105,15 +105,13 @@ def retrain_config(
     return base.model_copy(update={"task": parent_task, "train": train, "retrain": retrain})
 
 
-def _overrides(parent: ParentRun, scaler: Any, refit: bool) -> dict[str, dict]:
-    out = {name: dict(parent.overrides[name]) for name in parent.models}
-    rule = out.get("rule")
-    old = parent.preprocessing["scaler"]
-    if refit and rule is not None and rule.get("feature_mean") == list(old["mean"]):
-        from fabray.models.rule import input_scaling
+def _overrides(parent: ParentRun) -> dict[str, dict]:
+    """The parent's overrides, without the scaler statistics a format-1 run stored for `rule`
+    (every model now gets them as its first layer, from the scaler the retrain uses)."""
+    from fabray.models.rule import LEGACY_OVERRIDES
 
-        rule.update(input_scaling(scaler))  # it was auto-filled from the old scaler
-    return out
+    return {name: {k: v for k, v in parent.overrides[name].items() if k not in LEGACY_OVERRIDES}
+            for name in parent.models}
 
 
 def _replay(parent: ParentRun, new_prepared: Any, new_fingerprint: str, config: FabrayConfig
@@ -205,6 +203,12 @@ def prepare_retrain(
     refit = config.retrain.refit_scaler
     chosen = selected_models(parent, models)
     carried = frozenset(parent.models) - set(chosen)
+    if carried and parent.format_version < rd.MANIFEST_VERSION:
+        raise BadInputError(
+            f"run {parent.run} has run format {parent.format_version}: its models take z-scored "
+            f"windows, so they cannot be carried into a run of format {rd.MANIFEST_VERSION}; "
+            f"retrain every model (drop --models). Received: models={list(chosen)}"
+        )
     if carried and refit:
         raise BadInputError(
             "retrain.refit_scaler refits the preprocessing every model shares, so every model must "
@@ -224,7 +228,7 @@ def prepare_retrain(
     if until is not None:
         info["until"] = rd.until_text(until)
     series, replay_note = _replay(parent, prepared, info["fingerprint"], config)
-    overrides = _overrides(parent, prepared.scaler, refit)
+    overrides = _overrides(parent)
     names = list(parent.models)
     params = check_models(names, overrides, config, int(prepared.features.shape[1]))
     for name in names:

@@ -50,6 +50,9 @@ class WorkerSpec:
     windows_per_epoch: int | None = None
     epoch_fraction: float | None = None
     stratum_cut: float = 0.5
+    #: The training split's feature statistics (`Scaler.to_dict()`): the model's first layer
+    #: z-scores its raw windows with them. None: identity (tests).
+    scaler: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

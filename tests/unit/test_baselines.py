@@ -33,18 +33,14 @@ def test_persistence_needs_the_last_horizon_inside_the_window():
 CALM = np.array([5, 5, 2, 10, 0.5, 0, 0, 3.0, 120, 0.6, 0, 150], dtype=float)
 
 
-def _scaler_overrides():
-    mean = CALM.copy()
-    scale = np.array([2.7, 2.4, 21, 7.5, 0.28, 0.5, 0.27, 0.34, 29, 0.08, 0.16, 185])
-    return mean, scale, {"feature_mean": mean.tolist(), "feature_scale": scale.tolist(),
-                         "lstm_units": 4, "head_units": [4]}
+OVERRIDES = {"lstm_units": 4, "head_units": [4]}
 
 
 def test_rules_baseline_is_the_untrained_rule_model():
-    mean, scale, overrides = _scaler_overrides()
+    overrides = OVERRIDES
     lookback = 30
     rng = np.random.default_rng(0)
-    features = rng.standard_normal((80, len(FEATURES))).astype(np.float32)  # scaled series
+    features = (CALM + rng.standard_normal((80, len(FEATURES)))).astype(np.float32)  # raw series
     ends = np.arange(lookback - 1, 80, 7)
     got = bl.rules_scores(features, ends, lookback, overrides, batch_size=4)
     model = bl.rules_model(lookback, len(FEATURES), overrides)
@@ -55,16 +51,16 @@ def test_rules_baseline_is_the_untrained_rule_model():
 
 
 def test_rules_raise_the_score_when_segments_block():
-    mean, scale, overrides = _scaler_overrides()
+    overrides = OVERRIDES
     lookback = 30
-    calm = np.tile(mean, (lookback, 1))  # raw units, every feature at its mean
+    calm = np.tile(CALM, (lookback, 1))  # raw units
     blocked = calm.copy()
     blocked[-10:, FEATURES.index("blocked_segments")] = 3.0
     blocked[-10:, FEATURES.index("vehicle_util")] = 0.99
     raw = np.stack([calm, blocked])  # [2, L, F]
-    scaled = ((raw - mean) / scale).astype(np.float32).reshape(-1, len(FEATURES))
+    series = raw.astype(np.float32).reshape(-1, len(FEATURES))  # [2L, F] raw, as prepare gives it
     ends = np.array([lookback - 1, 2 * lookback - 1])
-    calm_p, blocked_p = bl.rules_scores(scaled, ends, lookback, overrides)
+    calm_p, blocked_p = bl.rules_scores(series, ends, lookback, overrides)
     assert blocked_p > calm_p + 0.3
 
 

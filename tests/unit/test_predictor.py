@@ -37,10 +37,7 @@ def run_dir(tmp_path_factory, make_run) -> Path:
     }
     models, files = {}, {}
     for name in ("lstm", "rule"):
-        overrides = dict(OVERRIDES[name])
-        if name == "rule":
-            overrides.update(feature_mean=list(scaler.mean), feature_scale=list(scaler.scale))
-        model = build_model(name, LOOKBACK, F, overrides)
+        model = build_model(name, LOOKBACK, F, OVERRIDES[name], scaler)
         model.save(saved / f"{name}.keras")
         files[f"models/{name}/model.keras"] = (saved / f"{name}.keras").read_bytes()
         files[f"models/{name}/preprocessing.json"] = json.dumps(prep)
@@ -76,17 +73,21 @@ def test_load_reads_the_run_and_skips_failed_models(run_dir):
     assert p.describe()["models"] == ["lstm", "rule"]
 
 
-def test_score_windows_applies_the_scaler_and_matches_the_model(run_dir):
+def test_score_windows_passes_raw_windows_to_the_models_which_scale_them(run_dir):
+    from fabray.models import FeatureScaling
     from fabray.predictor import RunPredictor
 
     p = RunPredictor.load(run_dir)
+    assert p.format_version == 2
     raw = np.random.default_rng(1).uniform(0, 10, (5, LOOKBACK, F))
     scores = p.score_windows(raw)
-    scaled = p.scaler.transform(raw)
-    outputs = p.zoo_outputs(scaled)  # the whole zoo in one call: [M, B], rows in model_names order
+    outputs = p.zoo_outputs(raw)  # the whole zoo in one call: [M, B], rows in model_names order
     assert outputs.shape == (len(p.model_names), 5)
     for i, name in enumerate(p.model_names):
-        logit = p.model(name).predict(scaled, verbose=0).reshape(-1)
+        first = p.model(name).layers[1]  # the layer after the Input: the training statistics
+        assert isinstance(first, FeatureScaling)
+        assert first.mean == pytest.approx(p.scaler.mean) and first.scale == pytest.approx(p.scaler.scale)
+        logit = p.model(name).predict(raw, verbose=0).reshape(-1)
         np.testing.assert_allclose(outputs[i], logit, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(scores[name], 1 / (1 + np.exp(-logit)), rtol=1e-4, atol=1e-6)
         assert scores[name].shape == (5,)
@@ -109,7 +110,7 @@ def test_score_prepared_gathers_windows_by_end_row(run_dir):
     )
     ends = np.arange(LOOKBACK - 1, n, 3)
     got = p.score_prepared(prepared, ends, batch_size=7, progress=False)
-    expected = p.score_scaled(gather_windows(prepared.features, ends, LOOKBACK))
+    expected = p.score(gather_windows(prepared.features, ends, LOOKBACK))
     for name in p.model_names:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5)
     other = PreparedData(**{**prepared.__dict__, "scaler": Scaler(schema.FEATURES, (0.0,) * F, (1.0,) * F)})
@@ -162,8 +163,8 @@ def test_a_run_of_a_newer_manifest_format_is_refused_saying_how_to_convert(run_d
     from fabray.predictor import RunPredictor
 
     run = _copy(run_dir, tmp_path)
-    _edit_manifest(run, lambda m: m.update(format_version=2))
-    with pytest.raises(BadInputError, match=r"format_version 2 .*re-train it with this fabray"):
+    _edit_manifest(run, lambda m: m.update(format_version=99))
+    with pytest.raises(BadInputError, match=r"format_version 99 .*re-train it with this fabray"):
         RunPredictor.load(run, warm_up=False)
 
 

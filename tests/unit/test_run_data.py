@@ -61,8 +61,8 @@ def test_rule_overrides_of_a_run_without_rule_are_its_configured_rules(tmp_path)
     stub.manifest["models"] = {"lstm": {}}
     stub.scaler = Scaler(FEATURES, tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES))
     got = rule_overrides(stub)
-    assert got["rules"] == rules and got["feature_names"] == list(FEATURES)
+    assert got == {"rules": rules}  # no scaler statistics: the rules read raw windows
 
     (tmp_path / "rule.json").write_text(json.dumps({"overrides": {"bias": -3.0, "feature_mean": [1.0]}}))
     stub.manifest["models"]["rule"] = {"config": "rule.json"}
-    assert rule_overrides(stub) == {"bias": -3.0, "feature_mean": [1.0]}
+    assert rule_overrides(stub) == {"bias": -3.0}  # a format-1 run's stored statistics are dropped

@@ -143,15 +143,14 @@ class PredictorDeployment:
         if self.bundle is None:
             raise RuntimeError("no model version loaded")
 
-    async def score_batch(self, version: str, windows: np.ndarray, scaled: bool) -> dict:
-        """Batch jobs: scores of windows [B, L, F] (raw, or already scaled with the version's
-        scaler) by `version`, the version the job pinned: {"scores": [B, M], "rules": [B]}."""
+    async def score_batch(self, version: str, windows: np.ndarray) -> dict:
+        """Batch jobs: scores of raw windows [B, L, F] by `version`, the version the job pinned:
+        {"scores": [B, M], "rules": [B]}."""
         bundle = self._bundles.get(version)
         if bundle is None:
             await self.prepare(version)
             bundle = self._bundles[version]
-        score = bundle.score_scaled if scaled else bundle.score
-        scores, rules = await asyncio.to_thread(score, windows)
+        scores, rules = await asyncio.to_thread(bundle.score, windows)
         self.stats["batches"] += 1
         self.stats["windows"] += len(rules)
         return {"scores": scores, "rules": rules, "models": list(bundle.model_names)}
@@ -216,8 +215,7 @@ class PredictorDeployment:
         unscorable = [d and not np.isfinite(r) for d, r in zip(degraded, rules)]
         safe_scores = np.where(finite, scores, 0.0)
         safe_rules = np.where(np.isfinite(rules), rules, 0.0)
-        predictor = getattr(bundle, "predictor", None)  # [B, F] last minutes, scaled: the learned gate's context
-        last_rows = None if predictor is None else predictor.scaler.transform(windows[:, -1, :])
+        last_rows = windows[:, -1, :]  # [B, F] last minutes, raw: the learned gate's context
         combined = await self.keeper.combine.remote(bundle.version, zones, safe_scores, safe_rules, degraded, last_rows)
         if combined is None:
             await self.keeper.ensure.remote(bundle.version, bundle.fitted_state, bundle.ensemble_params,
@@ -255,16 +253,9 @@ class PredictorDeployment:
 
 
 def _rules_fired(bundle: Any, windows: np.ndarray) -> list:
-    from fabray.models.rule import RuleScore
-    from fabray.serve.keeper import RULE_MODEL
-
-    if RULE_MODEL not in bundle.model_names:
+    fired = bundle.predictor.rule_activations(windows)  # raw [K, L, F] → (names, [K, R])
+    if fired is None:
         return [[] for _ in windows]
-    layer = next((l for l in bundle.predictor.model(RULE_MODEL).layers if isinstance(l, RuleScore)), None)
-    if layer is None:
-        return [[] for _ in windows]
-    x = bundle.predictor.scaler.transform(np.asarray(windows, dtype=np.float32))  # [K, L, F] scaled
-    activations = np.asarray(layer.rule_activations(x), dtype=np.float64)  # [K, R]
-    names = [rule["name"] for rule in layer.rules]
+    names, activations = fired
     return [[{"rule": names[r], "activation": round(float(row[r]), 3)}
              for r in np.argsort(-row) if row[r] >= 0.5] for row in activations]

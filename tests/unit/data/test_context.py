@@ -50,7 +50,7 @@ def _spec(df: pd.DataFrame, **site) -> ContextSpec:
 
 def _raw_inputs(df: pd.DataFrame, spec: ContextSpec):
     p = prepare(df, TASK, SPLIT, context=spec)
-    return p, p.scaler.inverse_transform(p.features)  # [N, 12 + C] raw units
+    return p, p.features.astype(np.float64)  # [N, 12 + C] raw units (prepare does not scale)
 
 
 def test_columns_follow_the_switches():
@@ -93,7 +93,7 @@ def test_window_sees_future_plan_and_nothing_observed_after_its_end():
     end = int(p.splits["train"][20])
     zone = p.zones[p.zone_codes[end]]
     t_end = pd.Timestamp(p.timestamps[end])
-    base = gather_windows(p.features, np.array([end]), L)[0]  # [L, F] scaled
+    base = gather_windows(p.features, np.array([end]), L)[0]  # [L, F] raw
     cols = list(p.input_columns)
     plan_cols = [cols.index(f"{c}@+{H}") for c in spec.plan_columns]
 
@@ -131,7 +131,7 @@ def test_plan_unknown_at_the_tail_is_flagged_not_guessed():
     spec = _spec(df, calendar=False, neighbours=False)
     p = prepare(df, TASK, None, context=spec, scaler=prepare(df, TASK, SPLIT, context=spec).scaler,
                 nominal_s={"Z01": 150.0})
-    raw = p.scaler.inverse_transform(p.features)
+    raw = p.features.astype(np.float64)
     known = raw[:, p.input_columns.index("plan_known")]
     assert known[:-H].min() == pytest.approx(1) and np.allclose(known[-H:], 0)
     assert np.allclose(raw[-H:, p.input_columns.index(f"lots_planned@+{H}")], 0, atol=1e-4)

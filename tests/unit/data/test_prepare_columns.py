@@ -1,5 +1,5 @@
-"""prepare builds the scaled series column by column (no [N, F] float64 block): it must give bit
-for bit what the dense float64 path gives (sorted frame → raw [N, F] → Scaler.fit → transform),
+"""prepare builds the raw series column by column (no [N, F] float64 block): it must give bit
+for bit what the dense float64 path gives (sorted frame → raw [N, F] → Scaler.fit, float32 rows),
 and hold far less than that path while doing it."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from fabray import schema
 from fabray.config import FabrayConfig, SimulationConfig, SiteConfig, SplitConfig, TaskConfig
 from fabray.data.context import ContextSpec, context_columns
-from fabray.data.scaler import DEFAULT_STD_FLOOR, Scaler, column_stats, scale_columns
+from fabray.data.scaler import DEFAULT_STD_FLOOR, Scaler, column_stats, stack_columns
 from fabray.data.simulate import SimulationSize, simulate
 from fabray.data.windows import prepare
 from fabray.errors import BadInputError
@@ -54,7 +54,7 @@ def _columns_frame(seed: int = 0) -> pd.DataFrame:
     return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
 
 
-def test_column_stats_and_scale_columns_equal_the_dense_scaler():
+def test_column_stats_and_stack_columns_equal_the_dense_scaler():
     rng = np.random.default_rng(3)
     x = rng.normal(500, 80, size=(4001, 6)) * np.array([1e-3, 1.0, 1e3, 7.0, 1.0, 0.5])
     x[:, 4] = 2.0  # constant: centred only
@@ -64,19 +64,18 @@ def test_column_stats_and_scale_columns_equal_the_dense_scaler():
     assert [m for m, _ in stats] == list(mean) and [s for _, s in stats] == list(scale)  # bit for bit
     assert stats[4][1] == 1.0
     names = tuple(f"c{j}" for j in range(x.shape[1]))
-    features, scaler = scale_columns((x[:, j] for j in range(x.shape[1])), len(x), names, fit_rows=fit)
+    features, scaler = stack_columns((x[:, j] for j in range(x.shape[1])), len(x), names, fit_rows=fit)
     assert scaler == Scaler(names, tuple(mean), tuple(scale)) == Scaler.fit(x[fit], names)
-    expected = ((x - mean) / scale).astype(np.float32)
+    expected = x.astype(np.float32)  # raw: the models scale
     assert features.dtype == np.float32 and features.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(features, expected)
-    np.testing.assert_array_equal(features, scaler.transform(x))
-    again, same = scale_columns(iter(x.T), len(x), names, scaler=scaler)  # a stored scaler
+    again, same = stack_columns(iter(x.T), len(x), names, scaler=scaler)  # a stored scaler
     assert same is scaler
     np.testing.assert_array_equal(again, expected)
     with pytest.raises(BadInputError, match="no rows"):
-        scale_columns(iter(x.T), len(x), names, fit_rows=np.zeros(len(x), bool))
+        stack_columns(iter(x.T), len(x), names, fit_rows=np.zeros(len(x), bool))
     with pytest.raises(ValueError, match="expected 6 columns"):
-        scale_columns(iter(x.T[:5]), len(x), names, fit_rows=fit)
+        stack_columns(iter(x.T[:5]), len(x), names, fit_rows=fit)
 
 
 def test_prepare_equals_the_dense_float64_path():
@@ -113,7 +112,7 @@ def test_prepare_equals_the_dense_float64_path():
     assert p.scaler.features == (*schema.FEATURES, *spec.column_names())
     assert p.scaler.mean == tuple(mean) and p.scaler.scale == tuple(scale)  # bit for bit
     assert p.features.dtype == np.float32 and p.features.flags["C_CONTIGUOUS"]
-    np.testing.assert_array_equal(p.features, ((full - mean) / scale).astype(np.float32))
+    np.testing.assert_array_equal(p.features, full.astype(np.float32))  # raw: the models scale
     np.testing.assert_array_equal(p.minute_delay_s, (raw[:, tt] - nominal_per_row).astype(np.float32))
     assert list(p.cause) == list(s["cause"]) and p.cause.dtype == object
 

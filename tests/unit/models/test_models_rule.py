@@ -110,20 +110,37 @@ def test_each_rule_fires_on_its_own_feature_only(rule_name: str) -> None:
     assert triggered_score - calm_score == pytest.approx(DEFAULT_RULES[i].weight, abs=0.05)
 
 
-def test_rules_apply_to_raw_units_after_unscaling_a_z_scored_window() -> None:
+def test_the_rule_score_reads_the_raw_window_and_the_correction_its_z_scores() -> None:
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(0, 100, len(FEATURES))
+    scale = rng.uniform(0.5, 50, len(FEATURES))
+    raw = np.stack([calm_window(), congested_window()]).astype("float32")  # [2, L, F]
+    on_raw = scores(rule_score_layer(RuleModelConfig()), *raw)
+    model = build_model("rule", raw.shape[1], len(FEATURES), {"lstm_units": 4, "head_units": [4]}, (mean, scale))
+    assert model.layers[1].name == "feature_scaling"
+    # untrained: the zero-initialized correction adds nothing, the output is the raw rule score
+    np.testing.assert_allclose(model.predict(raw, verbose=0).reshape(-1), on_raw, atol=1e-4)
+    assert "feature_mean" not in rule_score_layer(RuleModelConfig()).get_config()
+
+
+def test_a_format_1_rule_layer_un_scales_its_z_scored_window() -> None:
+    from dataclasses import asdict
+
+    from fabray.models.rule import RuleScore
+
     rng = np.random.default_rng(1)
     mean = rng.uniform(0, 100, len(FEATURES))
     scale = rng.uniform(0.5, 50, len(FEATURES))
     raw = np.stack([calm_window(), congested_window()])  # [2, L, F]
     z_scored = ((raw - mean) / scale).astype("float32")
     on_raw = scores(rule_score_layer(RuleModelConfig()), *raw)
-    scaled_cfg = RuleModelConfig(feature_mean=tuple(mean), feature_scale=tuple(scale))
-    on_scaled = scores(rule_score_layer(scaled_cfg), *z_scored)
-    np.testing.assert_allclose(on_scaled, on_raw, atol=1e-3)
-    # The scaler travels in the layer's config, so a saved model un-scales itself.
-    config = rule_score_layer(scaled_cfg).get_config()
-    assert config["feature_mean"] == pytest.approx(list(mean))
-    assert config["feature_scale"] == pytest.approx(list(scale))
+    legacy = RuleScore(rules=[asdict(r) for r in DEFAULT_RULES], feature_mean=list(mean), feature_scale=list(scale))
+    np.testing.assert_allclose(scores(legacy, *z_scored), on_raw, atol=1e-3)
+    # a saved format-1 model keeps un-scaling itself after a reload
+    again = RuleScore.from_config(legacy.get_config())
+    assert again.feature_mean == pytest.approx(list(mean)) and again.feature_scale == pytest.approx(list(scale))
+    with pytest.raises(ValueError, match="go together"):
+        RuleScore(rules=[asdict(r) for r in DEFAULT_RULES], feature_mean=list(mean))
 
 
 def test_below_and_excess_rules_from_config_data() -> None:
@@ -160,8 +177,7 @@ def test_below_and_excess_rules_from_config_data() -> None:
         ({"rules": [{"name": "x", "feature": "queue_len", "threshold": 1.0, "colour": "red"}]},
          "bad rule"),
         ({"rules": []}, "at least one rule"),
-        ({"feature_mean": [0.0] * 12}, "or neither"),
-        ({"feature_mean": [0.0] * 3, "feature_scale": [1.0] * 3}, "one value per feature"),
+        ({"feature_mean": [0.0] * 12}, "unknown hyper-parameter"),
     ],
 )
 def test_bad_rule_configs_are_named(overrides: dict, message: str) -> None:

@@ -32,7 +32,7 @@ def test_a_manifest_without_format_version_is_version_one(make_run, tmp_path):
 def test_a_newer_format_version_is_refused_with_how_to_convert(make_run, tmp_path):
     run = make_run(tmp_path / "run", extra={"format_version": MANIFEST_VERSION + 1, "code": {"fabray": "9.0"}},
                    valid=False)
-    with pytest.raises(BadInputError, match=r"format_version 2 \(written by fabray 9.0\).*fabray train"):
+    with pytest.raises(BadInputError, match=rf"format_version {MANIFEST_VERSION + 1} \(written by fabray 9.0\).*fabray train"):
         Run.open(run)
     with pytest.raises(BadInputError, match="format_version"):
         read_manifest(run)

@@ -363,23 +363,24 @@ def test_an_alert_names_the_rules_that_fired_on_its_window():
 
 
 def test_the_served_rule_model_says_which_rules_fire():
-    import keras
+    from pathlib import Path
 
-    from fabray.models.rule import RuleModelConfig, rule_score_layer
+    from fabray.config import TaskConfig
+    from fabray.data.scaler import Scaler
+    from fabray.models import build_model
+    from fabray.predictor import RunPredictor
     from fabray.serve.deployments.predictor import _rules_fired
 
     lookback = 20
-    window = keras.Input(shape=(lookback, len(schema.FEATURES)))
-    model = keras.Model(window, rule_score_layer(RuleModelConfig())(window))  # raw inputs (no scaling)
+    f = len(schema.FEATURES)
+    scaler = Scaler(schema.FEATURES, (3.0,) * f, (2.0,) * f)  # the rules must read the raw window anyway
+    model = build_model("rule", lookback, f, {"lstm_units": 4, "head_units": [4]}, scaler)
 
     class Bundle:
-        model_names = ("lstm", "rule")
-
-        class predictor:  # noqa: N801 - stands for RunPredictor
-            model = staticmethod(lambda name: model)
-
-            class scaler:  # noqa: N801
-                transform = staticmethod(lambda x: x)
+        model_names = ("rule",)
+        predictor = RunPredictor(version="v", run_dir=Path("."), manifest={}, models={"rule": model},
+                                 scaler=scaler, nominal_s={}, zones=(), task=TaskConfig(lookback=lookback),
+                                 lookback=lookback, n_features=f, warm_up=False)
 
     calm = np.ones((lookback, len(schema.FEATURES)), np.float32)
     calm[:, schema.FEATURES.index("vehicle_util")] = 0.5

@@ -7,21 +7,15 @@ from pathlib import Path
 import pytest
 
 from fabray.config import FabrayConfig
-from fabray.data.scaler import Scaler
 from fabray.errors import BadInputError
-from fabray.schema import FEATURES
 from fabray.train.driver import RunSummary
 from fabray.train.prepare import apply_cli_overrides, effective_overrides
 
-SCALER = Scaler(features=FEATURES, mean=tuple(float(i) for i in range(12)), scale=(2.0,) * 12)
 
-
-def test_train_model_overrides_are_the_overrides_and_rule_gets_the_scaler():
+def test_train_model_overrides_are_the_overrides_and_carry_no_scaler():
     config = FabrayConfig.model_validate({"train": {"model_overrides": {"lstm": {"lstm_units": [8], "dropout": 0.3}}}})
-    out = effective_overrides(config, ["lstm", "rule"], SCALER)
-    assert out["lstm"] == {"lstm_units": [8], "dropout": 0.3}
-    assert out["rule"]["feature_mean"] == list(SCALER.mean)
-    assert out["rule"]["feature_scale"] == [2.0] * 12
+    out = effective_overrides(config, ["lstm", "rule"])
+    assert out == {"lstm": {"lstm_units": [8], "dropout": 0.3}, "rule": {}}
 
 
 def test_the_old_models_overrides_section_is_refused_naming_its_replacement():
@@ -36,7 +30,7 @@ def test_the_old_models_overrides_section_is_refused_naming_its_replacement():
 def test_overrides_for_an_unknown_model_are_refused():
     config = FabrayConfig.model_validate({"train": {"model_overrides": {"lstmm": {}}}})
     with pytest.raises(BadInputError, match="lstmm"):
-        effective_overrides(config, ["lstm"], SCALER)
+        effective_overrides(config, ["lstm"])
 
 
 def test_cli_options_replace_the_config_and_are_validated():

@@ -42,13 +42,13 @@ def _write_parent(run: Path, data: Path, config: FabrayConfig) -> Path:
 
     df = load_validated(data)
     prepared = prepare(df, config.task, config.split)
-    overrides = effective_overrides(config, list(config.train.models), prepared.scaler)
+    overrides = effective_overrides(config, list(config.train.models))
     rd.create_run_dir(run)
     atomic_write_json(run / "config.json", config.model_dump(mode="json"))
     entries = {}
     for name in config.train.models:
         out = rd.model_dir(run, name)
-        model = build_model(name, config.task.lookback, 12, overrides[name])
+        model = build_model(name, config.task.lookback, 12, overrides[name], prepared.scaler)
         out.mkdir(parents=True)
         model.save(out / "model.keras")
         atomic_write_json(out / "preprocessing.json", preprocessing_dict(prepared, config))
@@ -58,7 +58,8 @@ def _write_parent(run: Path, data: Path, config: FabrayConfig) -> Path:
                          **{k: f"models/{name}/{k}.json" for k in ("history", "preprocessing", "config")},
                          "model": f"models/{name}/model.keras"}
     keras.backend.clear_session()
-    rd.write_manifest(run, {"format": rd.MANIFEST_FORMAT, "run_id": run.name, "status": "complete",
+    rd.write_manifest(run, {"format": rd.MANIFEST_FORMAT, "format_version": rd.MANIFEST_VERSION,
+                            "run_id": run.name, "status": "complete",
                             "config": "config.json", "data": data_info(data, df, prepared),
                             "task": config.task.model_dump(), "models": entries})
     return run
@@ -116,14 +117,14 @@ def test_keeps_the_parents_scaler_and_draws_replay_from_its_data(parent, files, 
                                                                   str(files["old"].resolve())]
 
 
-def test_refit_scaler_fits_the_new_data_and_gives_the_rule_model_its_statistics(parent, files, tmp_path):
+def test_refit_scaler_fits_the_new_data_and_the_models_are_built_with_it(parent, files, tmp_path):
     from fabray.train.retrain import REFIT, prepare_retrain
 
     config = FabrayConfig.model_validate({"train": {"models": list(MODELS)}, "retrain": {"refit_scaler": True}})
     job = prepare_retrain(parent, files["new"], tmp_path / "r2", config)
     prep = json.loads((parent / "models/lstm/preprocessing.json").read_text())
     assert job.prepared.scaler.to_dict() != prep["scaler"]
-    assert job.overrides["rule"]["feature_mean"] == [float(v) for v in job.prepared.scaler.mean]
+    assert "feature_mean" not in job.overrides["rule"]  # the statistics are the first layer's, not an override
     assert job.overrides["lstm"] == MODELS["lstm"]
     assert job.config.task.lookback == 20  # the parent's task, though this config did not say
     assert job.manifest_extra["retrain"]["scaler_policy"] == REFIT and not job.carry_over
