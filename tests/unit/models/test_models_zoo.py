@@ -1,6 +1,7 @@
 """The shared checker, run for every model in the registry (tiny sizes, lookback 20).
 
-Each model must: map `[B, L, F]` to `[B, 1]` float32 (also under mixed_float16); learn (its loss
+Each model must: map a raw `[B, L, F]` window to `[B, 1]` float32 (also under mixed_float16),
+z-scoring it in its first layer (`FeatureScaling`, the training statistics); learn (its loss
 falls on a tiny fixed batch); save to `.keras` and load back with identical outputs; and
 round-trip its configs (the hyper-parameter dataclass, and every custom layer's get_config).
 """
@@ -14,10 +15,13 @@ import keras
 import numpy as np
 import pytest
 
-from fabray.models import MODELS, build_model, make_config, model_loss, model_table
+from fabray.models import MODELS, FeatureScaling, build_model, make_config, model_loss, model_table
 
 LOOKBACK = 20
 N_FEATURES = 12
+#: Training statistics per feature (raw units far from z-scores, as a fab's are).
+MEAN = np.linspace(-50.0, 300.0, N_FEATURES)
+SCALE = np.linspace(0.1, 80.0, N_FEATURES)
 
 #: Tiny sizes per model, through the same overrides the config uses.
 TINY: dict[str, dict] = {
@@ -45,16 +49,35 @@ def name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def _tiny(name: str) -> keras.Model:
+def _tiny(name: str, scaling=(MEAN, SCALE)) -> keras.Model:
     keras.utils.set_random_seed(0)
-    return build_model(name, LOOKBACK, N_FEATURES, TINY[name])
+    return build_model(name, LOOKBACK, N_FEATURES, TINY[name], scaling)
 
 
 def _batch(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw windows [B, L, F] (MEAN + SCALE · z) and a learnable target [B, 1]."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, LOOKBACK, N_FEATURES)).astype("float32")  # [B, L, F]
-    y = (x[:, -5:, 2].mean(axis=1) > 0).astype("float32")[:, None]  # [B, 1], learnable
-    return x, y
+    z = rng.standard_normal((n, LOOKBACK, N_FEATURES))  # [B, L, F]
+    y = (z[:, -5:, 2].mean(axis=1) > 0).astype("float32")[:, None]  # [B, 1], learnable
+    return (MEAN + SCALE * z).astype("float32"), y
+
+
+def test_the_first_layer_z_scores_the_raw_window_with_the_training_statistics(name: str) -> None:
+    model = _tiny(name)
+    first = model.layers[1]  # after the Input
+    assert isinstance(first, FeatureScaling) and first.mean == pytest.approx(MEAN) and first.scale == pytest.approx(SCALE)
+    x, _ = _batch(4)
+    plain = _tiny(name, None)  # identity scaling, same architecture and weights
+    rng = np.random.default_rng(2)
+    weights = [w + 0.05 * rng.standard_normal(w.shape) for w in model.get_weights()]
+    model.set_weights(weights)
+    plain.set_weights(weights)
+    z = ((x.astype(np.float64) - MEAN) / SCALE).astype("float32")
+    expected = plain.predict_on_batch(z)
+    if name == "rule":  # its rule score reads the RAW window; only the correction sees z-scores
+        rules = model.get_layer("rule_score")
+        expected = expected - np.asarray(rules(z)) + np.asarray(rules(x))
+    np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_output_is_one_float32_score_per_window(name: str) -> None:
@@ -92,7 +115,7 @@ def _check_loss_falls(name: str, task: str) -> None:
     model = _tiny(name)
     x, y = _batch(16)
     if task == "delay":
-        y = 3.0 * x[:, -5:, 2].mean(axis=1, keepdims=True)  # [B, 1]
+        y = 3.0 * ((x[:, -5:, 2] - MEAN[2]) / SCALE[2]).mean(axis=1, keepdims=True)  # [B, 1]
     loss = model_loss(name, task)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
     before = float(loss(y, model(x, training=False)))  # eager: no second graph to trace
@@ -176,3 +199,24 @@ def test_default_full_size_models_build_and_report_exact_params() -> None:
     assert rows["patchtst"]["params"] > 0 and rows["patchtst"]["seed_param_claim"] is None
     # The rule layer adds no weights: every rule-model parameter is the learned correction.
     assert rows["rule"]["trainable_params"] == rows["rule"]["params"]
+
+
+def test_feature_scaling_computes_in_float32_under_mixed_precision() -> None:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer = FeatureScaling([180.0, 0.6], [75.0, 0.25])
+        x = np.array([[[180.01, 0.61]]], dtype="float32")  # [1, 1, 2]: 0.01 s above a 180 s mean
+        out = layer(x)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert layer.dtype_policy.compute_dtype == "float32" and layer.output_dtype == "float16"
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    # float16 before the subtraction would lose the 0.01 s (float16 spacing at 180 is 0.125)
+    np.testing.assert_allclose(np.asarray(out, dtype=np.float32), [[[0.01 / 75.0, 0.04]]], rtol=2e-3)
+    again = FeatureScaling.from_config(layer.get_config())
+    assert (again.mean, again.scale, again.output_dtype) == (layer.mean, layer.scale, "float16")
+    with pytest.raises(ValueError, match="one mean and one scale"):
+        FeatureScaling([0.0, 1.0], [1.0])
+    with pytest.raises(ValueError, match="> 0"):
+        FeatureScaling([0.0], [0.0])
