@@ -297,12 +297,9 @@ class RunPredictor:
             raise BadInputError(f"windows must be numbers. Received: {err}") from None
         if x.ndim == 2:
             x = x[None]  # one window
-        expected = (self.lookback, len(schema.FEATURES))
-        if x.ndim != 3 or x.shape[1:] != expected:
-            raise BadInputError(
-                f"windows must be [batch, {self.lookback} minutes, {len(schema.FEATURES)} features] "
-                f"(features in the order {list(schema.FEATURES)}). Received: shape {list(x.shape)}"
-            )
+        problem = schema.window_shape_problem(x.shape, self.lookback, len(schema.FEATURES), batch=True)
+        if problem:
+            raise BadInputError(f"{problem} (features in the order {list(schema.FEATURES)})")
         if x.shape[0] == 0:
             raise BadInputError("no window to score. Received: batch of 0")
         bad = ~np.isfinite(x)

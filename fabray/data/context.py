@@ -396,11 +396,9 @@ def window_context(
             if name is None or name not in given:
                 continue
             window = np.asarray(given[name], dtype=np.float64)
-            if window.shape != (lookback, len(schema.FEATURES)):
-                raise BadInputError(
-                    f"neighbours.{name}: expected {lookback} rows × {len(schema.FEATURES)} features. "
-                    f"Received: shape {list(window.shape)}"
-                )
+            problem = schema.window_shape_problem(window.shape, lookback, len(schema.FEATURES), batch=False)
+            if problem:
+                raise BadInputError(f"neighbours.{name}: {problem}")
             out[:, k, :g] = _neighbour_values(spec, window, float(nominal_s[name]))
             out[:, k, g] = 1.0
         parts.append(out.reshape(lookback, -1))

@@ -57,7 +57,6 @@ import pandas as pd
 
 from fabray import schema
 from fabray.config import SimulationConfig, SplitConfig, TaskConfig
-from fabray.data.targets import delay_events, delay_targets
 from fabray.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -687,23 +686,21 @@ def _fifo_wait_s(requests: np.ndarray, completions: np.ndarray) -> np.ndarray:
 def delay_labels(
     frame: pd.DataFrame, task: TaskConfig | None = None, split: SplitConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(delay_s, delay_event) per row, computed zone by zone with fabray.data.targets.
+    """(delay_s, delay_event) per row: training's label (`fabray.data.windows.horizon_labels`, the
+    one label function) with training's nominal transport times (`zone_nominal_s` on `split`'s
+    train span), so `fabray simulate` prints the event rate training labels.
 
-    The frame must be sorted by zone then timestamp with no gaps (as `simulate` writes it).
-    NaN where the target is undefined (the last `horizon` minutes of a zone). The nominal
-    transport times are training's (`fabray.data.windows.zone_nominal_s` on `split`'s train span).
-    """
-    from fabray.data.windows import zone_nominal_s
+    The frame must be sorted by zone then timestamp (as `simulate` writes it). NaN where the
+    target is undefined (the last `horizon` minutes of a zone's segment)."""
+    from fabray.data.windows import horizon_labels, zone_nominal_s
 
     task = task or TaskConfig()
     nominal = zone_nominal_s(frame, task, split)
-    delay = np.full(len(frame), np.nan)
-    zones = frame[schema.ZONE].to_numpy()
-    tt = frame[schema.TRANSPORT_TIME].to_numpy(dtype=np.float64)
-    bounds = np.flatnonzero(zones[1:] != zones[:-1]) + 1
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(frame)]):
-        delay[lo:hi] = delay_targets(tt[lo:hi], nominal[str(zones[lo])], task.horizon)
-    return delay, delay_events(delay, task.sla_delay_s)
+    names, codes = np.unique(frame[schema.ZONE].astype(str).to_numpy(), return_inverse=True)
+    nominal_per_row = np.asarray([nominal[str(z)] for z in names], dtype=np.float64)[codes]  # [N]
+    return horizon_labels(codes, frame[schema.TIMESTAMP].to_numpy(dtype="datetime64[ns]"),
+                          frame[schema.TRANSPORT_TIME].to_numpy(dtype=np.float64), nominal_per_row,
+                          task.horizon, task.sla_delay_s)
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,6 @@ ROW_CONVENTION = (
 )
 #: Cell texts read as "no value" in numeric columns (compared stripped and lower-cased).
 MISSING_TOKENS: frozenset[str] = frozenset({"", "nan", "na", "n/a", "null", "none"})
-#: Measurements that cannot be negative, besides the counts.
-NON_NEGATIVE_MEASUREMENTS: tuple[str, ...] = ("mean_speed", schema.TRANSPORT_TIME)
 DEFAULT_MAX_ROWS = 50
 _MINUTE_US = 60_000_000  # one minute in microseconds
 
@@ -459,19 +457,19 @@ def _check_values(
         if len(infinite):
             out.add("infinite_value", f"column '{column}': {len(infinite)} value(s) are infinite",
                     column, infinite, show)
-        with np.errstate(invalid="ignore"):
-            negative = np.flatnonzero(v < 0)
-            if len(negative) and (feature in schema.COUNT_FEATURES or feature in schema.PLAN_COLUMNS):
-                out.add("negative_value", f"column '{column}': {len(negative)} negative count(s) "
-                        f"(counts must be >= 0)", column, negative, show)
-            elif len(negative) and feature in NON_NEGATIVE_MEASUREMENTS:
-                out.add("negative_value", f"column '{column}': {len(negative)} negative value(s) "
-                        f"(must be >= 0)", column, negative, show)
-            if feature in schema.FRACTION_FEATURES:
-                outside = np.flatnonzero((v < 0) | (v > 1))
-                if len(outside):
-                    out.add("fraction_out_of_range", f"column '{column}': {len(outside)} value(s) "
-                            f"outside [0, 1] (a fraction)", column, outside, show)
+        broken = schema.range_violations(feature, v, physical=False)  # the contract's one range rule
+        negative = np.flatnonzero(broken["below_zero"])
+        if len(negative) and (feature in schema.COUNT_FEATURES or feature in schema.PLAN_COLUMNS):
+            out.add("negative_value", f"column '{column}': {len(negative)} negative count(s) "
+                    f"(counts must be >= 0)", column, negative, show)
+        elif len(negative) and feature in schema.MEASUREMENT_FEATURES:
+            out.add("negative_value", f"column '{column}': {len(negative)} negative value(s) "
+                    f"(must be >= 0)", column, negative, show)
+        if feature in schema.FRACTION_FEATURES:
+            outside = np.flatnonzero(broken["below_zero"] | broken["above_one"])
+            if len(outside):
+                out.add("fraction_out_of_range", f"column '{column}': {len(outside)} value(s) "
+                        f"outside [0, 1] (a fraction)", column, outside, show)
 
 
 def _check_cause(s: pd.Series, column: str, out: _Collector) -> np.ndarray | None:

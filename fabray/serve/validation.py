@@ -4,7 +4,7 @@ A window is `lookback` rows (oldest minute first) × the features of `fabray.sch
 raw units. What happens to each kind of trouble:
 
 - wrong number of rows or values per row, an infinite value, a negative count, a fraction
-  outside [0, 1], a value beyond its physical bound (`UPPER_BOUNDS`: 1e308 is finite JSON but
+  outside [0, 1], a value beyond its physical bound (`fabray.schema.range_violations`; 1e308 is finite JSON but
   no fab's queue), a feature missing in every minute → `BadInputError` (HTTP 422), naming the
   row and feature;
 - `transport_time_s` missing (null) in a minute: that minute had no completions, which the data
@@ -29,23 +29,6 @@ from fabray import schema
 from fabray.config import DegradedRules
 from fabray.errors import BadInputError
 
-
-#: The largest value each feature can physically take in one zone-minute (raw units), far above
-#: any real fab (the simulated ones stay below 300 lots, 2 m/s-ish vehicles, 20-minute
-#: transports) yet small enough that float32 and the models' arithmetic stay finite.
-#: Every feature is also >= 0. Features not named here are bounded by DEFAULT_UPPER_BOUND.
-UPPER_BOUNDS: dict[str, float] = {
-    "vehicle_util": 1.0,
-    "stocker_fill": 1.0,
-    "mean_speed": 100.0,  # m/s
-    "transport_time_s": 86_400.0,  # one day
-}
-DEFAULT_UPPER_BOUND = 100_000.0  # counts per zone-minute (requests, lots, vehicles, ...)
-
-
-def upper_bound(name: str) -> float:
-    """The largest value `name` may take (see UPPER_BOUNDS)."""
-    return UPPER_BOUNDS.get(name, DEFAULT_UPPER_BOUND)
 
 
 @dataclass(frozen=True)
@@ -99,10 +82,9 @@ def check_window(
     n_features = len(features)
     if isinstance(values, np.ndarray):
         arr = values.astype(np.float64, copy=True)
-        if arr.ndim != 2 or arr.shape != (lookback, n_features):
-            raise BadInputError(
-                f"{where}: expected {lookback} rows × {n_features} features. Received: shape {arr.shape}"
-            )
+        problem = schema.window_shape_problem(arr.shape, lookback, n_features, batch=False)
+        if problem:
+            raise BadInputError(f"{where}: {problem}")
     else:
         if len(values) != lookback:
             raise BadInputError(
@@ -154,26 +136,24 @@ def check_window(
 
 
 def _check_ranges(arr: np.ndarray, features: tuple[str, ...], where: str) -> None:
-    """Counts >= 0 and fractions in [0, 1], as the data contract says; every value within its
-    physical bound (`upper_bound`). NaN is ignored here."""
-    with np.errstate(invalid="ignore"):
-        for j, name in enumerate(features):
-            column = arr[:, j]
-            high = upper_bound(name)
-            if name in schema.COUNT_FEATURES:
-                bad = np.flatnonzero(column < 0)
-                if bad.size:
-                    raise BadInputError(f"{where}: {name!r} is a count and must be >= 0. Received: "
-                                        f"{column[bad[0]]} at row {bad[0]}")
-            elif name in schema.FRACTION_FEATURES:
-                bad = np.flatnonzero((column < 0) | (column > 1))
-                if bad.size:
-                    raise BadInputError(f"{where}: {name!r} is a fraction and must lie in [0, 1]. "
-                                        f"Received: {column[bad[0]]} at row {bad[0]}")
-            bad = np.flatnonzero((column < 0) | (column > high))
-            if bad.size:
-                raise BadInputError(f"{where}: {name!r} must lie in [0, {high:g}] (physical bound). "
-                                    f"Received: {column[bad[0]]:g} at row {bad[0]}")
+    """The data contract's ranges (`fabray.schema.range_violations`: counts >= 0, fractions in
+    [0, 1], every value within its physical bound); the first violation → BadInputError naming
+    the row. NaN is ignored here."""
+    for j, name in enumerate(features):
+        column = arr[:, j]
+        broken = schema.range_violations(name, column)
+        if name in schema.COUNT_FEATURES:
+            rule, bad = "is a count and must be >= 0", np.flatnonzero(broken["below_zero"])
+        elif name in schema.FRACTION_FEATURES:
+            rule, bad = "is a fraction and must lie in [0, 1]", np.flatnonzero(broken["below_zero"] | broken["above_one"])
+        else:
+            bad = np.zeros(0, dtype=np.int64)
+        if bad.size:
+            raise BadInputError(f"{where}: {name!r} {rule}. Received: {column[bad[0]]} at row {bad[0]}")
+        bad = np.flatnonzero(broken["below_zero"] | broken["above_bound"])
+        if bad.size:
+            raise BadInputError(f"{where}: {name!r} must lie in [0, {schema.upper_bound(name):g}] (physical "
+                                f"bound). Received: {column[bad[0]]:g} at row {bad[0]}")
 
 
 def check_values(values: np.ndarray, features: tuple[str, ...] | None = None, where: str = "data") -> None:

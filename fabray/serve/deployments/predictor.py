@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from fabray import schema
 from fabray.config import EnsembleConfig, ServeConfig
 from fabray.errors import BadInputError
 from fabray.serve.deployments.metrics import _metric, _record
@@ -177,7 +178,7 @@ class PredictorDeployment:
         the rules), gets {"error": ...} in its place; the ingress answers that request alone 503."""
         bundle = self.bundle
         expected = (bundle.predictor.lookback, bundle.predictor.n_features)
-        fits = [tuple(item["windows"].shape[1:]) == expected for item in items]
+        fits = [schema.window_shape_problem(item["windows"].shape, *expected, batch=True) is None for item in items]
         good = [item for item, ok in zip(items, fits) if ok]
         answers: list = []
         if good:
