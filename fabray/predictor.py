@@ -474,7 +474,6 @@ def _load_ensemble(path: Path, model_names: tuple[str, ...], legacy_scaler: Scal
     """`ensemble.json`; `legacy_scaler`: a format-1 run's scaler, whose gate was fitted on z-scored
     context: it is converted to take the raw context every window now carries."""
     from fabray.ensemble import EnsembleParams
-    from fabray.ensemble.gate import gate_on_raw_context
     from fabray.ensemble.served import ServedEnsemble
 
     data = _read_json(path, "ensemble")
@@ -490,10 +489,8 @@ def _load_ensemble(path: Path, model_names: tuple[str, ...], legacy_scaler: Scal
 
     state = data.get("state")
     try:
-        if legacy_scaler is not None and isinstance(state, Mapping) and state.get("gate"):
-            index = [int(i) for i in state.get("context_index") or ()]
-            state = {**state, "gate": gate_on_raw_context(state["gate"], [legacy_scaler.mean[i] for i in index],
-                                                          [legacy_scaler.scale[i] for i in index])}
+        if legacy_scaler is not None:
+            state = format1_state_on_raw_context(state, legacy_scaler)
         params = EnsembleParams.from_dict(data["params"])
         static = EnsembleParams.from_dict(data["static_params"])
         ServedEnsemble.from_state(state)  # validates the state once, here
@@ -506,6 +503,19 @@ def _load_ensemble(path: Path, model_names: tuple[str, ...], legacy_scaler: Scal
         raw=data,
         model_alarms={str(k): AlarmPolicy.from_dict(v) for k, v in (data.get("model_alarms") or {}).items()},
     )
+
+
+def format1_state_on_raw_context(state: Any, scaler: Scaler) -> Any:
+    """A served-ensemble state (`ensemble.json`'s "state") of a run of format 1, whose learned gate
+    standardizes z-scored context, as the same state on the raw context windows now carry
+    (`fabray.ensemble.gate.gate_on_raw_context`); states without a gate are returned as given."""
+    from fabray.ensemble.gate import gate_on_raw_context
+
+    if not isinstance(state, Mapping) or not state.get("gate"):
+        return state
+    index = [int(i) for i in state.get("context_index") or ()]
+    return {**state, "gate": gate_on_raw_context(state["gate"], [scaler.mean[i] for i in index],
+                                                 [scaler.scale[i] for i in index])}
 
 
 def _layers(model: Any) -> Iterator[Any]:

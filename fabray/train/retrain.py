@@ -33,15 +33,17 @@ guarded step (serving's `/v1/retrain`).
   left, and some model changed; never the config's untuned defaults. The manifest records the budget, the time used,
   and which models the budget stopped.
 - **Scaler policy: keep the parent's.** By default RUN2 keeps RUN's feature scaler and nominal
-  transport times. (1) The warm-started weights were learned on inputs scaled by that scaler;
-  refitting it would shift every input the weights see and undo part of the warm start. (2) The
+  transport times. (1) The warm-started weights were learned on inputs scaled by that scaler
+  (each model's first layer, `FeatureScaling`, holds its statistics); refitting it would shift
+  every input the weights see and undo part of the warm start. (2) The
   labels keep their meaning: `delay_s` is transport time minus the zone's nominal, so champion
   and challenger are compared on the same events. (3) Everything downstream stays consistent:
-  the rule model's thresholds (in raw units, through the scaler's statistics), the ensemble, and
-  the serving bundle's request preprocessing. A zone the parent never saw gets its nominal from
+  the ensemble and the drift monitor's training statistics. A zone the parent never saw gets its nominal from
   the new data's training split, as in `fabray train`. `retrain.refit_scaler: true` refits both
-  on the new data's training split instead (for a fab whose sensors or layout changed); the rule
-  model then gets the new statistics, and no model can be carried over unchanged.
+  on the new data's training split instead (for a fab whose sensors or layout changed); every
+  model's scaling layer then gets the new statistics, and no model can be carried over unchanged.
+  A parent of run format 1 (models of z-scored windows) is retrained into format 2: its weights
+  move behind a scaling layer of the kept statistics, and no model can be carried over.
 
 RUN2's manifest has `parent` (run id, path, fingerprint of the parent's manifest) and `retrain`
 (scaler policy, replay sources and windows, budget and time used).
@@ -337,9 +339,11 @@ def inherit_parent_ensemble(parent_run: Path, run: Path) -> dict[str, Any] | Non
     policies were fitted on the parent's whole validation split for these same models, which
     serves and evaluates far better than the config's untuned defaults. Returns RUN2's manifest
     "ensemble" entry (the parent's, with RUN2's checksums and `inherited_from`), or None when the
-    parent has no fitted ensemble or one over other models (nothing is copied then)."""
+    parent has no fitted ensemble or one over other models (nothing is copied then). A parent of
+    run format 1 has its learned gate converted to the raw context RUN2's windows carry."""
     from fabray.ensemble.fit import TRIALS_FILE
-    from fabray.predictor import ENSEMBLE_FILE
+    from fabray.files import atomic_write_json
+    from fabray.predictor import ENSEMBLE_FILE, format1_state_on_raw_context
 
     parent = rd.read_manifest(parent_run)
     entry, source = parent.get("ensemble"), parent_run / ENSEMBLE_FILE
@@ -354,6 +358,14 @@ def inherit_parent_ensemble(parent_run: Path, run: Path) -> dict[str, Any] | Non
         if (parent_run / name).is_file():
             atomic_copy(parent_run / name, run / name)
             checksums[name] = sha256_file(run / name)
+    if int(parent.get("format_version") or 1) < rd.MANIFEST_VERSION:
+        from fabray.data.scaler import Scaler
+
+        doc = json.loads(source.read_text())
+        prep_rel = next(e["preprocessing"] for e in parent["models"].values() if e.get("status") == "ok")
+        scaler = Scaler.from_dict(json.loads((parent_run / prep_rel).read_text())["scaler"])
+        atomic_write_json(run / ENSEMBLE_FILE, {**doc, "state": format1_state_on_raw_context(doc["state"], scaler)})
+        checksums[ENSEMBLE_FILE] = sha256_file(run / ENSEMBLE_FILE)
     return {**entry, "checksums": checksums, "inherited_from": parent.get("run_id")}
 
 

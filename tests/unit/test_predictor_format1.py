@@ -121,15 +121,23 @@ def test_a_format_1_runs_rule_overrides_drop_the_scaler_statistics(old_run):
 
 def test_a_gate_fitted_on_z_scored_context_takes_raw_context_after_conversion():
     from fabray.ensemble.gate import Gate, GateParams, gate_on_raw_context
+    from fabray.predictor import format1_state_on_raw_context
 
     rng = np.random.default_rng(3)
-    col_mean, col_scale = np.array([0.6, 2.0]), np.array([0.25, 8.0])
+    index = [schema.FEATURES.index("vehicle_util"), schema.FEATURES.index("queue_len")]
+    mean, scale = rng.uniform(0, 5, F), rng.uniform(0.2, 9, F)
+    col_mean, col_scale = mean[index], scale[index]
     old = Gate(GateParams(), ("vehicle_util", "queue_len"), rng.standard_normal(5), rng.uniform(0.5, 2, 5),
                rng.standard_normal((3, 6)))  # 2 context inputs + 3 members' errors
     raw = col_mean + col_scale * rng.standard_normal((7, 2))  # [B, C] raw
     errors = rng.uniform(0, 0.3, (7, 3))
-    new = Gate.from_dict(gate_on_raw_context(old.to_dict(), col_mean, col_scale))
+    state = {"form": "gate", "gate": old.to_dict(), "context_index": index}
+    converted = format1_state_on_raw_context(state, Scaler(schema.FEATURES, tuple(mean), tuple(scale)))
+    assert converted["form"] == "gate" and state["gate"] == old.to_dict()  # the stored state is left as it was
+    new = Gate.from_dict(converted["gate"])
     np.testing.assert_allclose(new.weights(raw, errors), old.weights((raw - col_mean) / col_scale, errors), rtol=1e-10)
+    assert format1_state_on_raw_context({"form": "dynamic", "gate": None}, Scaler(schema.FEATURES, tuple(mean),
+                                        tuple(scale))) == {"form": "dynamic", "gate": None}
     with pytest.raises(ValueError, match="2 context inputs"):
         gate_on_raw_context(old.to_dict(), col_mean[:1], col_scale[:1])
 
