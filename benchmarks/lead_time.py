@@ -208,10 +208,10 @@ def fit_gbt_scores(prepared: Any, train: np.ndarray, val: np.ndarray, test: np.n
     lb = prepared.lookback
     y = prepared.fit_target
     cfg = bl.GBTConfig(seed=seed, n_jobs=min(2, os.cpu_count() or 1))
-    model = bl.fit_gbt(bl.lag_features(prepared.features, train, lb), y[train].astype(float),
-                       bl.lag_features(prepared.features, val, lb), y[val].astype(float), cfg)
-    pv = bl.gbt_scores(model, bl.lag_features(prepared.features, val, lb))
-    pt = bl.gbt_scores(model, bl.lag_features(prepared.features, test, lb))
+    model = bl.fit_gbt(bl.lag_features(prepared.features, train, lb, scaler=prepared.scaler), y[train].astype(float),
+                       bl.lag_features(prepared.features, val, lb, scaler=prepared.scaler), y[val].astype(float), cfg)
+    pv = bl.gbt_scores(model, bl.lag_features(prepared.features, val, lb, scaler=prepared.scaler))
+    pt = bl.gbt_scores(model, bl.lag_features(prepared.features, test, lb, scaler=prepared.scaler))
     return pv, pt, {"trees": int(getattr(model, "best_iteration_", 0) or cfg.n_estimators)}
 
 

@@ -121,15 +121,20 @@ class LagSpec:
 
 
 def lag_features(
-    features: np.ndarray, ends: np.ndarray, lookback: int, spec: LagSpec = LagSpec(), chunk: int = 65_536
+    features: np.ndarray, ends: np.ndarray, lookback: int, spec: LagSpec = LagSpec(), chunk: int = 65_536,
+    scaler: Any = None,
 ) -> np.ndarray:
     """[W, F × per-feature count] float32 lag features of the windows ending at `ends`.
+
+    `scaler` (the run's `Scaler`): the raw series is z-scored first, as every model z-scores its
+    input in its first layer; the trees' histogram bins depend on it (LightGBM's bin boundaries
+    hold 0 apart), so the baseline sees the inputs the models see.
 
     Rolling means and spreads come from cumulative sums over the series, so the cost is
     O(N·F + W·K), never a materialized window; `chunk` ends are computed at a time. Every statistic stays inside the window
     (`spec.span` <= lookback), hence inside one segment. Column order: `spec.names(features)`.
     """
-    x = np.asarray(features, dtype=np.float64)  # [N, F]
+    x = np.asarray(features if scaler is None else scaler.transform(features), dtype=np.float64)  # [N, F]
     ends = np.asarray(ends, dtype=np.int64)  # [W]
     if spec.span > lookback:
         raise ValueError(f"lag features reach {spec.span} minutes back, past the window of {lookback}. Received: {spec}")

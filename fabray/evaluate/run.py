@@ -202,17 +202,17 @@ def evaluate_run(
         rp = run_data.prepared
         tr = bl.subsample_ends(rp.splits["train"], gbt_config.max_train_rows, gbt_config.seed)
         va = rp.splits["val"]
-        lookback = predictor.lookback
+        def lags(p: Any, at: np.ndarray) -> np.ndarray:  # z-scored with the run's statistics, as the models do
+            return bl.lag_features(p.features, at, predictor.lookback, scaler=predictor.scaler)
+
         try:
-            model = bl.fit_gbt(bl.lag_features(rp.features, tr, lookback), rp.target[tr].astype(np.float64),
-                               bl.lag_features(rp.features, va, lookback), rp.target[va].astype(np.float64),
-                               gbt_config)
+            model = bl.fit_gbt(lags(rp, tr), rp.target[tr].astype(np.float64),
+                               lags(rp, va), rp.target[va].astype(np.float64), gbt_config)
         except ValueError as err:
             skipped["gbt"] = f"could not be fitted: {err}"
         else:
-            thr = lead_policy(rp.target[va].astype(np.float64),
-                                 bl.gbt_scores(model, bl.lag_features(rp.features, va, lookback)), *val_lead)
-            cands["gbt"] = Candidate("gbt", "baseline", bl.gbt_scores(model, bl.lag_features(prepared.features, ends, lookback)),
+            thr = lead_policy(rp.target[va].astype(np.float64), bl.gbt_scores(model, lags(rp, va)), *val_lead)
+            cands["gbt"] = Candidate("gbt", "baseline", bl.gbt_scores(model, lags(prepared, ends)),
                                      thr, note=f"LightGBM on {len(bl.LagSpec().names(['x']))} lag features per input")
     cause_w = getattr(prepared, "cause", None)
     cause_w = None if cause_w is None else np.asarray(cause_w, dtype=object)[ends]  # [W]

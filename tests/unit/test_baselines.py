@@ -116,3 +116,15 @@ def test_gbt_refuses_a_single_class():
     x = np.zeros((50, 2))
     with pytest.raises(ValueError, match="both classes"):
         bl.fit_gbt(x, np.zeros(50), x, np.zeros(50))
+
+
+def test_lag_features_of_the_raw_series_with_the_scaler_are_those_of_the_z_scores():
+    """The trees see the inputs the models see (z-scores): LightGBM's bins are not scale-free."""
+    from fabray.data.scaler import Scaler
+
+    rng = np.random.default_rng(4)
+    raw = (CALM + 3.0 * rng.standard_normal((150, len(FEATURES)))).astype(np.float32)  # [N, F] raw
+    scaler = Scaler.fit(raw[:100], FEATURES)
+    ends = np.arange(119, 150, 5)
+    np.testing.assert_array_equal(bl.lag_features(raw, ends, 100, scaler=scaler),
+                                  bl.lag_features(scaler.transform(raw), ends, 100))
