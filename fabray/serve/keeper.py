@@ -77,6 +77,12 @@ class EnsembleKeeper:
         if version in self._ensembles:
             return
         ensemble = self._load(version, model_names)
+        if ensemble is not None and ensemble.gate is not None and fitted_state and fitted_state.get("gate"):
+            # the gate is fitted, never learned online: take the loaded run's (a run of format 1
+            # has it converted to raw context at load; a state persisted before may not)
+            from fabray.ensemble.gate import Gate
+
+            ensemble.gate = Gate.from_dict(fitted_state["gate"])
         if ensemble is None and fitted_state is not None:
             ensemble = ServedEnsemble.from_state(fitted_state)  # the run's fitted state, as evaluated
         if ensemble is None:

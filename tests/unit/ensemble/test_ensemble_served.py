@@ -294,3 +294,23 @@ def test_the_configured_point_covers_every_dimension_of_the_tune_space():
     point = configured_point(EnsembleConfig(), names)
     assert set(point) == set(tune_space(names))
     assert point["form"] == "dynamic" and all(point[f"use_{n}"] for n in names)
+
+
+def test_a_restored_online_state_takes_the_loaded_runs_gate(tmp_path):
+    """The gate is fitted, never learned online: a state persisted before a run's gate was
+    converted (run format 1 → raw context) is restored with the gate of the run as loaded."""
+    from fabray.ensemble.gate import Gate, gate_on_raw_context
+
+    data = _series()
+    served, _, _ = fit_served({"form": "gate", "gate_half_life": 30.0, "gate_l2": 1e-3}, data)
+    keeper = EnsembleKeeper(tmp_path)
+    keeper.ensure("v1", served.to_state(), served.params.to_dict(), NAMES)
+    keeper.save(force=True)  # persisted with the gate on z-scored context
+    loaded = {**served.to_state(), "gate": gate_on_raw_context(served.gate.to_dict(), [5.0], [2.0])}
+    again = EnsembleKeeper(tmp_path)
+    again.ensure("v1", loaded, served.params.to_dict(), NAMES)
+    assert again._ensembles["v1"].gate.to_dict() == Gate.from_dict(loaded["gate"]).to_dict()
+    scores = np.array([[0.9, 0.1, 0.5]])
+    raw = again.combine("v1", ["Z00"], scores, np.zeros(1), [False], last_rows=np.array([[5.0 + 2.0 * 1.0]]))[0]
+    z = keeper.combine("v1", ["Z00"], scores, np.zeros(1), [False], last_rows=np.array([[1.0]]))[0]
+    assert raw["probability"] == pytest.approx(z["probability"])
