@@ -6,7 +6,7 @@ For each row count, in its own subprocess (so one size's peak RSS does not hide 
 
 1. **data preparation**: the simulator (`fabray.data.simulate`, 16 zones, the `poc` preset's
    shape) makes the rows (timed apart: a real site reads them instead), then
-   `fabray.data.windows.prepare` (validation-free: the frame is the simulator's) builds the scaled
+   `fabray.data.windows.prepare` (validation-free: the frame is the simulator's) builds the raw
    series, targets and splits, with the site's context columns as `fabray train` does; timed, and
    the process's peak RSS (VmHWM) is read right after it, before Ray starts. Preparation's own
    peak is measured apart from the simulator's: after simulating, the freed heap goes back to the

@@ -5,7 +5,8 @@
 
 What it measures, for each of the six models at default size (lookback and batch size from the
 default `FabrayConfig`, the simulator's 16 zones, features as `fabray train` prepares them, the
-`rule` model's overrides from `fabray.train.prepare.effective_overrides`, every model's scaling layer from the fitted scaler), all in the same
+overrides from `fabray.train.prepare.effective_overrides`, every model's scaling layer from the
+fitted scaler), all in the same
 run so that every figure has its baseline next to it:
 
 - **settings**, each a Keras `fit` of `--steps` timed steps (after one untimed step per call, in
