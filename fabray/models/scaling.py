@@ -4,12 +4,7 @@ Windows are raw at every boundary (training pipeline, serving, batch prediction,
 each model z-scores its own input with the statistics `fabray.data.scaler.Scaler` fitted on the
 training rows, stored in the layer's config, so a saved model scores raw windows by itself.
 
-    z = ((x − mean_hi) − mean_lo) / scale     per feature (the last axis), in float32
-
-`mean_hi` is the float32 nearest the (float64) mean and `mean_lo` the float32 of what is left, so
-the mean enters at about float64 precision: a raw value close to its mean (a 180.3 s transport
-time against a 178.6 s mean) is subtracted exactly, and the z-score's error is the float32
-rounding of the raw input alone.
+    z = (x − mean) / scale     per feature (the last axis), computed in float32
 
 The layer's dtype policy is float32 even under mixed precision (a raw `wip_lots` of 130 or a
 `transport_time_s` of 180 is not to be subtracted in float16); its output is cast to
@@ -58,9 +53,7 @@ class FeatureScaling(keras.layers.Layer):
         self.mean = mean
         self.scale = scale
         self.output_dtype = output_dtype or keras.mixed_precision.global_policy().compute_dtype
-        mean64 = np.asarray(mean, dtype=np.float64)  # [F]
-        self._mean_hi = mean64.astype("float32")  # [F]
-        self._mean_lo = (mean64 - self._mean_hi.astype(np.float64)).astype("float32")  # [F]
+        self._mean = np.asarray(mean, dtype="float32")  # [F]
         self._scale = np.asarray(scale, dtype="float32")  # [F]
 
     def build(self, input_shape):
@@ -72,7 +65,7 @@ class FeatureScaling(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")  # [B, L, F] raw
-        z = ((x - self._mean_hi) - self._mean_lo) / self._scale  # [B, L, F] z-scores, float32
+        z = (x - self._mean) / self._scale  # [B, L, F] z-scores, float32
         return ops.cast(z, self.output_dtype)
 
     def compute_output_shape(self, input_shape):
