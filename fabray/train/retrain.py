@@ -358,13 +358,14 @@ def inherit_parent_ensemble(parent_run: Path, run: Path) -> dict[str, Any] | Non
         if (parent_run / name).is_file():
             atomic_copy(parent_run / name, run / name)
             checksums[name] = sha256_file(run / name)
-    if int(parent.get("format_version") or 1) < rd.MANIFEST_VERSION:
+    doc = json.loads(source.read_text())
+    state = doc.get("state")
+    if int(parent.get("format_version") or 1) < rd.MANIFEST_VERSION and isinstance(state, dict) and state.get("gate"):
         from fabray.data.scaler import Scaler
 
-        doc = json.loads(source.read_text())
         prep_rel = next(e["preprocessing"] for e in parent["models"].values() if e.get("status") == "ok")
         scaler = Scaler.from_dict(json.loads((parent_run / prep_rel).read_text())["scaler"])
-        atomic_write_json(run / ENSEMBLE_FILE, {**doc, "state": format1_state_on_raw_context(doc["state"], scaler)})
+        atomic_write_json(run / ENSEMBLE_FILE, {**doc, "state": format1_state_on_raw_context(state, scaler)})
         checksums[ENSEMBLE_FILE] = sha256_file(run / ENSEMBLE_FILE)
     return {**entry, "checksums": checksums, "inherited_from": parent.get("run_id")}
 

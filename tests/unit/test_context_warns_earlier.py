@@ -63,7 +63,7 @@ def _warned_at_start(df: pd.DataFrame, site: SiteConfig) -> tuple[int, int]:
     segment = np.arange(len(before)) - before
 
     def x(ends):
-        return bl.lag_features(p.features, ends, TASK.lookback)
+        return bl.lag_features(p.features, ends, TASK.lookback, scaler=p.scaler)  # z-scored, as the models see them
 
     tr, va, te = p.splits["train"], p.splits["val"], p.splits["test"]
     model = bl.fit_gbt(x(tr), p.fit_target[tr].astype(float), x(va), p.fit_target[va].astype(float),
