@@ -339,9 +339,8 @@ class Forecaster:
 
         Returns:
             A DataFrame, one row per window (zone, then time order): `zone`, `end_time` (the
-            window's last minute), one `score_<model>` column per model (probabilities for the
-            "event" task, seconds for "delay"), then for the "event" task `probability`,
-            `threshold` and `decision` (probability >= threshold: a delay event is expected
+            window's last minute), one `score_<model>` column per model (probabilities of a
+            delay event), then `probability`, `threshold` and `decision` (probability >= threshold: a delay event is expected
             within the next `horizon` minutes).
 
         Example:
@@ -370,11 +369,10 @@ class Forecaster:
             "end_time": pd.to_datetime(prepared.timestamps[ends]),
             **{f"score_{name}": scores[name] for name in predictor.model_names},
         })
-        if predictor.task.task == "event":
-            prob, threshold = self._combine(prepared, ends, scores, ensemble)
-            out["probability"] = prob
-            out["threshold"] = threshold
-            out["decision"] = prob >= threshold
+        prob, threshold = self._combine(prepared, ends, scores, ensemble)
+        out["probability"] = prob
+        out["threshold"] = threshold
+        out["decision"] = prob >= threshold
         if latest:
             out = out.groupby("zone", sort=False).tail(1)
         return out.reset_index(drop=True)
@@ -403,7 +401,7 @@ class Forecaster:
                            "config's untuned defaults", predictor.version, mode)
         matrix = np.stack([scores[n] for n in names], axis=1)  # [W, M]
         outcomes = prepared.target[ends].astype(np.float64)  # [W], NaN where the frame lacks it
-        prob, _ = replay(matrix, outcomes, prepared.zone_codes[ends], None, params, lag)
+        prob, _ = replay(matrix, outcomes, prepared.zone_codes[ends], params, lag)
         return prob, float(params.threshold)
 
     def evaluate(

@@ -96,7 +96,7 @@ class RunPredictor:
         lookback, n_features, horizon: the models' input window shape (n_features: the 12
             observed features plus the context columns) and the target horizon.
         context: the run's context inputs (`fabray.data.context.ContextSpec`), None without.
-        task: the run's `TaskConfig` ("event": scores are probabilities; "delay": seconds).
+        task: the run's `TaskConfig` ("event", the only task: scores are probabilities).
         scaler: the training split's feature scaler.
         nominal_s: nominal transport time per zone, seconds.
         ensemble: the fitted `EnsembleSpec`, or None before `fabray ensemble` ran.
@@ -256,8 +256,8 @@ class RunPredictor:
                                 f"Received shape {out.shape}")
 
     def _outputs_to_scores(self, out: np.ndarray) -> np.ndarray:
-        """Model outputs [B] → probabilities (task "event", from logits) or seconds ("delay")."""
-        return sigmoid(out) if self.task.task == "event" else out.astype(np.float64)
+        """Model outputs [B] (logits) → probabilities."""
+        return sigmoid(out)
 
     def zoo_outputs(self, windows: np.ndarray) -> np.ndarray:
         """Every model's raw output (logit or seconds) for scaled windows [B, L, F]: [M, B]

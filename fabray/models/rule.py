@@ -20,9 +20,6 @@ reach models z-scored by the data pipeline, so the caller passes the scaler's pe
 feature order `feature_names`) and the rule layer un-scales (`raw = x * scale + mean`) before
 applying the rules. They are stored in the layer's
 `get_config`, so a saved model un-scales itself. Left as None, the window is taken as raw.
-
-For task "delay" the rule score is a logit-like severity index, not seconds: the correction then
-has to learn the mapping, so the untrained model is a ranking, not a calibrated regression.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from fabray.train.resources import plan_concurrency, plan_resources, resolve_use
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_METRICS = {"event": ("pr_auc", "f1", "accuracy"), "delay": ("mae", "rmse")}
+SUMMARY_METRICS = {"event": ("pr_auc", "f1", "accuracy")}
 
 
 @dataclass

@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from fabray.config import EnsembleConfig, FabrayConfig
+from fabray.config import EnsembleConfig, FabrayConfig, TaskConfig, load_config
 from fabray.ensemble import (
     EnsembleParams,
     params_from_sample,
@@ -40,7 +41,7 @@ def test_params_validation_names_the_field(kwargs, message):
 
 
 def test_params_round_trip_through_strict_json():
-    params = EnsembleParams(base_weights=(1, 2), half_life=math.inf, floor=0.1, loss="log", use_regimes=True)
+    params = EnsembleParams(base_weights=(1, 2), half_life=math.inf, floor=0.1, loss="log")
     data = json.loads(json.dumps(params.to_dict(), allow_nan=False))
     assert data["half_life"] == "inf"
     assert EnsembleParams.from_dict(data) == params
@@ -51,7 +52,7 @@ def test_params_round_trip_through_strict_json():
 
 def test_search_space_samples_are_valid_params():
     names = ["lstm", "gru", "cnn_lstm", "spike", "rule", "patchtst"]
-    space = search_space(names, with_regimes=True)
+    space = search_space(names)
     rng = np.random.default_rng(0)
     for _ in range(200):
         sample = sample_search_space(space, rng)
@@ -60,6 +61,7 @@ def test_search_space_samples_are_valid_params():
         assert 0 <= params.floor <= 0.5 / 6 + 1e-12
         assert space["half_life"]["low"] <= params.half_life <= space["half_life"]["high"]
     json.dumps(space)  # plain data
+    assert not any("regime" in key for key in space)  # removed (issue 10) until regimes exist
     assert params_from_sample(static_sample(names), names).is_static
     with pytest.raises(ValueError, match="no base weight"):
         params_from_sample({"half_life": 3.0}, names)
@@ -70,7 +72,7 @@ def test_score_params_returns_the_tune_metrics():
     y = (rng.random(200) < 0.3).astype(float)
     scores = np.stack([np.where(y == 1, 0.8, 0.2), rng.random(200)], axis=1)
     metrics = score_params(EnsembleParams(base_weights=(1, 1), threshold=0.5), scores, y,
-                           np.zeros(200, dtype=int), None, 10)
+                           np.zeros(200, dtype=int), 10)
     assert {"f1", "pr_auc", "log_loss", "brier", "n"} <= set(metrics)
     assert metrics["n"] == 200 and metrics["f1"] > 0.5
 
@@ -83,3 +85,28 @@ def test_ensemble_config_section():
         EnsembleConfig(base_weights={"tcn": 1.0}).to_params(["lstm"])
     with pytest.raises(BadInputError, match="floor"):
         EnsembleConfig(floor=0.4).to_params(["lstm", "gru", "rule"])
+
+
+def test_use_regimes_is_gone_and_refused_with_a_message(tmp_path):
+    """`ensemble.use_regimes` was a no-op (nothing supplied regimes): it is no field any more;
+    `false`, as runs written before store it, is dropped, anything else refused by name."""
+    assert "use_regimes" not in EnsembleConfig.model_fields
+    assert "use_regimes" not in EnsembleParams(base_weights=(1.0,)).to_dict()
+    old_run = FabrayConfig.model_validate({"ensemble": {"use_regimes": False, "half_life": 30.0}})
+    assert old_run.ensemble == EnsembleConfig(half_life=30.0)
+    path = tmp_path / "fabray.yaml"
+    path.write_text("ensemble:\n  use_regimes: true\n")
+    with pytest.raises(BadInputError, match=r"(?s)ensemble\n.*use_regimes was removed.*use_regimes=True"):
+        load_config(path)
+
+
+def test_task_delay_is_refused_naming_the_field(tmp_path):
+    """Only task "event" is built: `task: delay` (never supported by ensemble or evaluate) is
+    refused with the field's path and the reason, the stored `task: event` still loads."""
+    assert FabrayConfig.model_validate({"task": {"task": "event"}}).task.task == "event"
+    path = tmp_path / "fabray.yaml"
+    path.write_text("task:\n  task: delay\n")
+    with pytest.raises(BadInputError, match=r"(?s)task\.task\n.*only task 'event' is built.*task='delay'"):
+        load_config(path)
+    with pytest.raises(ValidationError, match="only task 'event' is built"):
+        TaskConfig(task="delay")
