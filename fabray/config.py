@@ -3,14 +3,16 @@
 Every section is a frozen pydantic model with a description on every field. Pure code (data,
 models, ensemble) receives these immutable objects; it never reads files or environment itself.
 
-Why one file of ~700 lines: it is the settings reference (every key a YAML file may hold, its
+Why one file of ~770 lines: it is the settings reference (every key a YAML file may hold, its
 default and its meaning, read top to bottom like the `config` section of the docs); split by
 section it would scatter that reference and each section's cross-checks across modules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -730,6 +732,23 @@ class FabrayConfig(_Section):
                 f"Received: models={section!r}"
             )
         return {key: value for key, value in data.items() if key != "models"}
+
+
+def as_config(config: Any) -> FabrayConfig:
+    """None (defaults), a YAML path, a mapping (validated) or a `FabrayConfig` → FabrayConfig
+    (what the Python API's `config=` arguments accept); anything else → BadInputError."""
+    if config is None or isinstance(config, (str, PathLike)):
+        return load_config(config)
+    if isinstance(config, FabrayConfig):
+        return config
+    if isinstance(config, Mapping):
+        try:
+            return FabrayConfig.model_validate(dict(config))
+        except ValidationError as err:
+            raise BadInputError(f"invalid config:\n{err}") from err
+    raise BadInputError(
+        f"config must be None, a YAML path, a mapping or a FabrayConfig. Received: {type(config).__name__}"
+    )
 
 
 def load_config(path: str | Path | None = None) -> FabrayConfig:

@@ -7,9 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 
-from fabray.config import EnsembleConfig, FabrayConfig, TaskConfig, load_config
+from fabray.config import EnsembleConfig, FabrayConfig
 from fabray.ensemble import (
     EnsembleParams,
     params_from_sample,
@@ -86,27 +85,3 @@ def test_ensemble_config_section():
     with pytest.raises(BadInputError, match="floor"):
         EnsembleConfig(floor=0.4).to_params(["lstm", "gru", "rule"])
 
-
-def test_use_regimes_is_gone_and_refused_with_a_message(tmp_path):
-    """`ensemble.use_regimes` was a no-op (nothing supplied regimes): it is no field any more;
-    `false`, as runs written before store it, is dropped, anything else refused by name."""
-    assert "use_regimes" not in EnsembleConfig.model_fields
-    assert "use_regimes" not in EnsembleParams(base_weights=(1.0,)).to_dict()
-    old_run = FabrayConfig.model_validate({"ensemble": {"use_regimes": False, "half_life": 30.0}})
-    assert old_run.ensemble == EnsembleConfig(half_life=30.0)
-    path = tmp_path / "fabray.yaml"
-    path.write_text("ensemble:\n  use_regimes: true\n")
-    with pytest.raises(BadInputError, match=r"(?s)ensemble\n.*use_regimes was removed.*use_regimes=True"):
-        load_config(path)
-
-
-def test_task_delay_is_refused_naming_the_field(tmp_path):
-    """Only task "event" is built: `task: delay` (never supported by ensemble or evaluate) is
-    refused with the field's path and the reason, the stored `task: event` still loads."""
-    assert FabrayConfig.model_validate({"task": {"task": "event"}}).task.task == "event"
-    path = tmp_path / "fabray.yaml"
-    path.write_text("task:\n  task: delay\n")
-    with pytest.raises(BadInputError, match=r"(?s)task\.task\n.*only task 'event' is built.*task='delay'"):
-        load_config(path)
-    with pytest.raises(ValidationError, match="only task 'event' is built"):
-        TaskConfig(task="delay")
