@@ -260,7 +260,7 @@ class RunPredictor:
         return sigmoid(out)
 
     def zoo_outputs(self, windows: np.ndarray) -> np.ndarray:
-        """Every model's raw output (logit or seconds) for scaled windows [B, L, F]: [M, B]
+        """Every model's raw output (a logit) for scaled windows [B, L, F]: [M, B]
         float32, rows in `model_names` order, in one call of the zoo's graph."""
         return self._zoo(np.ascontiguousarray(windows, dtype=np.float32))
 

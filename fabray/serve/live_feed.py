@@ -182,7 +182,7 @@ class LiveFeed:
         transport = np.array([v[-1] for v in buffer.values], dtype=np.float64)  # [n] NaN: empty
         codes = np.zeros(len(ts), dtype=np.int32)
         _, event = horizon_labels(codes, ts, transport, np.full(len(ts), spec.nominal_s[zone]), h,
-                                      spec.sla_delay_s)
+                                  spec.sla_delay_s)
         position = {m: i for i, m in enumerate(buffer.minutes)}
         start = buffer.labelled_until + 1 if buffer.labelled_until is not None else buffer.minutes[0]
         # minutes not received have no label; the rows before a gap have NaN ones (a break)

@@ -5,8 +5,9 @@ end row spends most of its compute on near-duplicates. With `train.windows_per_e
 or `train.epoch_fraction` (a share of the training windows) set, epoch e fits on a sample of the
 training END rows drawn afresh for that epoch:
 
-- **stratified**: the delay events (the 0/1 fit target above its cut, 0.5) keep their share of the training windows, to within one window
-  (largest-remainder allocation), so a rare class is not thinned more than the rest;
+- **stratified**: the delay events (the 0/1 fit target above its cut, 0.5) keep their share of
+  the training windows, to within one window (largest-remainder allocation), so a rare class is
+  not thinned more than the rest;
 - **seeded and fresh**: the sample is a pure function of (seed, epoch, the training ends), so a
   restarted worker resuming at epoch e draws the same sample, and epochs differ from each other;
 - **sharded by Ray Data as before**: the Ray Data shard still streams the worker's share of all
