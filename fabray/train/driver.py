@@ -131,12 +131,14 @@ def _fit(name: str, shared: SharedRun, deadline_unix: float | None = None) -> An
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
+    from fabray.train.backend import TensorflowBackendConfig
     from fabray.train.loop import train_loop_per_worker
     from fabray.train.ray_windows import window_index_dataset
 
     train, res = shared.config.train, shared.plan[name]
     trainer = TensorflowTrainer(
         train_loop_per_worker,
+        tensorflow_config=TensorflowBackendConfig(),  # Ray's own imports TensorFlow in the controller
         train_loop_config={
             "spec": _spec(name, shared, deadline_unix).to_dict(),
             "arrays": shared.array_refs,
