@@ -23,6 +23,11 @@ Ray: `train` and `ensemble` use the Ray already initialized in this process (a n
 test's), else start an embedded local one for the call (`num_cpus`) or join `address` /
 RAY_ADDRESS, exactly as the CLI does (`fabray.ray_session.ray_session`). `predict` and
 `evaluate` need no Ray.
+
+Why one file of ~450 lines: it is one class, the library's public face, and its methods only
+delegate to the wings (`fabray.train`, `fabray.ensemble.fit`, `fabray.evaluate`); close to half
+its lines are the docstrings and examples users read with `help(Forecaster)`, which a split
+would scatter without making any method shorter.
 """
 
 from __future__ import annotations
@@ -43,26 +48,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the training backend, as
 PREDICT_KEYS = ("zone", "end_time")
 #: `Forecaster.predict(..., ensemble=...)`: how the ensemble probability is formed.
 ENSEMBLE_MODES = ("dynamic", "static")
-
-
-def _as_config(config: Any) -> Any:
-    """None (defaults), a YAML path, a mapping (validated) or a `FabrayConfig` → FabrayConfig."""
-    from pydantic import ValidationError
-
-    from fabray.config import FabrayConfig, load_config
-
-    if config is None or isinstance(config, (str, os.PathLike)):
-        return load_config(config)
-    if isinstance(config, FabrayConfig):
-        return config
-    if isinstance(config, Mapping):
-        try:
-            return FabrayConfig.model_validate(dict(config))
-        except ValidationError as err:
-            raise BadInputError(f"invalid config:\n{err}") from err
-    raise BadInputError(
-        f"config must be None, a YAML path, a mapping or a FabrayConfig. Received: {type(config).__name__}"
-    )
 
 
 def _data_file(data: Any, path_if_frame: Path) -> Path:
@@ -200,6 +185,7 @@ class Forecaster:
             >>> fc.summary.manifest["status"]                            # doctest: +SKIP
             'complete'
         """
+        from fabray.config import as_config
         from fabray.ray_session import ray_session
         from fabray.tracking import with_mlflow_uri
         from fabray.train.driver import train_models
@@ -211,7 +197,7 @@ class Forecaster:
             models = [str(m).strip() for m in models]
             if not models or not all(models):
                 raise BadInputError(f"models names no model. Received: {models!r}")
-        cfg = apply_cli_overrides(_as_config(config), models=models, epochs=epochs, use_gpu=use_gpu,
+        cfg = apply_cli_overrides(as_config(config), models=models, epochs=epochs, use_gpu=use_gpu,
                                   budget=budget)
         cfg = with_mlflow_uri(cfg, mlflow)  # no mlflow extra → BadInputError before any work
         data_path, source = _train_data(data, out)
@@ -339,10 +325,9 @@ class Forecaster:
 
         Returns:
             A DataFrame, one row per window (zone, then time order): `zone`, `end_time` (the
-            window's last minute), one `score_<model>` column per model (probabilities for the
-            "event" task, seconds for "delay"), then for the "event" task `probability`,
-            `threshold` and `decision` (probability >= threshold: a delay event is expected
-            within the next `horizon` minutes).
+            window's last minute), one `score_<model>` column per model (probabilities of a
+            delay event), then `probability`, `threshold` and `decision` (probability >=
+            threshold: a delay event is expected within the next `horizon` minutes).
 
         Example:
             >>> out = fc.predict(recent, latest=True)  # doctest: +SKIP
@@ -370,11 +355,10 @@ class Forecaster:
             "end_time": pd.to_datetime(prepared.timestamps[ends]),
             **{f"score_{name}": scores[name] for name in predictor.model_names},
         })
-        if predictor.task.task == "event":
-            prob, threshold = self._combine(prepared, ends, scores, ensemble)
-            out["probability"] = prob
-            out["threshold"] = threshold
-            out["decision"] = prob >= threshold
+        prob, threshold = self._combine(prepared, ends, scores, ensemble)
+        out["probability"] = prob
+        out["threshold"] = threshold
+        out["decision"] = prob >= threshold
         if latest:
             out = out.groupby("zone", sort=False).tail(1)
         return out.reset_index(drop=True)
@@ -403,7 +387,7 @@ class Forecaster:
                            "config's untuned defaults", predictor.version, mode)
         matrix = np.stack([scores[n] for n in names], axis=1)  # [W, M]
         outcomes = prepared.target[ends].astype(np.float64)  # [W], NaN where the frame lacks it
-        prob, _ = replay(matrix, outcomes, prepared.zone_codes[ends], None, params, lag)
+        prob, _ = replay(matrix, outcomes, prepared.zone_codes[ends], params, lag)
         return prob, float(params.threshold)
 
     def evaluate(

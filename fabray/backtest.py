@@ -229,8 +229,8 @@ def run_backtest(
     from tqdm import tqdm
 
     from fabray import schema
-    from fabray.api import Forecaster, _as_config
-    from fabray.config import SplitConfig
+    from fabray.api import Forecaster
+    from fabray.config import SplitConfig, as_config
     from fabray.data.io import write_table
     from fabray.data.validate import load_validated
     from fabray.files import atomic_write_json, strict_json, utc_now
@@ -239,7 +239,7 @@ def run_backtest(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out}: exists and is not empty; a backtest writes into a new directory")
-    cfg = _as_config(config)
+    cfg = as_config(config)
     frame = load_validated(data)  # bad input → BadInputError before any work
     ts = frame[schema.TIMESTAMP]
     plan = plan_folds(ts.min(), ts.max(), folds, cfg.split.train_fraction, cfg.split.val_fraction,

@@ -3,19 +3,21 @@
 Every section is a frozen pydantic model with a description on every field. Pure code (data,
 models, ensemble) receives these immutable objects; it never reads files or environment itself.
 
-Why one file of ~700 lines: it is the settings reference (every key a YAML file may hold, its
+Why one file of ~770 lines: it is the settings reference (every key a YAML file may hold, its
 default and its meaning, read top to bottom like the `config` section of the docs); split by
 section it would scatter that reference and each section's cross-checks across modules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fabray.errors import BadInputError
 
@@ -32,8 +34,9 @@ class TaskConfig(_Section):
     sla_delay_s: float = Field(
         60.0, gt=0, description="A mean delay above this many seconds is a delay event."
     )
-    task: Literal["event", "delay"] = Field(
-        "event", description="'event': binary delay_event (logit head); 'delay': regress delay_s."
+    task: Literal["event"] = Field(
+        "event", description="'event' (the only task built): the binary delay_event, a logit head "
+        "per model. Kept as a key so that the task a run was trained for stays explicit.",
     )
     nominal_transport_time_s: dict[str, float] | None = Field(
         None,
@@ -46,6 +49,16 @@ class TaskConfig(_Section):
         "the delay event holds at its end or within this many minutes after it (an episode starts "
         "soon). Evaluation and thresholds always use the plain event. 0: train on the plain event.",
     )
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _only_event(cls, value: Any) -> Any:
+        if value != "event":
+            raise ValueError(
+                "only task 'event' is built (the 'delay' regression task was removed: ensemble "
+                f"and evaluate never supported it). Received: task={value!r}"
+            )
+        return value
 
 
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -392,10 +405,6 @@ class EnsembleConfig(_Section):
     loss: Literal["brier", "log"] = Field(
         "brier", description="Per-model error followed: 'brier' (squared error) or 'log' (clipped log-loss).",
     )
-    use_regimes: bool = Field(
-        False, description="Separate weights per (zone, regime) when regimes (load level, blockage) "
-        "are given.",
-    )
     feedback_lag: int | None = Field(
         None, ge=1, description="Minutes between a prediction and its known truth. None: task.horizon.",
     )
@@ -416,6 +425,21 @@ class EnsembleConfig(_Section):
         "(thresholds then F1-best).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_use_regimes(cls, data: Any) -> Any:
+        """`use_regimes` was a no-op (nothing ever supplied regimes) and is gone. `false`, which
+        the runs written before store in their config.json, is dropped; anything else refused."""
+        if isinstance(data, dict) and "use_regimes" in data:
+            if data["use_regimes"] is not False:
+                raise ValueError(
+                    "ensemble.use_regimes was removed: nothing supplies regimes, so it never had an "
+                    "effect (the weights are kept per zone). Delete the key. "
+                    f"Received: use_regimes={data['use_regimes']!r}"
+                )
+            data = {key: value for key, value in data.items() if key != "use_regimes"}
+        return data
+
     def to_params(self, model_names: tuple[str, ...] | list[str]):  # -> EnsembleParams
         """The pure `EnsembleParams` for these models, in this order."""
         from fabray.ensemble.params import EnsembleParams
@@ -432,7 +456,6 @@ class EnsembleConfig(_Section):
                 base_weights=tuple(float(weights.get(name, 1.0)) for name in model_names),
                 half_life=self.half_life, floor=self.floor, step_cap=self.step_cap,
                 threshold=self.threshold, temperature=self.temperature, loss=self.loss,
-                use_regimes=self.use_regimes,
             )
         except ValueError as err:
             raise BadInputError(f"invalid ensemble config: {err}") from err
@@ -609,7 +632,7 @@ class ServeConfig(_Section):
         "for a retrain started by /v1/retrain, e.g. {'train': {'max_concurrent': 1}} so that the "
         "trainers leave room for the serving replicas.",
     )
-    promote_metric: Literal["pr_auc", "f1", "mae"] = Field(
+    promote_metric: Literal["pr_auc", "f1"] = Field(
         "pr_auc", description="Metric on recent held-out data that decides a challenger's promotion.",
     )
     promote_tolerance: float = Field(
@@ -709,6 +732,23 @@ class FabrayConfig(_Section):
                 f"Received: models={section!r}"
             )
         return {key: value for key, value in data.items() if key != "models"}
+
+
+def as_config(config: Any) -> FabrayConfig:
+    """None (defaults), a YAML path, a mapping (validated) or a `FabrayConfig` → FabrayConfig
+    (what the Python API's `config=` arguments accept); anything else → BadInputError."""
+    if config is None or isinstance(config, (str, PathLike)):
+        return load_config(config)
+    if isinstance(config, FabrayConfig):
+        return config
+    if isinstance(config, Mapping):
+        try:
+            return FabrayConfig.model_validate(dict(config))
+        except ValidationError as err:
+            raise BadInputError(f"invalid config:\n{err}") from err
+    raise BadInputError(
+        f"config must be None, a YAML path, a mapping or a FabrayConfig. Received: {type(config).__name__}"
+    )
 
 
 def load_config(path: str | Path | None = None) -> FabrayConfig:

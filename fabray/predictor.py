@@ -104,7 +104,7 @@ class RunPredictor:
         lookback, n_features, horizon: the models' input window shape (n_features: the 12
             observed features plus the context columns) and the target horizon.
         context: the run's context inputs (`fabray.data.context.ContextSpec`), None without.
-        task: the run's `TaskConfig` ("event": scores are probabilities; "delay": seconds).
+        task: the run's `TaskConfig` ("event", the only task: scores are probabilities).
         scaler: the training split's feature statistics (the models' first layer holds them).
         format_version: the run's format (1: its models were wrapped at load to take raw windows).
         nominal_s: nominal transport time per zone, seconds.
@@ -275,11 +275,11 @@ class RunPredictor:
                                 f"Received shape {out.shape}")
 
     def _outputs_to_scores(self, out: np.ndarray) -> np.ndarray:
-        """Model outputs [B] → probabilities (task "event", from logits) or seconds ("delay")."""
-        return sigmoid(out) if self.task.task == "event" else out.astype(np.float64)
+        """Model outputs [B] (logits) → probabilities."""
+        return sigmoid(out)
 
     def zoo_outputs(self, windows: np.ndarray) -> np.ndarray:
-        """Every model's raw output (logit or seconds) for raw windows [B, L, F]: [M, B]
+        """Every model's raw output (a logit) for raw windows [B, L, F]: [M, B]
         float32, rows in `model_names` order, in one call of the zoo's graph."""
         return self._zoo(np.ascontiguousarray(windows, dtype=np.float32))
 

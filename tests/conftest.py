@@ -15,6 +15,9 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 # The integration tests share 2 cores with the unit tests (make test: two xdist workers) and
 # with the isolated clusters running in the background: give Ray Train's workers time to start.
 os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
+# Ray Train starts a preemption watcher actor per trainer (cloud spot-node notices; none on this
+# machine): one process and ~1.5 CPU-s per model trained, and the suite trains about 35.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 
 @pytest.hookimpl(optionalhook=True)

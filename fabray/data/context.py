@@ -20,6 +20,10 @@ Three groups, each switched by `SiteConfig` (all on by default):
 `ContextSpec` is what a trained run stores (`preprocessing.json`): the resolved switches, the
 plan columns found in the training data, and the topology rule, so scoring builds the very same
 columns. Pure numpy/pandas: no Ray, no files.
+
+Why one file of ~420 lines: the spec that names the columns, the whole-series builder (training,
+batch scoring) and the one-window builder (real-time scoring) must agree column for column and
+share their calendar and neighbour helpers; in one file that contract is read in one place.
 """
 
 from __future__ import annotations

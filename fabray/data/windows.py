@@ -58,7 +58,7 @@ class PreparedData:
     """The raw series, its targets and its splits, addressed by window END row."""
 
     features: np.ndarray  # [N, F] float32, RAW units (the models scale), (zone, time) order, NaN-free
-    target: np.ndarray  # [N] float32: delay_event 0/1 ("event") or delay_s ("delay"); NaN = undefined
+    target: np.ndarray  # [N] float32: delay_event 0/1 (task "event"); NaN = undefined
     delay_s: np.ndarray  # [N] float32 mean future delay of the window ending at row i; NaN = undefined
     zone_codes: np.ndarray  # [N] int32 index into `zones`
     zones: tuple[str, ...]
@@ -238,10 +238,9 @@ def prepare(
     before, after = segment_positions(zone_codes, timestamps)
     delay, event = horizon_labels(zone_codes, timestamps, transport, nominal_per_row, horizon,
                                   task.sla_delay_s)
-    target = (event if task.task == "event" else delay).astype(np.float32)
+    target = event.astype(np.float32)
     train_target = (
-        early_warning_target(target, after, task.early_warning_min)
-        if task.task == "event" and task.early_warning_min > 0 else target
+        early_warning_target(target, after, task.early_warning_min) if task.early_warning_min > 0 else target
     )
     input_ok = before >= lookback - 1
 

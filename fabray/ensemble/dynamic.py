@@ -1,7 +1,6 @@
 """The dynamic weighted ensemble (DESIGN §5): weights that follow each model's recent error.
 
-The online `DynamicEnsemble`, one tracker per zone (or per (zone, regime) with `use_regimes`),
-each applying the weight rule of `fabray.ensemble.weight_rule` (error, target, floor, cap; the
+The online `DynamicEnsemble`, one tracker per zone, each applying the weight rule of `fabray.ensemble.weight_rule` (error, target, floor, cap; the
 linear opinion pool).
 
 Feedback arrives late: the truth for the prediction made at minute t is known `horizon` minutes
@@ -33,7 +32,7 @@ STATE_VERSION = 1
 
 @dataclass
 class _Tracker:
-    """The state of one (zone, regime): decayed errors, current weights, outcomes seen."""
+    """The state of one zone: decayed errors, current weights, outcomes seen."""
 
     errors: np.ndarray  # [M]
     weights: np.ndarray  # [M]
@@ -64,7 +63,7 @@ class DynamicEnsemble:
         self._params = params
         self._names = model_names
         self._base = initial_weights(params)  # [M]
-        self._trackers: dict[tuple[str, int], _Tracker] = {}
+        self._trackers: dict[str, _Tracker] = {}
 
     @property
     def params(self) -> EnsembleParams:
@@ -75,12 +74,6 @@ class DynamicEnsemble:
         return self._names
 
     # ------------------------------------------------------------------ helpers
-
-    def _key(self, zone: str, regime: int) -> tuple[str, int]:
-        regime = int(regime)
-        if regime < 0:
-            raise ValueError(f"regime must be a small integer >= 0. Received: regime={regime}")
-        return str(zone), (regime if self._params.use_regimes else 0)
 
     def _scores(self, scores: Sequence[float] | Mapping[str, float] | np.ndarray) -> np.ndarray:
         """Scores as [M] float64 in model order; NaN marks a model with no score."""
@@ -104,7 +97,7 @@ class DynamicEnsemble:
             )
         return arr
 
-    def _tracker(self, key: tuple[str, int]) -> _Tracker:
+    def _tracker(self, key: str) -> _Tracker:
         tracker = self._trackers.get(key)
         if tracker is None:
             m = len(self._names)
@@ -114,28 +107,27 @@ class DynamicEnsemble:
 
     # ------------------------------------------------------------------ API
 
-    def errors(self, zone: str, regime: int = 0) -> np.ndarray:
-        """[M] the decayed per-model errors of this zone (and regime) so far; 0 before any outcome."""
-        tracker = self._trackers.get(self._key(zone, regime))
+    def errors(self, zone: str) -> np.ndarray:
+        """[M] the decayed per-model errors of this zone so far; 0 before any outcome."""
+        tracker = self._trackers.get(str(zone))
         return np.zeros(len(self._names)) if tracker is None else tracker.errors.copy()
 
-    def weights(self, zone: str, regime: int = 0) -> dict[str, float]:
-        """The weights the next prediction for this zone (and regime) would use."""
-        tracker = self._trackers.get(self._key(zone, regime))
+    def weights(self, zone: str) -> dict[str, float]:
+        """The weights the next prediction for this zone would use."""
+        tracker = self._trackers.get(str(zone))
         weights = self._base if tracker is None else tracker.weights
         return dict(zip(self._names, weights.tolist()))
 
     def combine(
-        self, zone: str, scores: Sequence[float] | Mapping[str, float] | np.ndarray, regime: int = 0
+        self, zone: str, scores: Sequence[float] | Mapping[str, float] | np.ndarray
     ) -> tuple[float, dict[str, float]]:
         """Ensemble probability of one window's model scores, and the weights used.
 
         A model whose score is NaN (or missing from a mapping) is left out: its weight is spread
         over the others in proportion (reported as 0.0). All models missing is an error.
         """
-        key = self._key(zone, regime)
         arr = self._scores(scores)  # [M]
-        tracker = self._trackers.get(key)
+        tracker = self._trackers.get(str(zone))
         weights = self._base if tracker is None else tracker.weights  # [M]
         present = ~np.isnan(arr)
         if not present.all():
@@ -151,10 +143,9 @@ class DynamicEnsemble:
         zone: str,
         scores: Sequence[float] | Mapping[str, float] | np.ndarray,
         outcome: float,
-        regime: int = 0,
     ) -> None:
-        """Feed back the truth of an earlier prediction: the scores the models gave then, its
-        outcome (0/1 event, or delay for loss 'brier' on the delay task) and the regime then.
+        """Feed back the truth of an earlier prediction: the scores the models gave then and its
+        outcome (0/1 event).
 
         A NaN outcome (undefined target) is ignored. A model with a NaN score keeps its error.
         """
@@ -163,9 +154,8 @@ class DynamicEnsemble:
             return
         if math.isinf(outcome):
             raise ValueError(f"outcome must be finite or NaN. Received: outcome={outcome}")
-        key = self._key(zone, regime)
         arr = self._scores(scores)  # [M]
-        tracker = self._tracker(key)
+        tracker = self._tracker(str(zone))
         tracker.updates += 1
         if self._params.is_static:
             return
@@ -183,12 +173,11 @@ class DynamicEnsemble:
         trackers = [
             {
                 "zone": zone,
-                "regime": regime,
                 "errors": tr.errors.tolist(),
                 "weights": tr.weights.tolist(),
                 "updates": tr.updates,
             }
-            for (zone, regime), tr in sorted(self._trackers.items())
+            for zone, tr in sorted(self._trackers.items())
         ]
         return {
             "version": STATE_VERSION,
@@ -199,7 +188,8 @@ class DynamicEnsemble:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> DynamicEnsemble:
-        """Rebuild the ensemble `to_state` described."""
+        """Rebuild the ensemble `to_state` described. A tracker entry of a state written before
+        may carry `"regime": 0` (the only value ever written); it is ignored."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(
                 f"unsupported ensemble state version. Received: {state.get('version')!r}, "
@@ -212,9 +202,11 @@ class DynamicEnsemble:
             weights = np.asarray(entry["weights"], dtype=np.float64)
             if errors.shape != (m,) or weights.shape != (m,):
                 raise ValueError(
-                    f"tracker {entry.get('zone')!r}/{entry.get('regime')!r} needs {m} errors and "
+                    f"tracker {entry.get('zone')!r} needs {m} errors and "
                     f"weights. Received: {errors.shape[0]} and {weights.shape[0]}"
                 )
-            key = (str(entry["zone"]), int(entry["regime"]))
-            ens._trackers[key] = _Tracker(errors=errors, weights=weights, updates=int(entry["updates"]))
+            if int(entry.get("regime", 0)) != 0:
+                raise ValueError(f"tracker {entry['zone']!r} has regime {entry['regime']!r}: per-regime "
+                                 "trackers were removed (one tracker per zone)")
+            ens._trackers[str(entry["zone"])] = _Tracker(errors=errors, weights=weights, updates=int(entry["updates"]))
         return ens

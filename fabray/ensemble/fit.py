@@ -188,11 +188,6 @@ def fit_ensemble(
     if num_cpus is not None and num_cpus < 1:
         raise BadInputError(f"--num-cpus must be >= 1. Received: {num_cpus}")
     predictor = RunPredictor.load(run_dir, warm_up=False)
-    if predictor.task.task != "event":
-        raise BadInputError(
-            f"fabray ensemble fits the event task's ensemble (F1, PR-AUC); run {predictor.version} "
-            f"has task {predictor.task.task!r}"
-        )
     config = run_config(predictor)
     ens_cfg = load_config(config_path).ensemble if config_path else config.ensemble
     trials = trials or ens_cfg.tune_trials

@@ -134,7 +134,7 @@ def candidate_metrics(params: EnsembleParams, data: ValidationScores,
                       primary: str = "lead_score") -> tuple[dict[str, float], EnsembleParams]:
     """Replay `params` (every model) over the validation scores; metrics at the threshold
     `solve_threshold` picks for `primary`. Returns (metrics, params with that threshold)."""
-    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, None, params, data.feedback_lag)  # [N]
+    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, params, data.feedback_lag)  # [N]
     threshold = solve_threshold(data, prob, primary)
     return scored_metrics(data, prob, threshold), replace(params, threshold=threshold)
 
@@ -144,7 +144,6 @@ def score_params(
     scores: np.ndarray,
     outcomes: np.ndarray,
     zone_codes: np.ndarray,
-    regimes: np.ndarray | None,
     feedback_lag: int,
     *,
     segments: np.ndarray | None = None,
@@ -162,7 +161,7 @@ def score_params(
         zone_names=(), feedback_lag=int(feedback_lag), segments=segments, minute_delay_s=minute_delay_s,
         sla_delay_s=sla_delay_s, horizon=int(horizon or feedback_lag),
     )
-    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, regimes, params, data.feedback_lag)
+    prob, _ = replay(data.scores, data.outcomes, data.zone_codes, params, data.feedback_lag)
     return scored_metrics(data, prob, solve_threshold(data, prob, "lead_score"))
 
 
@@ -215,7 +214,7 @@ def candidate_prob(sample: Mapping[str, Any], data: ValidationScores) -> tuple[n
             raise ValueError(f"form 'member' needs exactly one member. Received: {list(members)}")
         return s[:, 0].copy(), members
     if form in ("static", "dynamic"):
-        prob, _ = replay(s, data.outcomes, data.zone_codes, None, sample_params(sample, members), data.feedback_lag)
+        prob, _ = replay(s, data.outcomes, data.zone_codes, sample_params(sample, members), data.feedback_lag)
         return prob, members
     if form == "gate":
         gp = gate_params(sample)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 #: Per-model losses the error trackers can follow. "brier" is the squared error (on probabilities
-#: the Brier score; it also works for the `delay` task's regressions); "log" is the log-loss of a
+#: the Brier score); "log" is the log-loss of a
 #: probability clipped to [LOG_LOSS_EPS, 1 − LOG_LOSS_EPS], so one confident miss costs at most ~9.2.
 LOSSES: tuple[str, ...] = ("brier", "log")
 LOG_LOSS_EPS = 1e-4
@@ -54,7 +54,6 @@ class EnsembleParams:
             of the loss: with "brier", 0.05 makes a model whose decayed error is 0.05 higher weigh
             e times less.
         loss: "brier" or "log" (see `LOSSES`).
-        use_regimes: keep separate trackers per (zone, regime) when the caller gives regimes.
     """
 
     base_weights: tuple[float, ...]
@@ -64,7 +63,6 @@ class EnsembleParams:
     threshold: float = 0.5
     temperature: float = 0.05
     loss: str = "brier"
-    use_regimes: bool = False
 
     def __post_init__(self) -> None:
         weights = tuple(self.base_weights) if isinstance(self.base_weights, Sequence | np.ndarray) else None
@@ -89,9 +87,6 @@ class EnsembleParams:
         set_(self, "temperature", _check_float("temperature", self.temperature, 0.0, math.inf, low_open=True))
         if self.loss not in LOSSES:
             raise ValueError(f"EnsembleParams.loss must be one of {LOSSES}. Received: loss={self.loss!r}")
-        if not isinstance(self.use_regimes, bool | np.bool_):
-            raise ValueError(f"EnsembleParams.use_regimes must be a bool. Received: {self.use_regimes!r}")
-        set_(self, "use_regimes", bool(self.use_regimes))
 
     # ------------------------------------------------------------------ derived values
 
@@ -122,7 +117,14 @@ class EnsembleParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnsembleParams:
-        """Inverse of `to_dict`; unknown keys are an error (a typo must not be ignored)."""
+        """Inverse of `to_dict`; unknown keys are an error (a typo must not be ignored).
+        `use_regimes: false`, which runs written before store, is dropped (it was a no-op)."""
+        data = dict(data)
+        if "use_regimes" in data:
+            value = data.pop("use_regimes")
+            if value is not False:
+                raise ValueError("EnsembleParams.use_regimes was removed (nothing supplies regimes; "
+                                 f"the weights are kept per zone). Received: use_regimes={value!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

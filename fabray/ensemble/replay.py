@@ -13,9 +13,9 @@ from fabray.ensemble.weight_rule import capped_step, initial_weights, model_loss
 
 
 def _check_replay_inputs(
-    scores: np.ndarray, outcomes: np.ndarray, zone_codes: np.ndarray, regimes: np.ndarray | None,
-    params: EnsembleParams, feedback_lag: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    scores: np.ndarray, outcomes: np.ndarray, zone_codes: np.ndarray, params: EnsembleParams,
+    feedback_lag: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[1] != params.n_models:
         raise ValueError(
@@ -29,15 +29,6 @@ def _check_replay_inputs(
             f"scores, outcomes and zone_codes need one row each. "
             f"Received: {n}, {outcomes.size} and {zone_codes.size} rows"
         )
-    if regimes is None or not params.use_regimes:
-        regimes = np.zeros(n, dtype=np.int64)
-    else:
-        regimes = np.asarray(regimes).reshape(-1)
-        if regimes.size != n:
-            raise ValueError(f"regimes need one row per score row. Received: {regimes.size} for {n}")
-        if not np.issubdtype(regimes.dtype, np.integer) or (regimes < 0).any():
-            raise ValueError("regimes must be integers >= 0. Received: " + str(regimes[:5].tolist()))
-        regimes = regimes.astype(np.int64)
     if not np.isfinite(scores).all():
         raise ValueError(f"scores must be finite. Received: {int((~np.isfinite(scores)).sum())} NaN/inf")
     if params.loss == "log" and ((scores < 0) | (scores > 1)).any():
@@ -49,14 +40,13 @@ def _check_replay_inputs(
             f"feedback_lag must be an integer >= 1 (an outcome is never known when its own "
             f"prediction is made). Received: feedback_lag={feedback_lag}"
         )
-    return scores, outcomes, zone_codes, regimes
+    return scores, outcomes, zone_codes
 
 
 def replay(
     scores: np.ndarray,
     outcomes: np.ndarray,
     zone_codes: np.ndarray,
-    regimes: np.ndarray | None,
     params: EnsembleParams,
     feedback_lag: int,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +62,6 @@ def replay(
         scores: [N, M] each model's probability (finite).
         outcomes: [N] truth per row (0/1 events), NaN where undefined.
         zone_codes: [N] zone (or segment) id per row.
-        regimes: [N] small integers >= 0, or None (ignored unless params.use_regimes).
         params: the ensemble's hyper-parameters.
         feedback_lag: rows between a prediction and its truth (the horizon: 10 minutes).
 
@@ -82,16 +71,14 @@ def replay(
     Cost: vectorized except one numpy step per outcome of the busiest tracker (for the step
     cap), each step covering all trackers at once.
     """
-    scores, outcomes, zone_codes, regimes = _check_replay_inputs(
-        scores, outcomes, zone_codes, regimes, params, feedback_lag
-    )
+    scores, outcomes, zone_codes = _check_replay_inputs(scores, outcomes, zone_codes, params, feedback_lag)
     n, m = scores.shape
     base = initial_weights(params)  # [M]
     if params.is_static or n == 0:
         weights = np.broadcast_to(base, (n, m)).copy()  # [N, M]
         return pool(weights, scores), weights
 
-    upd, u_tracker, last = _feedback_schedule(outcomes, zone_codes, regimes, feedback_lag)
+    upd, u_tracker, last = _feedback_schedule(outcomes, zone_codes, feedback_lag)
     history = _weight_history(scores[upd], outcomes[upd], u_tracker, params, base)  # [U, M]
     weights = np.where((last >= 0)[:, None], history[np.maximum(last, 0)], base)  # [N, M]
     return pool(weights, scores), weights
@@ -110,26 +97,24 @@ def lagged_errors(
     after the outcomes of the zone's rows <= i − feedback_lag (0 before any). Rows as `replay`."""
     params = EnsembleParams(base_weights=(1.0,) * np.asarray(scores).shape[-1], half_life=half_life,
                             floor=0.0, step_cap=1.0, temperature=1.0, loss=loss)
-    scores, outcomes, zone_codes, regimes = _check_replay_inputs(
-        scores, outcomes, zone_codes, None, params, feedback_lag
-    )
+    scores, outcomes, zone_codes = _check_replay_inputs(scores, outcomes, zone_codes, params, feedback_lag)
     n, m = scores.shape
     if n == 0:
         return np.zeros((0, m))
-    upd, u_tracker, last = _feedback_schedule(outcomes, zone_codes, regimes, feedback_lag)
+    upd, u_tracker, last = _feedback_schedule(outcomes, zone_codes, feedback_lag)
     losses = model_losses(scores[upd], outcomes[upd], loss)  # [U, M]
     errors = _decayed_errors(losses, u_tracker, params.decay)  # [U, M]
     return np.where((last >= 0)[:, None], errors[np.maximum(last, 0)] if errors.size else 0.0, 0.0)
 
 
 def _feedback_schedule(
-    outcomes: np.ndarray, zone_codes: np.ndarray, regimes: np.ndarray, feedback_lag: int
+    outcomes: np.ndarray, zone_codes: np.ndarray, feedback_lag: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Who learns what when. Returns (upd [U] rows with an outcome, grouped by tracker in time
     order; u_tracker [U] their tracker; last [N] index into upd of the last outcome row i's
     tracker has received before row i is predicted, −1 if none)."""
     n = outcomes.size
-    # Position of each row within its zone, and its tracker id (zone × regime).
+    # Position of each row within its zone, and its tracker id (its zone's index).
     _, zone_idx = np.unique(zone_codes, return_inverse=True)  # [N]
     zone_idx = zone_idx.reshape(-1)
     by_zone = np.argsort(zone_idx, kind="stable")
@@ -138,7 +123,7 @@ def _feedback_schedule(
     counts = np.diff(np.r_[first, n])
     pos = np.empty(n, dtype=np.int64)
     pos[by_zone] = np.arange(n) - np.repeat(first, counts)  # [N]
-    tracker = zone_idx.astype(np.int64) * (int(regimes.max()) + 1) + regimes  # [N]
+    tracker = zone_idx.astype(np.int64)  # [N]
 
     # Outcomes in (tracker, position) order: the order each tracker receives them.
     upd = np.flatnonzero(~np.isnan(outcomes))  # [U]

@@ -39,14 +39,11 @@ _COMMON: dict[str, dict[str, Any]] = {
 _BASE_WEIGHT: dict[str, Any] = {"type": "uniform", "low": 0.05, "high": 1.0}
 
 
-def search_space(model_names: Sequence[str], with_regimes: bool = False) -> dict[str, dict[str, Any]]:
-    """The space for these models: the common ranges plus one `base_weight_<name>` per model,
-    and `use_regimes` (False/True) when the caller has regimes to offer."""
+def search_space(model_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The space for these models: the common ranges plus one `base_weight_<name>` per model."""
     space = {key: dict(value) for key, value in _COMMON.items()}
     for name in model_names:
         space[f"{BASE_WEIGHT_PREFIX}{name}"] = dict(_BASE_WEIGHT)
-    if with_regimes:
-        space["use_regimes"] = {"type": "choice", "values": [False, True]}
     return space
 
 
@@ -79,7 +76,6 @@ def params_from_sample(sample: Mapping[str, Any], model_names: Sequence[str]) ->
         threshold=float(sample.get("threshold", defaults.threshold)),
         temperature=float(sample.get("temperature", defaults.temperature)),
         loss=str(sample.get("loss", defaults.loss)),
-        use_regimes=bool(sample.get("use_regimes", defaults.use_regimes)),
     )
 
 

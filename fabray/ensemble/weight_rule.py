@@ -2,7 +2,7 @@
 `fabray.ensemble.dynamic.DynamicEnsemble` and the offline `fabray.ensemble.replay`, so both compute
 the same numbers.
 
-The rule, per tracker (one per zone, or per (zone, regime) with `use_regimes`), M models:
+The rule, per tracker (one per zone), M models:
 
 1. **Error.** When the truth y of an earlier prediction arrives, each model's loss ℓ_m (Brier or
    clipped log-loss of its score then) enters an exponential moving average

@@ -100,11 +100,6 @@ def evaluate_run(
     from fabray.run_data import load_run_data, rule_overrides, run_config, segment_codes
 
     predictor = RunPredictor.load(run_dir)
-    if predictor.task.task != "event":
-        raise BadInputError(
-            f"fabray evaluate reports event metrics; run {predictor.version} has task "
-            f"{predictor.task.task!r} (the delay task's evaluation is not built yet)"
-        )
     config = run_config(predictor)
     spec = predictor.ensemble
     # The site's false-alarm budget the models' policies were fitted under (ensemble.json), so
@@ -169,7 +164,7 @@ def evaluate_run(
     dyn_prob, weights = run_online(served, [prepared.zones[c] for c in zone_codes], matrix, target, lag,
                                    served.context_from_rows(prepared.features[ends]))
     ens_info["served"] = {**served.describe(), "start": "fitted state" if spec is not None else "fresh"}
-    st_prob, _ = replay(matrix, target, zone_codes, None, static_params, lag)
+    st_prob, _ = replay(matrix, target, zone_codes, static_params, lag)
     cands["static_ensemble"] = Candidate("static_ensemble", "static_ensemble", st_prob, static_params.threshold)
     cands["ensemble"] = Candidate("ensemble", "ensemble", dyn_prob, served.alarm)
     if spec is not None:

@@ -30,10 +30,8 @@ from __future__ import annotations
 from fabray.metrics.alarm_policy import policy_alarms
 from fabray.metrics.episodes import episode_causes, episodes, observed_onsets
 from fabray.metrics.events import (
-    DELAY_METRICS,
     EVENT_METRICS,
     best_threshold,
-    delay_metrics,
     event_metrics,
     probability_losses,
 )
@@ -52,9 +50,7 @@ from fabray.metrics.strict_lead import episode_starts, lead_time_summary, lead_t
 
 __all__ = [
     "EVENT_METRICS",
-    "DELAY_METRICS",
     "event_metrics",
-    "delay_metrics",
     "probability_losses",
     "best_threshold",
     "episode_starts",

@@ -1,6 +1,6 @@
-"""Event and delay metrics of per-row predictions (the conventions are `fabray.metrics`'): the
-confusion counts and ratios, PR-AUC and ROC-AUC of `event_metrics`, the delay errors, the
-probability losses and the F1-best threshold."""
+"""Event metrics of per-row predictions (the conventions are `fabray.metrics`'): the confusion
+counts and ratios, PR-AUC and ROC-AUC of `event_metrics`, the probability losses and the F1-best
+threshold."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ EVENT_METRICS: tuple[str, ...] = (
     "accuracy", "balanced_accuracy", "precision", "recall", "f1", "pr_auc", "roc_auc",
     "tp", "fp", "fn", "tn", "n", "positive_rate",
 )
-#: Keys of `delay_metrics`.
-DELAY_METRICS: tuple[str, ...] = ("mae", "rmse", "n")
 
 
 def event_metrics(
@@ -80,22 +78,6 @@ def event_metrics(
         "tn": tn,
         "n": n,
         "positive_rate": (tp + fn) / n,
-    }
-
-
-def delay_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Regression metrics of predicted `delay_s`: {mae, rmse, n}; NaN targets skipped.
-
-    With no defined target, mae and rmse are NaN and n is 0.
-    """
-    y_true, y_pred = _defined_pairs(y_true, y_pred, "predictions")
-    if y_true.size == 0:
-        return {"mae": math.nan, "rmse": math.nan, "n": 0}
-    err = y_pred - y_true  # [n]
-    return {
-        "mae": float(np.mean(np.abs(err))),
-        "rmse": float(np.sqrt(np.mean(err * err))),
-        "n": int(err.size),
     }
 
 

@@ -1,7 +1,7 @@
 """The model zoo (DESIGN §3): an explicit registry of the six models, no directory scan.
 
-Every model maps a RAW window `[B, lookback, n_features]` to `[B, 1]` (a logit for task "event",
-a value for "delay"); its first layer z-scores the window with the training split's statistics
+Every model maps a RAW window `[B, lookback, n_features]` to `[B, 1]` (a logit: task "event",
+the only task); its first layer z-scores the window with the training split's statistics
 (`fabray.models.scaling.FeatureScaling`, from the run's fitted `Scaler`). Each has a frozen
 dataclass of hyper-parameters (`ModelSpec.config_cls`) and a pure builder
 `build(cfg, lookback, n_features, scaling) -> keras.Model`; `build_model` applies per-model
@@ -47,7 +47,7 @@ __all__ = [
     "model_table",
 ]
 
-TASKS = ("event", "delay")
+TASKS = ("event",)
 
 
 @dataclass(frozen=True)
@@ -148,19 +148,15 @@ def model_loss(
     name: str,
     task: str,
     overrides: Mapping[str, Any] | None = None,
-    huber_delta: float = 1.0,
 ) -> keras.losses.Loss:
-    """The training loss of model `name` for `task` ("event" or "delay").
+    """The training loss of model `name` for `task` ("event", the only task).
 
-    event: binary cross-entropy on logits; `spike` uses a class-balanced binary focal loss on
-    logits (its config's `focal_alpha` weights the delay class, `focal_gamma` focuses).
-    delay: Huber with `huber_delta` in the target's units.
+    Binary cross-entropy on logits; `spike` uses a class-balanced binary focal loss on logits
+    (its config's `focal_alpha` weights the delay class, `focal_gamma` focuses).
     """
     if task not in TASKS:
         raise BadInputError(f"task must be one of {TASKS}. Received: task={task!r}")
     cfg = make_config(name, overrides)
-    if task == "delay":
-        return keras.losses.Huber(delta=huber_delta, name="huber")
     if name == "spike":
         return keras.losses.BinaryFocalCrossentropy(
             apply_class_balancing=True, alpha=cfg.focal_alpha, gamma=cfg.focal_gamma,

@@ -1,6 +1,6 @@
 """`lstm`: stacked LSTM 128→128→64 + Dense 128→64→1 (the seed's first model, DESIGN §3).
 
-`[B, L, F]` window → `[B, 1]` (a logit for task "event", a value for "delay").
+`[B, L, F]` window → `[B, 1]` (a logit for task "event").
 """
 
 from __future__ import annotations

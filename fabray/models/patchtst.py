@@ -3,8 +3,7 @@
 Each channel's series is normalized per instance (RevIN), cut into patches, embedded and encoded
 by a Transformer shared by all channels (channel independence), then read out by a flatten head:
 
-- `task_head="score"` (the fab task): `[B, L, C] -> [B, 1]`, a logit (or a delay for
-  `task: delay`). The head flattens every channel's encoding (`C * D * N`) into one `Dense(1)`,
+- `task_head="score"` (the fab task): `[B, L, C] -> [B, 1]`, a logit. The head flattens every channel's encoding (`C * D * N`) into one `Dense(1)`,
   so channels meet only there. RevIN normalizes the inputs only (there is nothing to
   denormalize in a scalar score).
 - `task_head="forecast"` (the paper's long-horizon benchmark): `[B, L, C] -> [B, horizon, C]`,

@@ -20,9 +20,6 @@ LSTM the z-scores of the model's first layer, `FeatureScaling`. A `RuleScore` sa
 format 1 (windows z-scored outside the models) carries the scaler's `feature_mean` /
 `feature_scale` and un-scales its input; it still loads (`fabray.predictor` feeds such a model
 z-scored windows), and nothing builds one any more.
-
-For task "delay" the rule score is a logit-like severity index, not seconds: the correction then
-has to learn the mapping, so the untrained model is a ranking, not a calibrated regression.
 """
 
 from __future__ import annotations

@@ -59,9 +59,7 @@ class ServingBundle:
         else:
             params = (ensemble or EnsembleConfig()).to_params(names).to_dict()
             fitted = None
-        threshold = (
-            float(params["threshold"]) if predictor.task.task == "event" else float(predictor.task.sla_delay_s)
-        )
+        threshold = float(params["threshold"])
         rules_fn = None if RULE_MODEL in names else _rules_baseline(predictor)
         run_id = str(store.info(version).get("run_id") or predictor.version)
         bundle = cls(version=version, predictor=predictor, ensemble_params=params,

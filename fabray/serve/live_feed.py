@@ -181,9 +181,8 @@ class LiveFeed:
         ts = np.asarray(buffer.minutes, dtype=np.int64).astype("datetime64[m]")  # [n]
         transport = np.array([v[-1] for v in buffer.values], dtype=np.float64)  # [n] NaN: empty
         codes = np.zeros(len(ts), dtype=np.int32)
-        delay, event = horizon_labels(codes, ts, transport, np.full(len(ts), spec.nominal_s[zone]), h,
-                                      spec.sla_delay_s)
-        truth = event if spec.task == "event" else delay
+        _, event = horizon_labels(codes, ts, transport, np.full(len(ts), spec.nominal_s[zone]), h,
+                                  spec.sla_delay_s)
         position = {m: i for i, m in enumerate(buffer.minutes)}
         start = buffer.labelled_until + 1 if buffer.labelled_until is not None else buffer.minutes[0]
         # minutes not received have no label; the rows before a gap have NaN ones (a break)
@@ -196,7 +195,7 @@ class LiveFeed:
                 keep.append([minute, pid, degraded, *decision])
                 continue
             i = position.get(minute)
-            value = float(truth[i]) if i is not None else math.nan
+            value = float(event[i]) if i is not None else math.nan
             if math.isnan(value):
                 undefined += 1
             else:

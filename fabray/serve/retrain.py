@@ -36,7 +36,6 @@ from fabray.serve.store import ModelStore
 logger = logging.getLogger(__name__)
 
 HOLDOUT_FRACTION = 0.2
-LOWER_IS_BETTER = {"mae", "rmse"}
 
 
 def holdout_cut(df: Any, holdout_fraction: float = HOLDOUT_FRACTION) -> Any:
@@ -52,7 +51,7 @@ def evaluate_version(run_dir: str | Path, df: Any, cut: Any, ensemble_cfg: dict[
     from fabray.config import EnsembleConfig
     from fabray.data.windows import ALL, ends_with_target
     from fabray.ensemble import replay
-    from fabray.metrics import delay_metrics, event_metrics
+    from fabray.metrics import event_metrics
     from fabray.predictor import RunPredictor
 
     predictor = RunPredictor.load(run_dir)
@@ -69,11 +68,8 @@ def evaluate_version(run_dir: str | Path, df: Any, cut: Any, ensemble_cfg: dict[
     else:
         params = EnsembleConfig.model_validate(ensemble_cfg or {}).to_params(names)
     target = prepared.target[ends]
-    prob, _ = replay(matrix, target, prepared.zone_codes[ends], None, params, feedback_lag=predictor.horizon)
-    if predictor.task.task == "event":
-        metrics = event_metrics(target, prob, params.threshold)
-    else:
-        metrics = delay_metrics(target, prob)
+    prob, _ = replay(matrix, target, prepared.zone_codes[ends], params, feedback_lag=predictor.horizon)
+    metrics = event_metrics(target, prob, params.threshold)
     return {"windows": int(ends.size), "metrics": {k: float(v) for k, v in metrics.items()},
             "contract": {"lookback": predictor.lookback, "n_features": predictor.n_features,
                          "task": predictor.task.task}}
@@ -158,10 +154,7 @@ def run_retrain_job(
             raise BadInputError(f"serve.promote_metric {metric!r} is not a metric of this task: "
                                 f"{sorted(new['metrics'])}")
         a, b = old["metrics"][metric], new["metrics"][metric]
-        if metric in LOWER_IS_BETTER:
-            not_worse = b <= a + cfg.promote_tolerance
-        else:
-            not_worse = b >= a - cfg.promote_tolerance or (np.isnan(a) and not np.isnan(b))
+        not_worse = b >= a - cfg.promote_tolerance or (np.isnan(a) and not np.isnan(b))
         same_contract = old["contract"] == new["contract"]
         version = store.import_run(out, note=f"retrained by {job_id} from {champion}")
         store.mark(version, evaluation={"champion": champion, "metric": metric, "champion_value": a,

@@ -76,15 +76,15 @@ class PredictionOut(BaseModel):
     model_version: str = Field(description="Store version of the models that scored it (v1, v2, ...).")
     run_id: str = Field(description="Training run those models came from.")
     scores: dict[str, float | None] = Field(
-        description="Each model's score: the probability of a delay event (task 'event'), or the "
-        "predicted mean delay in seconds (task 'delay'); null when the model gave no finite score "
+        description="Each model's score: the probability of a delay event; null when the model "
+        "gave no finite score "
         "(the window is then `degraded` and answered by the rules model)."
     )
     probability: float = Field(
-        description="The ensemble's score (a probability for task 'event'; seconds for 'delay')."
+        description="The ensemble's probability of a delay event."
     )
     decision: bool = Field(description="True when `probability` >= `threshold`: raise a delay alarm.")
-    threshold: float = Field(description="Alarm threshold applied (the ensemble's, or sla_delay_s for 'delay').")
+    threshold: float = Field(description="Alarm threshold applied (the ensemble's).")
     weights: dict[str, float] = Field(description="Ensemble weight of each model used for this window.")
     degraded: bool = Field(
         description="True when the window had a gap or a stuck sensor: it was scored by the rules "
@@ -98,8 +98,7 @@ class FeedbackItem(_Body):
 
     prediction_id: str = Field(min_length=1, max_length=64, description="`prediction_id` of the prediction.")
     outcome: Number = Field(
-        description="What happened over the horizon: 1 delay event, 0 none (task 'event'); the "
-        "observed mean delay in seconds (task 'delay')."
+        description="What happened over the horizon: 1 delay event, 0 none."
     )
 
 

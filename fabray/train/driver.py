@@ -49,7 +49,7 @@ from fabray.train.resources import plan_concurrency, plan_resources, resolve_use
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_METRICS = {"event": ("pr_auc", "f1", "accuracy"), "delay": ("mae", "rmse")}
+SUMMARY_METRICS = {"event": ("pr_auc", "f1", "accuracy")}
 
 
 @dataclass
@@ -132,12 +132,14 @@ def _fit(name: str, shared: SharedRun, deadline_unix: float | None = None) -> An
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
+    from fabray.train.backend import TensorflowBackendConfig
     from fabray.train.loop import train_loop_per_worker
     from fabray.train.ray_windows import window_index_dataset
 
     train, res = shared.config.train, shared.plan[name]
     trainer = TensorflowTrainer(
         train_loop_per_worker,
+        tensorflow_config=TensorflowBackendConfig(),  # Ray's own imports TensorFlow in the controller
         train_loop_config={
             "spec": _spec(name, shared, deadline_unix).to_dict(),
             "arrays": shared.array_refs,

@@ -115,10 +115,7 @@ def evaluate_validation(
     output = predict_windows(model, features, val_ends, spec.lookback, spec.batch_size * 4)  # [W]
     y_true = target[val_ends].astype(np.float32)  # [W]
     loss = float(np.mean(keras.ops.convert_to_numpy(loss_fn(y_true[:, None], output[:, None]))))
-    if spec.task == "event":
-        values = fm.event_metrics(y_true, sigmoid(output).astype(np.float32), spec.event_threshold)
-    else:
-        values = fm.delay_metrics(y_true, output)
+    values = fm.event_metrics(y_true, sigmoid(output).astype(np.float32), spec.event_threshold)
     result = {"val_loss": loss, **{f"val_{k}": v for k, v in values.items()}}
     result[SCORE] = validation_score(spec.task, values, loss)
     return result

@@ -56,7 +56,7 @@ def format_epoch(item: dict[str, Any]) -> str:
         return f"{item['model']}: worker failed ({item['worker_error']}); Ray Train restarts it if retries remain"
     parts = [f"{item.get('model', '?')}", f"epoch {item.get('epoch', '?')}/{item.get('epochs', '?')}",
              f"loss {_fmt(item.get('loss'))}"]
-    for key in ("val_loss", "val_pr_auc", "val_f1", "val_mae"):
+    for key in ("val_loss", "val_pr_auc", "val_f1"):
         if key in item:
             parts.append(f"{key} {_fmt(item[key])}")
     stops = (", stopping early" if item.get("stopped_early") else "") + (

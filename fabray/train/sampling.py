@@ -5,9 +5,9 @@ end row spends most of its compute on near-duplicates. With `train.windows_per_e
 or `train.epoch_fraction` (a share of the training windows) set, epoch e fits on a sample of the
 training END rows drawn afresh for that epoch:
 
-- **stratified**: the delay events (the fit target above its cut: 0.5 for task "event", the
-  SLA for task "delay") keep their share of the training windows, to within one window
-  (largest-remainder allocation), so a rare class is not thinned more than the rest;
+- **stratified**: the delay events (the 0/1 fit target above its cut, 0.5) keep their share of
+  the training windows, to within one window (largest-remainder allocation), so a rare class is
+  not thinned more than the rest;
 - **seeded and fresh**: the sample is a pure function of (seed, epoch, the training ends), so a
   restarted worker resuming at epoch e draws the same sample, and epochs differ from each other;
 - **sharded by Ray Data as before**: the Ray Data shard still streams the worker's share of all
@@ -94,8 +94,8 @@ def stratified_sample(ends: np.ndarray, positive: np.ndarray, size: int, seed: i
 
 
 def stratum_cut(task: Any) -> float:
-    """The fit target's event cut of a `TaskConfig`: 0.5 for task "event", the SLA for "delay"."""
-    return 0.5 if task.task == "event" else float(task.sla_delay_s)
+    """The fit target's event cut of a `TaskConfig`: 0.5 (task "event", the only one, has 0/1 targets)."""
+    return 0.5
 
 
 def validation_sample(ends: np.ndarray, target: np.ndarray, cut: float, size: int | None, seed: int) -> np.ndarray:

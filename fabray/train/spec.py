@@ -28,7 +28,7 @@ class WorkerSpec:
 
     model: str
     overrides: dict[str, Any]
-    task: str  # "event" | "delay"
+    task: str  # "event" (the only task)
     lookback: int
     n_features: int
     epochs: int
@@ -106,12 +106,10 @@ def validation_score(task: str, metrics: dict[str, float], val_loss: float) -> f
 
     task "event": validation PR-AUC (F1 and PR-AUC decide, DESIGN §1; PR-AUC needs no threshold);
     when it is undefined (validation holds one class only) −val_loss, for every epoch alike since
-    the validation set does not change. task "delay": −MAE.
+    the validation set does not change.
     """
-    if task == "event":
-        value = metrics.get("pr_auc", math.nan)
-        return float(value) if math.isfinite(value) else -float(val_loss)
-    return -float(metrics["mae"])
+    value = metrics.get("pr_auc", math.nan)
+    return float(value) if math.isfinite(value) else -float(val_loss)
 
 
 def budget_allows_next_epoch(now_unix: float, deadline_unix: float | None, epoch_seconds: float) -> bool:

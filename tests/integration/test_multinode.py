@@ -45,6 +45,9 @@ def _config(models: tuple[str, ...]) -> dict[str, Any]:
             "models": list(models),
             "epochs": 1,
             "batch_size": 256,
+            # sampled epochs (the test checks placement and the manifest, not what was learnt)
+            "windows_per_epoch": 2048,
+            "val_windows": 1024,
             "shuffle_buffer": 1000,
             "use_gpu": "true",
             "resources": {"cpus": 0.5, "gpus": GPU_PER_TRAINER},

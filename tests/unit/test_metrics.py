@@ -12,7 +12,6 @@ from fabray.metrics import (
     LEAD_PROFILES,
     best_lead_threshold,
     best_threshold,
-    delay_metrics,
     episode_causes,
     episode_starts,
     episodes,
@@ -80,13 +79,6 @@ def test_bad_inputs_are_refused():
         event_metrics(np.array([1, 0]), np.array([0.5]))
     # A NaN prediction where the target is undefined is fine: that row is skipped.
     assert event_metrics(np.array([1, NAN, 0]), np.array([0.8, NAN, 0.1]))["n"] == 2
-
-
-def test_delay_metrics():
-    m = delay_metrics(np.array([10.0, NAN, -5.0, 0.0]), np.array([12.0, 100.0, -1.0, 0.0]))
-    assert m["n"] == 3
-    assert m["mae"] == pytest.approx(2.0)
-    assert m["rmse"] == pytest.approx(math.sqrt(20 / 3))
 
 
 def test_probability_losses():

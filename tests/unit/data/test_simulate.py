@@ -10,6 +10,7 @@ from fabray import schema
 from fabray.cli import main
 from fabray.config import SimulationConfig, TaskConfig
 from fabray.data.plot import busiest_zone_day, plot_zone_day
+from fabray.data import sim_drivers
 from fabray.data import simulate as simulate_module
 from fabray.data.io import write_table
 from fabray.data.simulate import (
@@ -367,8 +368,8 @@ def _actual_schedule(config: SimulationConfig, seed: int = 0) -> tuple[np.ndarra
     """(actual wave lots per minute [T, Z], PM active [T, Z], plan columns' rng-free inputs) of tiny."""
     size = preset_size("tiny")
     rng = np.random.default_rng(seed)
-    zone = simulate_module._draw_zones(rng, simulate_module.zone_names(size.zones), config)
-    exo = simulate_module._exogenous(rng, size.minutes, zone, config)
+    zone = sim_drivers.draw_zones(rng, simulate_module.zone_names(size.zones), config)
+    exo = sim_drivers.exogenous(rng, size.minutes, zone, config)
     active = np.zeros((size.minutes, size.zones), dtype=bool)
     for t, z, dur in zip(*exo.pm_events):
         active[t : t + dur, z] = True

@@ -98,10 +98,9 @@ def assert_same_floats(actual, expected):
 # ---------------------------------------------------------------------------- (1) naive reference
 
 
-@pytest.mark.parametrize("task_name", ["event", "delay"])
-def test_windows_and_targets_equal_naive_reference(task_name):
+def test_windows_and_targets_equal_naive_reference():
     df = two_zone_frame()
-    task = TaskConfig(lookback=5, horizon=3, sla_delay_s=10.0, task=task_name)
+    task = TaskConfig(lookback=5, horizon=3, sla_delay_s=10.0)
     nominal = {"Z1": 100.0, "Z2": 90.0}
     prepared = prepare(df, task, None, scaler=IDENTITY, nominal_s=nominal)
     expected = naive_windows(df, 5, 3, nominal, 10.0)
@@ -113,8 +112,7 @@ def test_windows_and_targets_equal_naive_reference(task_name):
     ]
     np.testing.assert_array_equal(gather_windows(prepared.features, ends, 5), np.stack([w for *_, w, _, _ in expected]))
     assert_same_floats(prepared.delay_s[ends], [d for *_, d, _ in expected])
-    wanted = [e for *_, e in expected] if task_name == "event" else [d for *_, d, _ in expected]
-    assert_same_floats(prepared.target[ends], wanted)
+    assert_same_floats(prepared.target[ends], [e for *_, e in expected])
     assert np.isnan(prepared.target[ends]).sum() > 0  # the frame does exercise undefined targets
     assert prepared.features.dtype == np.float32 and not np.isnan(prepared.features).any()
 
@@ -311,7 +309,7 @@ def test_empty_transport_time_is_carried_forward_as_input_and_skipped_in_targets
     df = make_frame({"A": list(range(12))})
     df = df.sort_values(schema.TIMESTAMP).reset_index(drop=True)
     df[schema.TRANSPORT_TIME] = observed
-    prepared = prepare(df, TaskConfig(lookback=2, horizon=3, task="delay"), None,
+    prepared = prepare(df, TaskConfig(lookback=2, horizon=3, sla_delay_s=35.0), None,
                        scaler=IDENTITY, nominal_s={"A": 90.0})
     assert_same_floats(prepared.features[:, TT], [90, 90, 100, 100, 120, 120, 120, 130, 130, 130, 130, 140])
     delay = prepared.delay_s
@@ -320,7 +318,8 @@ def test_empty_transport_time_is_carried_forward_as_input_and_skipped_in_targets
     assert delay[1] == 20.0  # minutes 2..4 → mean(100, 120) − 90
     assert np.isnan(delay[7])  # minutes 8..10: nothing observed
     assert np.isnan(delay[9:]).all()  # the horizon runs past the end
-    np.testing.assert_array_equal(prepared.target, delay)
+    # the event target is undefined exactly where the delay is, else delay > sla_delay_s (35 s)
+    np.testing.assert_array_equal(prepared.target, np.where(np.isnan(delay), np.nan, delay > 35.0))
 
 
 # ---------------------------------------------------------------------------- bad input

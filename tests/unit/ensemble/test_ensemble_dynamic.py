@@ -34,7 +34,6 @@ def _random_stream(n: int, m: int, zones: int, seed: int) -> dict[str, np.ndarra
         "scores": scores,
         "outcomes": y,
         "zone_codes": rng.integers(0, zones, n),  # zones interleaved in time order
-        "regimes": rng.integers(0, 3, n),
     }
 
 
@@ -48,8 +47,8 @@ def _online_loop(stream: dict[str, np.ndarray], params: EnsembleParams, lag: int
         rows = past.setdefault(zone, [])
         if len(rows) >= lag:
             j = rows[-lag]
-            ens.update(str(zone), stream["scores"][j], stream["outcomes"][j], int(stream["regimes"][j]))
-        p, w = ens.combine(str(zone), stream["scores"][i], int(stream["regimes"][i]))
+            ens.update(str(zone), stream["scores"][j], stream["outcomes"][j])
+        p, w = ens.combine(str(zone), stream["scores"][i])
         prob.append(p)
         weights.append([w[n] for n in names])
         rows.append(i)
@@ -62,8 +61,8 @@ PARAMS = EnsembleParams(base_weights=(1.0, 1.0), half_life=20.0, floor=0.05, ste
 def test_weights_move_to_the_right_model_and_beat_the_static_ensemble():
     scores, y = _right_and_wrong()
     zones = np.zeros(len(y), dtype=int)
-    prob, weights = replay(scores, y, zones, None, PARAMS, LAG)
-    static_prob, _ = replay(scores, y, zones, None, EnsembleParams.static((1.0, 1.0)), LAG)
+    prob, weights = replay(scores, y, zones, PARAMS, LAG)
+    static_prob, _ = replay(scores, y, zones, EnsembleParams.static((1.0, 1.0)), LAG)
 
     # Before any feedback: the base weights.
     np.testing.assert_allclose(weights[:LAG], 0.5)
@@ -83,7 +82,7 @@ def test_equal_errors_keep_the_base_weights():
     y = (rng.random(300) < 0.3).astype(float)
     params = EnsembleParams(base_weights=(5.0, 3.0, 2.0), half_life=5.0, floor=0.1, step_cap=0.01,
                             temperature=0.01)
-    _, weights = replay(scores, y, np.zeros(300, dtype=int), None, params, 1)
+    _, weights = replay(scores, y, np.zeros(300, dtype=int), params, 1)
     np.testing.assert_allclose(weights, np.broadcast_to([0.5, 0.3, 0.2], weights.shape), atol=1e-12)
 
 
@@ -92,7 +91,7 @@ def test_floor_and_cap_hold_at_every_step(loss):
     stream = _random_stream(n=1500, m=4, zones=3, seed=2)
     params = EnsembleParams(base_weights=(1, 1, 1, 1), half_life=10.0, floor=0.05, step_cap=0.02,
                             temperature=0.005, loss=loss)
-    _, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"], None, params, 3)
+    _, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"], params, 3)
     assert weights.min() >= 0.05 - 1e-12
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-12)
     for zone in range(3):  # consecutive predictions of a zone are one outcome apart
@@ -100,13 +99,13 @@ def test_floor_and_cap_hold_at_every_step(loss):
         assert moves.max() <= 0.02 + 1e-12
     assert weights.min() < 0.06  # the floor is reached, so the check above has teeth
 
-    # Online, with regimes: check after every single update.
-    ens = DynamicEnsemble(replace(params, use_regimes=True), list("abcd"))
+    # Online: check after every single update.
+    ens = DynamicEnsemble(params, list("abcd"))
     for i in range(len(stream["outcomes"])):
-        zone, regime = str(stream["zone_codes"][i]), int(stream["regimes"][i])
-        before = np.array(list(ens.weights(zone, regime).values()))
-        ens.update(zone, stream["scores"][i], stream["outcomes"][i], regime)
-        after = np.array(list(ens.weights(zone, regime).values()))
+        zone = str(stream["zone_codes"][i])
+        before = np.array(list(ens.weights(zone).values()))
+        ens.update(zone, stream["scores"][i], stream["outcomes"][i])
+        after = np.array(list(ens.weights(zone).values()))
         assert np.abs(after - before).max() <= 0.02 + 1e-12
         assert after.min() >= 0.05 - 1e-12 and after.sum() == pytest.approx(1.0, abs=1e-12)
 
@@ -144,7 +143,7 @@ def test_infinite_half_life_is_exactly_the_static_ensemble():
     params = EnsembleParams(base_weights=tuple(base), half_life=math.inf, floor=0.1, step_cap=0.01,
                             temperature=0.01)
     static = (stream["scores"] * (base / base.sum())).sum(axis=1)
-    prob, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"], None, params, LAG)
+    prob, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"], params, LAG)
     np.testing.assert_array_equal(prob, static)
     online_prob, online_weights, _ = _online_loop(stream, params, LAG)
     np.testing.assert_array_equal(online_prob, static)
@@ -159,7 +158,7 @@ def test_feedback_lag_is_respected():
     j = zone0[50]  # change the truth of zone 0's 51st prediction
     changed = dict(stream, outcomes=stream["outcomes"].copy())
     changed["outcomes"][j] = 1.0 - changed["outcomes"][j]
-    args = lambda s: (s["scores"], s["outcomes"], s["zone_codes"], None, params, LAG)  # noqa: E731
+    args = lambda s: (s["scores"], s["outcomes"], s["zone_codes"], params, LAG)  # noqa: E731
     prob, _ = replay(*args(stream))
     prob_changed, _ = replay(*args(changed))
 
@@ -173,19 +172,18 @@ def test_feedback_lag_is_respected():
     "params",
     [
         EnsembleParams(base_weights=(1, 2, 1, 0.5), half_life=15.0, floor=0.05, step_cap=0.03,
-                       temperature=0.01, use_regimes=True),
+                       temperature=0.01),
         EnsembleParams(base_weights=(1, 1, 1, 1), half_life=3.0, floor=0.2, step_cap=1.0,
                        temperature=0.02, loss="log"),
         EnsembleParams(base_weights=(1, 0, 1, 1), half_life=50.0, floor=0.0, step_cap=0.1,
-                       temperature=0.5, loss="log", use_regimes=True),
+                       temperature=0.5, loss="log"),
     ],
-    ids=["regimes-capped", "uncapped-floored", "zero-base-weight"],
+    ids=["capped", "uncapped-floored", "zero-base-weight"],
 )
 def test_replay_equals_the_online_loop(params):
     stream = _random_stream(n=900, m=4, zones=3, seed=5)
     lag = 4
-    prob, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"],
-                           stream["regimes"], params, lag)
+    prob, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"], params, lag)
     online_prob, online_weights, _ = _online_loop(stream, params, lag)
     np.testing.assert_allclose(weights, online_weights, rtol=0, atol=1e-12)
     np.testing.assert_allclose(prob, online_prob, rtol=0, atol=1e-12)
@@ -196,9 +194,9 @@ def test_replay_accepts_zones_in_blocks():
     stream = _random_stream(n=500, m=3, zones=3, seed=6)
     params = EnsembleParams(base_weights=(1, 1, 1), half_life=10.0, step_cap=0.05, temperature=0.02)
     order = np.argsort(stream["zone_codes"], kind="stable")  # (zone, time) order
-    prob, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"], None, params, LAG)
+    prob, weights = replay(stream["scores"], stream["outcomes"], stream["zone_codes"], params, LAG)
     prob_b, weights_b = replay(stream["scores"][order], stream["outcomes"][order],
-                               stream["zone_codes"][order], None, params, LAG)
+                               stream["zone_codes"][order], params, LAG)
     np.testing.assert_array_equal(prob_b, prob[order])
     np.testing.assert_array_equal(weights_b, weights[order])
 
@@ -206,20 +204,43 @@ def test_replay_accepts_zones_in_blocks():
 def test_state_round_trip_gives_identical_next_predictions():
     stream = _random_stream(n=300, m=3, zones=2, seed=7)
     params = EnsembleParams(base_weights=(1, 2, 3), half_life=math.inf, floor=0.05)
-    params = EnsembleParams.from_dict({**params.to_dict(), "half_life": 12.0, "use_regimes": True})
+    params = EnsembleParams.from_dict({**params.to_dict(), "half_life": 12.0})
     _, _, ens = _online_loop(stream, params, 5)
     text = json.dumps(ens.to_state(), allow_nan=False)  # strict JSON
     restored = DynamicEnsemble.from_state(json.loads(text))
     assert restored.params == ens.params and restored.model_names == ens.model_names
     rng = np.random.default_rng(8)
     for zone in ("0", "1", "never-seen"):
-        for regime in (0, 1, 2):
-            scores = rng.random(3)
-            assert restored.combine(zone, scores, regime) == ens.combine(zone, scores, regime)
-            ens.update(zone, scores, 1.0, regime)
-            restored.update(zone, scores, 1.0, regime)
-            assert restored.combine(zone, scores, regime) == ens.combine(zone, scores, regime)
+        scores = rng.random(3)
+        assert restored.combine(zone, scores) == ens.combine(zone, scores)
+        ens.update(zone, scores, 1.0)
+        restored.update(zone, scores, 1.0)
+        assert restored.combine(zone, scores) == ens.combine(zone, scores)
     assert restored.to_state() == ens.to_state()
+
+
+def test_a_state_written_before_regimes_were_removed_loads_and_regimes_are_refused():
+    """States written before store `use_regimes: false` and `"regime": 0` per tracker: they load
+    as before. A per-regime state or `use_regimes: true` is refused, not silently merged."""
+    params = EnsembleParams(base_weights=(1.0, 1.0), half_life=10.0)
+    ens = DynamicEnsemble(params, ["a", "b"])
+    ens.update("z", [0.9, 0.1], 1.0)
+    state = ens.to_state()
+    assert "use_regimes" not in state["params"] and "regime" not in state["trackers"][0]
+    old = json.loads(json.dumps(state))
+    old["params"]["use_regimes"] = False
+    old["trackers"][0]["regime"] = 0
+    restored = DynamicEnsemble.from_state(old)
+    assert restored.to_state() == state
+    old["trackers"][0]["regime"] = 1
+    with pytest.raises(ValueError, match="per-regime trackers were removed"):
+        DynamicEnsemble.from_state(old)
+    with pytest.raises(ValueError, match="use_regimes was removed"):
+        EnsembleParams.from_dict({**params.to_dict(), "use_regimes": True})
+    with pytest.raises(TypeError):
+        EnsembleParams(base_weights=(1.0, 1.0), use_regimes=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        ens.combine("z", [0.5, 0.5], 1)  # type: ignore[call-arg]  (no regime argument)
 
 
 def test_combine_reports_weights_and_skips_missing_models():
@@ -253,10 +274,10 @@ def test_replay_refuses_bad_input():
     zones = np.zeros(5, dtype=int)
     y = np.zeros(5)
     with pytest.raises(ValueError, match="feedback_lag"):
-        replay(scores, y, zones, None, PARAMS, 0)
+        replay(scores, y, zones, PARAMS, 0)
     with pytest.raises(ValueError, match=r"\[N, M\]"):
-        replay(np.full((5, 3), 0.5), y, zones, None, PARAMS, 1)
+        replay(np.full((5, 3), 0.5), y, zones, PARAMS, 1)
     with pytest.raises(ValueError, match="finite"):
-        replay(np.where(np.eye(5, 2) > 0, np.nan, 0.5), y, zones, None, PARAMS, 1)
+        replay(np.where(np.eye(5, 2) > 0, np.nan, 0.5), y, zones, PARAMS, 1)
     with pytest.raises(ValueError, match="one row each"):
-        replay(scores, y[:4], zones, None, PARAMS, 1)
+        replay(scores, y[:4], zones, PARAMS, 1)

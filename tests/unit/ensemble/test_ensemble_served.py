@@ -55,7 +55,7 @@ def test_run_online_equals_the_vectorized_replay_for_the_dynamic_form():
     params = EnsembleParams(base_weights=(1.0, 2.0, 1.0), half_life=15.0, temperature=0.02, step_cap=0.1, floor=0.05)
     served = ServedEnsemble.from_params(params, NAMES)
     prob, weights = run_online(served, data.row_zones(), data.scores, data.outcomes, 10)
-    ref_prob, ref_w = replay(data.scores, data.outcomes, data.zone_codes, None, params, 10)
+    ref_prob, ref_w = replay(data.scores, data.outcomes, data.zone_codes, params, 10)
     np.testing.assert_allclose(prob, ref_prob, rtol=0, atol=1e-12)
     np.testing.assert_allclose(weights, ref_w, rtol=0, atol=1e-12)
     # After the replay the object has learned every outcome (the fitted state).

@@ -39,10 +39,9 @@ def test_state_round_trips_through_json_before_any_epoch():
     assert back.best_score == -math.inf and back.epoch == -1
 
 
-def test_score_is_pr_auc_else_minus_loss_for_events_and_minus_mae_for_delay():
+def test_score_is_pr_auc_else_minus_loss():
     assert validation_score("event", {"pr_auc": 0.4}, val_loss=0.7) == 0.4
     assert validation_score("event", {"pr_auc": math.nan}, val_loss=0.7) == -0.7
-    assert validation_score("delay", {"mae": 12.0}, val_loss=3.0) == -12.0
 
 
 def _series(n=300, seed=0):

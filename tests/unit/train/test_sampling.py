@@ -156,6 +156,5 @@ def test_validation_sample_unset_or_larger_keeps_every_window():
         validation_sample(ends, target, 0.5, 0, seed=0)
 
 
-def test_stratum_cut_follows_the_task():
+def test_stratum_cut_is_the_event_targets_half():
     assert stratum_cut(TaskConfig(task="event", sla_delay_s=45.0)) == 0.5
-    assert stratum_cut(TaskConfig(task="delay", sla_delay_s=45.0)) == 45.0
