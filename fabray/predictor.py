@@ -27,6 +27,10 @@ retrace for a new batch size, and a request costs one call, not one per model. E
 was ~60× slower.
 
 No Ray here: the serving deployment, the Tune driver and `fabray evaluate` wrap this class.
+
+Why one file of ~540 lines: `RunPredictor` is the one reader of a trained run's models for
+every scorer (serving, evaluate, Tune, batch predict); its parts share the loaded state. The
+format-1 load path (about 60 lines) goes when format-1 runs are retired.
 """
 
 from __future__ import annotations

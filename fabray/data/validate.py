@@ -13,6 +13,10 @@ Optional columns (`schema.OPTIONAL_COLUMNS`) are not "extra": the plan columns (
 `pm_planned`) are checked like counts (numbers, never empty, finite, >= 0) and `cause` must be text
 whose non-empty values are among `schema.CAUSES` (empty or null means "no cause"). A file without
 them validates as before; when present, the clean frame keeps them after the features.
+
+Why one file of ~610 lines: one validator makes one pass over the frame in the data contract's
+order, every check writing into one report (`_Collector`) and sharing the column mapping and the
+cleaned arrays of the checks before it; split apart, that state would travel between modules.
 """
 
 from __future__ import annotations

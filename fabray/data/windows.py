@@ -28,6 +28,10 @@ its targets may be NaN (at a segment's tail, or where the horizon has no observe
 
 Transport time as an input: an empty (NaN) minute is carried forward from the zone's last value,
 or the zone's nominal at its start. As a target its NaN minutes are skipped (`future_mean`).
+
+Why one file of ~500 lines: `prepare` is one pipeline (sort, fill, context columns, labels,
+splits, scaler and nominal fit) whose private helpers serve only it, beside the few index
+functions (`gather_windows`, `valid_window_ends`, ...) that every consumer of windows shares.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ is `fabray.train.spec`.
 Sampled epochs (`WorkerSpec.windows_per_epoch` / `epoch_fraction`, `fabray.train.sampling`):
 the Ray Data shard still streams the worker's end rows; each epoch keeps only that epoch's
 stratified sample (drawn from the training ends, the 4th array ref) and re-batches it.
+
+Why one file of ~420 lines: it is the one function a Ray Train worker runs, with its private
+steps (data, model, epochs, checkpoints, reports) in the order they run.
 """
 
 from __future__ import annotations
