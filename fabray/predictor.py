@@ -176,36 +176,22 @@ class RunPredictor:
         if not ok:
             raise BadInputError(f"run {run}: no model trained successfully. Received statuses: {skipped}")
 
-        preps: dict[str, dict[str, Any]] = {}
+        first = opened.preprocessing()  # shared by every trained model, or refused
         models: dict[str, Any] = {}
         for name in ok:
-            entry = entries[name]
-            for key in ("model", "preprocessing"):
-                if not entry.get(key):
-                    raise BadInputError(f"{opened.manifest_path}: model {name!r} has no {key!r} file listed")
-            preps[name] = _read_json(verify(entry["preprocessing"]), f"model {name}: preprocessing")
-            model_path = verify(entry["model"])
+            if not entries[name].get("model"):
+                raise BadInputError(f"{opened.manifest_path}: model {name!r} has no 'model' file listed")
+            model_path = verify(entries[name]["model"])
             try:
                 models[name] = keras.saving.load_model(model_path, compile=False)
             except Exception as err:  # noqa: BLE001 - a damaged file is bad input, not a crash
                 raise BadInputError(f"model {name}: cannot load {model_path}: {err}") from err
 
-        first = preps[ok[0]]
-        for name in ok[1:]:
-            for key in ("scaler", "nominal_s", "lookback", "horizon", "features", "context"):
-                if preps[name].get(key) != first.get(key):
-                    raise BadInputError(
-                        f"run {run}: models {ok[0]!r} and {name!r} were prepared differently "
-                        f"({key!r} differs); a run's models must share their preprocessing"
-                    )
         if list(first.get("features", [])) != list(schema.FEATURES):
             raise BadInputError(
                 f"run {run}: trained on features {first.get('features')}, expected {list(schema.FEATURES)}"
             )
-        try:
-            task = TaskConfig.model_validate(first.get("task") or manifest.get("task") or {})
-        except Exception as err:  # noqa: BLE001 - pydantic ValidationError
-            raise BadInputError(f"run {run}: invalid task in preprocessing.json: {err}") from err
+        task = opened.task(first)
         from fabray.data.context import ContextSpec
 
         scaler = Scaler.from_dict(first["scaler"])

@@ -5,7 +5,9 @@ It resolves the directory, reads and validates its manifest (`fabray.run.manifes
 checksum the manifest records for it (wherever a `checksums` mapping sits: top level, a model's
 entry, the ensemble entry). Readers that load only some files (the predictor loads the models
 that trained) open with `verify=False` and resolve each file through `Run.file`, which applies
-the same checks to that file. No Ray, no TensorFlow here.
+the same checks to that file. `Run.preprocessing()` and `Run.task()` are where a run's shared
+preprocessing and its task are read (each trained model stores them in its `preprocessing.json`).
+No Ray, no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fabray.config import TaskConfig
 from fabray.errors import BadInputError
 from fabray.files import sha256_file
 from fabray.run.manifest import (
@@ -23,6 +26,9 @@ from fabray.run.manifest import (
     listed_files,
     load_manifest,
 )
+
+# The preprocessing every trained model of one run must share (each model's preprocessing.json).
+SHARED_PREPROCESSING = ("scaler", "nominal_s", "lookback", "horizon", "features", "context")
 
 
 @dataclass(frozen=True)
@@ -80,3 +86,42 @@ class Run:
                     f"after the run was written). Expected {expected}. Received: {actual}"
                 )
         return path
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The preprocessing the run's trained ("ok") models share: the first one's
+        `preprocessing.json` (scaler, nominal times, window shape, features, context, task), each
+        read through `Run.file`. BadInputError when no model trained, a model lists no
+        preprocessing file, or two models disagree on a `SHARED_PREPROCESSING` key."""
+        import json
+
+        ok = list(self.models("ok"))
+        if not ok:
+            raise BadInputError(f"run {self.path}: no model trained successfully")
+        preps: dict[str, dict[str, Any]] = {}
+        for name in ok:
+            rel = self.models()[name].get("preprocessing")
+            if not rel:
+                raise BadInputError(f"{self.manifest_path}: model {name!r} has no 'preprocessing' file listed")
+            path = self.file(rel)
+            try:
+                preps[name] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise BadInputError(f"model {name}: preprocessing: cannot read {path}: {err}") from err
+        first = preps[ok[0]]
+        for name in ok[1:]:
+            for key in SHARED_PREPROCESSING:
+                if preps[name].get(key) != first.get(key):
+                    raise BadInputError(
+                        f"run {self.path}: models {ok[0]!r} and {name!r} were prepared differently "
+                        f"({key!r} differs); a run's models must share their preprocessing"
+                    )
+        return first
+
+    def task(self, preprocessing: dict[str, Any] | None = None) -> TaskConfig:
+        """The run's task: the trained models' (`preprocessing`, default `self.preprocessing()`),
+        else the manifest's. BadInputError when it is not a valid task."""
+        prep = self.preprocessing() if preprocessing is None else preprocessing
+        try:
+            return TaskConfig.model_validate(prep.get("task") or self.manifest.get("task") or {})
+        except ValueError as err:  # pydantic ValidationError
+            raise BadInputError(f"run {self.path}: invalid task in preprocessing.json: {err}") from err

@@ -68,7 +68,7 @@ def load_parent(run: str | Path) -> ParentRun:
     if not ok:
         raise BadInputError(f"run {path} has no successfully trained model to retrain. Received "
                             f"statuses: { {n: e.get('status') for n, e in manifest.get('models', {}).items()} }")
-    files, overrides, preps = {}, {}, {}
+    files, overrides = {}, {}
     for name in ok:
         entry = manifest["models"][name]
         files[name] = path / entry["model"]
@@ -76,11 +76,7 @@ def load_parent(run: str | Path) -> ParentRun:
             if not entry.get(key) or not (path / entry[key]).is_file():
                 raise BadInputError(f"run {path}: model {name!r} lists no {key} file, or it is missing")
         overrides[name] = _read_json(path / entry["config"]).get("overrides") or {}
-        preps[name] = _read_json(path / entry["preprocessing"])
-    first = preps[ok[0]]
-    for name in ok[1:]:
-        if any(preps[name].get(k) != first.get(k) for k in ("scaler", "nominal_s", "lookback")):
-            raise BadInputError(f"run {path}: models {ok[0]!r} and {name!r} were prepared differently")
+    first = rd.Run.open(path, verify=False).preprocessing()  # shared by every trained model, or refused
     return ParentRun(path, manifest, _parent_config(path, manifest), tuple(ok), files, overrides, first)
 
 

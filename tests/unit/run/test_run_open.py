@@ -97,3 +97,32 @@ def test_the_writer_refuses_an_invalid_manifest(make_run, tmp_path):
     with pytest.raises(RuntimeError, match="refusing to write an invalid manifest"):
         write_manifest(run, {"format": "something-else", "models": {}})
     assert read_manifest(run)["format"] == MANIFEST_FORMAT  # the old manifest is still there
+
+
+def _two_model_run(make_run, path, gru_prep: dict, task: dict | None = None):
+    lstm_prep = {"scaler": {"mean": [1.0]}, "nominal_s": {"Z1": 30.0}, "lookback": 100, "horizon": 10,
+                 "features": ["a"], "context": None, **({"task": task} if task else {})}
+    files = {"models/lstm/preprocessing.json": json.dumps(lstm_prep),
+             "models/gru/preprocessing.json": json.dumps({**lstm_prep, **gru_prep})}
+    return make_run(path, {"lstm": {"status": "ok"}, "gru": {"status": "ok"}}, files=files)
+
+
+def test_preprocessing_and_task_are_read_once_for_every_model(make_run, tmp_path):
+    run = Run.open(_two_model_run(make_run, tmp_path / "run", {}, task={"horizon": 10, "sla_delay_s": 45.0}))
+    assert run.preprocessing()["nominal_s"] == {"Z1": 30.0}
+    task = run.task()
+    assert task.task == "event" and task.sla_delay_s == 45.0
+
+
+@pytest.mark.parametrize("key, value", [("scaler", {"mean": [2.0]}), ("nominal_s", {"Z1": 31.0}), ("lookback", 60),
+                                        ("context", {"calendar": True})])
+def test_models_prepared_differently_are_refused_naming_the_key(make_run, tmp_path, key, value):
+    run = Run.open(_two_model_run(make_run, tmp_path / "run", {key: value}))
+    with pytest.raises(BadInputError, match=rf"'lstm' and 'gru' were prepared differently \('{key}' differs\)"):
+        run.preprocessing()
+
+
+def test_an_invalid_task_is_refused_naming_the_file(make_run, tmp_path):
+    run = Run.open(_two_model_run(make_run, tmp_path / "run", {}, task={"task": "delay"}))
+    with pytest.raises(BadInputError, match="(?s)invalid task in preprocessing.json.*only task 'event' is built"):
+        run.task()
