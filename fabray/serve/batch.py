@@ -85,18 +85,22 @@ def _stored_run(store: ModelStore, version: str) -> Run:
         raise CorruptArtifactError(f"version {version}: {err}") from err
 
 
+def _stored_preprocessing(opened: Run, version: str) -> dict[str, Any]:
+    """A stored version's shared preprocessing (`Run.preprocessing`); unreadable = a damaged artifact."""
+    try:
+        return opened.preprocessing()
+    except BadInputError as err:
+        raise CorruptArtifactError(f"version {version}: {err}") from err
+
+
 def _lookback(store: ModelStore, version: str) -> int:
-    opened = _stored_run(store, version)
-    run = opened.path
-    first = next(iter(opened.models(status="ok").values()))
-    return int((store.read_json(run / first["preprocessing"]) or {})["lookback"])
+    return int(_stored_preprocessing(_stored_run(store, version), version)["lookback"])
 
 
 def _series_source(store: ModelStore, version: str, path: str, all_windows: bool) -> tuple[Any, np.ndarray, dict[str, Any]]:
     """Read, validate and prepare a data file with the version's scaler: (features [N, F]
     raw, window end rows [W], columns for the output)."""
     from fabray import schema
-    from fabray.config import TaskConfig
     from fabray.data.context import ContextSpec
     from fabray.serve.validation import check_values
     from fabray.data.scaler import Scaler
@@ -104,10 +108,8 @@ def _series_source(store: ModelStore, version: str, path: str, all_windows: bool
     from fabray.data.windows import ALL, latest_window_ends, prepare
 
     opened = _stored_run(store, version)
-    run, manifest = opened.path, opened.manifest
-    first = next(iter(opened.models(status="ok").values()))
-    prep = store.read_json(run / first["preprocessing"]) or {}
-    task = TaskConfig.model_validate(prep.get("task") or manifest.get("task") or {})
+    prep = _stored_preprocessing(opened, version)
+    task = opened.task(prep)
     df = load_validated(path)
     check_values(df[list(schema.FEATURES)].to_numpy(dtype=np.float64), schema.FEATURES, where=Path(path).name)
     prepared = prepare(df, task, None, scaler=Scaler.from_dict(prep["scaler"]), nominal_s=prep["nominal_s"],

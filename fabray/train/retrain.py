@@ -366,8 +366,7 @@ def inherit_parent_ensemble(parent_run: Path, run: Path) -> dict[str, Any] | Non
     if int(parent.get("format_version") or 1) < rd.MANIFEST_VERSION and isinstance(state, dict) and state.get("gate"):
         from fabray.data.scaler import Scaler
 
-        prep_rel = next(e["preprocessing"] for e in parent["models"].values() if e.get("status") == "ok")
-        scaler = Scaler.from_dict(json.loads((parent_run / prep_rel).read_text())["scaler"])
+        scaler = Scaler.from_dict(rd.Run.open(parent_run, verify=False).preprocessing()["scaler"])
         atomic_write_json(run / ENSEMBLE_FILE, {**doc, "state": format1_state_on_raw_context(state, scaler)})
         checksums[ENSEMBLE_FILE] = sha256_file(run / ENSEMBLE_FILE)
     return {**entry, "checksums": checksums, "inherited_from": parent.get("run_id")}
