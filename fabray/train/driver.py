@@ -44,7 +44,7 @@ from fabray.train.budget import budget_summary, model_deadline
 from fabray.train.landing import SharedRun, carry_over, land
 from fabray.train.spec import SCORE, WorkerSpec
 from fabray.train.prepare import PreparedRun, prepare_run
-from fabray.train.sampling import stratum_cut, validation_sample
+from fabray.train.sampling import EVENT_CUT, validation_sample
 from fabray.train.resources import plan_concurrency, plan_resources, resolve_use_gpu
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,6 @@ def _spec(name: str, shared: SharedRun, deadline_unix: float | None = None) -> W
         tensorboard_dir=str(rd.model_dir(shared.run, name) / "tensorboard"),
         windows_per_epoch=train.windows_per_epoch,
         epoch_fraction=train.epoch_fraction,
-        stratum_cut=stratum_cut(cfg.task),
         scaler=shared.prepared.scaler.to_dict(),
     )
 
@@ -263,7 +262,7 @@ def train_models(
                 {n: r.ray_resources() for n, r in plan.items()})
 
     series = job.train_series()
-    val_ends = validation_sample(series.val_ends, series.target, stratum_cut(config.task), train.val_windows,
+    val_ends = validation_sample(series.val_ends, series.target, EVENT_CUT, train.val_windows,
                                  train.seed)
     if len(val_ends) < len(series.val_ends):
         manifest["validation_windows"] = {"scored": int(len(val_ends)), "of": int(len(series.val_ends))}

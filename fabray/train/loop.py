@@ -120,7 +120,7 @@ def evaluate_validation(
     loss = float(np.mean(keras.ops.convert_to_numpy(loss_fn(y_true[:, None], output[:, None]))))
     values = fm.event_metrics(y_true, sigmoid(output).astype(np.float32), spec.event_threshold)
     result = {"val_loss": loss, **{f"val_{k}": v for k, v in values.items()}}
-    result[SCORE] = validation_score(spec.task, values, loss)
+    result[SCORE] = validation_score(values, loss)
     return result
 
 
@@ -205,14 +205,14 @@ def _report_epoch(model: Any, state: EarlyStoppingState, metrics: dict[str, Any]
 
 def epoch_sampler(spec: WorkerSpec, target: np.ndarray, train_ends: np.ndarray | None) -> Any:
     """The `fabray.train.sampling.EpochSampler` of this model's sampled epochs; None: full epochs."""
-    from fabray.train.sampling import EpochSampler, epoch_sample_size
+    from fabray.train.sampling import EVENT_CUT, EpochSampler, epoch_sample_size
 
     if spec.windows_per_epoch is None and spec.epoch_fraction is None:
         return None
     if train_ends is None:
         raise ValueError("sampled epochs need the training ends (the 4th array ref); the driver passes them")
     size = epoch_sample_size(len(train_ends), spec.windows_per_epoch, spec.epoch_fraction)
-    return EpochSampler.for_target(train_ends, target, spec.stratum_cut, size, spec.seed)
+    return EpochSampler.for_target(train_ends, target, EVENT_CUT, size, spec.seed)
 
 
 def report_warm_start(model: Any, spec: WorkerSpec, state: EarlyStoppingState, loss_fn: Any,

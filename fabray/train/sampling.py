@@ -93,9 +93,8 @@ def stratified_sample(ends: np.ndarray, positive: np.ndarray, size: int, seed: i
     return np.sort(np.concatenate(picks))
 
 
-def stratum_cut(task: Any) -> float:
-    """The fit target's event cut of a `TaskConfig`: 0.5 (task "event", the only one, has 0/1 targets)."""
-    return 0.5
+#: The fit target's event cut: its targets are 0/1 (task "event", the only task).
+EVENT_CUT = 0.5
 
 
 def validation_sample(ends: np.ndarray, target: np.ndarray, cut: float, size: int | None, seed: int) -> np.ndarray:
@@ -193,4 +192,4 @@ class SampledShard:
 
 
 __all__ = ["EpochSampler", "SampledShard", "epoch_sample_size", "rebatch", "stratified_sample",
-           "stratum_counts", "stratum_cut", "validation_sample"]
+           "stratum_counts", "EVENT_CUT", "validation_sample"]

@@ -46,10 +46,9 @@ class WorkerSpec:
     #: driver passes `RUN/models/<name>/tensorboard`); None: no TensorBoard files.
     tensorboard_dir: str | None = None
     #: Sampled epochs (`fabray.train.sampling`): windows per epoch, or a share of the training
-    #: windows; both None: full epochs. Strata: a delay event where the fit target > stratum_cut.
+    #: windows; both None: full epochs. Strata: a delay event where the fit target > `sampling.EVENT_CUT`.
     windows_per_epoch: int | None = None
     epoch_fraction: float | None = None
-    stratum_cut: float = 0.5
     #: The training split's feature statistics (`Scaler.to_dict()`): the model's first layer
     #: z-scores its raw windows with them. None: identity (tests).
     scaler: dict[str, Any] | None = None
@@ -101,10 +100,10 @@ class EarlyStoppingState:
         return cls(**data)
 
 
-def validation_score(task: str, metrics: dict[str, float], val_loss: float) -> float:
+def validation_score(metrics: dict[str, float], val_loss: float) -> float:
     """One number to rank epochs by, higher is better.
 
-    task "event": validation PR-AUC (F1 and PR-AUC decide, DESIGN §1; PR-AUC needs no threshold);
+    Validation PR-AUC (F1 and PR-AUC decide, DESIGN §1; PR-AUC needs no threshold);
     when it is undefined (validation holds one class only) −val_loss, for every epoch alike since
     the validation set does not change.
     """

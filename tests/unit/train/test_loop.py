@@ -40,8 +40,8 @@ def test_state_round_trips_through_json_before_any_epoch():
 
 
 def test_score_is_pr_auc_else_minus_loss():
-    assert validation_score("event", {"pr_auc": 0.4}, val_loss=0.7) == 0.4
-    assert validation_score("event", {"pr_auc": math.nan}, val_loss=0.7) == -0.7
+    assert validation_score({"pr_auc": 0.4}, val_loss=0.7) == 0.4
+    assert validation_score({"pr_auc": math.nan}, val_loss=0.7) == -0.7
 
 
 def _series(n=300, seed=0):

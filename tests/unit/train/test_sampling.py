@@ -13,10 +13,8 @@ from fabray.train.sampling import (
     rebatch,
     stratified_sample,
     stratum_counts,
-    stratum_cut,
     validation_sample,
 )
-from fabray.config import TaskConfig
 
 
 def _series(n_rows: int = 5000, event_rate: float = 0.07, seed: int = 1):
@@ -155,6 +153,3 @@ def test_validation_sample_unset_or_larger_keeps_every_window():
     with pytest.raises(ValueError, match="size must be >= 1"):
         validation_sample(ends, target, 0.5, 0, seed=0)
 
-
-def test_stratum_cut_is_the_event_targets_half():
-    assert stratum_cut(TaskConfig(task="event", sla_delay_s=45.0)) == 0.5
