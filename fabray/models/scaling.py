@@ -105,7 +105,6 @@ def scaled_window(lookback: int, n_features: int, scaling: Scaling = None) -> tu
 def prepend_scaling(model: Any, scaling: Scaling) -> Any:
     """`model` (which takes z-scored windows: a model saved by run format 1) behind a
     `FeatureScaling` of `scaling`: a model of raw windows `[B, L, F]` with the same outputs."""
-    window = keras.Input(shape=tuple(model.input_shape[1:]), name="window")  # [B, L, F] raw
-    mean, scale = scaling
-    x = FeatureScaling(mean, scale, name="feature_scaling")(window)  # [B, L, F] z-scores
+    lookback, n_features = model.input_shape[1:]
+    window, x = scaled_window(lookback, n_features, scaling)  # raw [B, L, F] → z-scores
     return keras.Model(window, model(x), name=model.name)
