@@ -47,6 +47,7 @@ bench: $(STAMP)
 	rm -rf $(BENCH) && mkdir -p $(BENCH)
 	$(BIN)/python benchmarks/windows.py --source synthetic --rows 100000 --windows 20000 --rounds 1 --json $(BENCH)/windows.json
 	$(BIN)/python benchmarks/train.py --quick --json $(BENCH)/train.json
+	$(BIN)/python benchmarks/trainer_backend.py --rounds 3 --json $(BENCH)/trainer_backend.json
 	$(BIN)/python benchmarks/lead_time.py --quick --no-progress --json $(BENCH)/lead_time.json
 	$(BIN)/python examples/quickstart.py --out $(BENCH)/quickstart
 	$(BIN)/python benchmarks/ensemble_search.py --run $(BENCH)/quickstart/r1 --trials 8 --seeds 2 --json $(BENCH)/ensemble_search.json
