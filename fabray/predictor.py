@@ -103,7 +103,8 @@ class RunPredictor:
     Attributes:
         version: the run's id (the manifest's `run_id`, else the run directory's name).
         run_dir: absolute path of the run.
-        model_names: models loaded, in manifest order.
+        model_names: models loaded, in manifest order (Keras models and LightGBM members).
+        keras_names: the Keras models among them (the compiled zoo's rows).
         zones: zones the run was trained on (their nominal transport times are known).
         lookback, n_features, horizon: the models' input window shape (n_features: the 12
             observed features plus the context columns) and the target horizon.
@@ -151,6 +152,9 @@ class RunPredictor:
         self.context = context
         self.format_version = int(format_version)
         self._models = dict(models)
+        # LightGBM members (`fabray.gbt_member.GBTMember`) score beside the Keras graph, not in it.
+        self._trees = {n: m for n, m in self._models.items() if _is_tree_member(m)}
+        self.keras_names: tuple[str, ...] = tuple(n for n in self.model_names if n not in self._trees)
         self._zoo = self._compile_zoo()
         if warm_up:
             self.warm_up()
@@ -178,10 +182,17 @@ class RunPredictor:
 
         first = opened.preprocessing()  # shared by every trained model, or refused
         models: dict[str, Any] = {}
+        tree_files: dict[str, tuple[Path, Path]] = {}
         for name in ok:
             if not entries[name].get("model"):
                 raise BadInputError(f"{opened.manifest_path}: model {name!r} has no 'model' file listed")
             model_path = verify(entries[name]["model"])
+            if entries[name].get("kind") == "lightgbm":  # fabray.gbt_member: loaded once the scaler is read
+                if not entries[name].get("config"):
+                    raise BadInputError(f"{opened.manifest_path}: model {name!r} has no 'config' file listed")
+                tree_files[name] = (model_path, verify(entries[name]["config"]))
+                models[name] = None
+                continue
             try:
                 models[name] = keras.saving.load_model(model_path, compile=False)
             except Exception as err:  # noqa: BLE001 - a damaged file is bad input, not a crash
@@ -209,7 +220,13 @@ class RunPredictor:
 
             logger.info("run %s has run format %d: its models get the stored scaler as first layer",
                         run.name, format_version)
-            models = {name: prepend_scaling(model, (scaler.mean, scaler.scale)) for name, model in models.items()}
+            models = {name: prepend_scaling(model, (scaler.mean, scaler.scale)) for name, model in models.items()
+                      if name not in tree_files}
+        if tree_files:
+            from fabray.gbt_member import GBTMember
+
+            for name, (model_path, config_path) in tree_files.items():
+                models[name] = GBTMember.load(model_path, config_path, scaler, lookback, n_features)
         for name, model in models.items():
             shape = tuple(model.input_shape[1:])
             if shape != (lookback, n_features):
@@ -242,7 +259,9 @@ class RunPredictor:
         per-call overhead is paid once, and TensorFlow may run the members' ops side by side."""
         import keras
 
-        models = [self._models[name] for name in self.model_names]
+        models = [self._models[name] for name in self.keras_names]
+        if not models:  # only tree members
+            return lambda x: np.zeros((0, len(x)), dtype=np.float32)
         if keras.backend.backend() != "tensorflow":  # other backends: Keras's compiled predict
             return lambda x: np.stack([np.asarray(m.predict_on_batch(x), dtype=np.float32).reshape(-1)
                                        for m in models])
@@ -260,8 +279,8 @@ class RunPredictor:
         """Trace the zoo's graph and run it once (batch of 2), so requests pay no tracing."""
         x = np.zeros((2, self.lookback, self.n_features), dtype=np.float32)
         out = self._zoo(x)
-        if out.shape != (len(self.model_names), 2):
-            raise BadInputError(f"models {list(self.model_names)}: expected one output per window each. "
+        if out.shape != (len(self.keras_names), 2):
+            raise BadInputError(f"models {list(self.keras_names)}: expected one output per window each. "
                                 f"Received shape {out.shape}")
 
     def _outputs_to_scores(self, out: np.ndarray) -> np.ndarray:
@@ -269,15 +288,19 @@ class RunPredictor:
         return sigmoid(out)
 
     def zoo_outputs(self, windows: np.ndarray) -> np.ndarray:
-        """Every model's raw output (a logit) for raw windows [B, L, F]: [M, B]
-        float32, rows in `model_names` order, in one call of the zoo's graph."""
+        """Every Keras model's raw output (a logit) for raw windows [B, L, F]: [M, B]
+        float32, rows in `keras_names` order (`model_names` without the LightGBM members), in one
+        call of the zoo's graph."""
         return self._zoo(np.ascontiguousarray(windows, dtype=np.float32))
 
     def score(self, windows: np.ndarray) -> dict[str, np.ndarray]:
         """Scores of the models' raw inputs [B, L, F] (the 12 features, then the context
         columns; `window_inputs` builds them): {model name: [B] float64}."""
         out = self.zoo_outputs(windows)  # [M, B]
-        return {name: self._outputs_to_scores(out[i]) for i, name in enumerate(self.model_names)}
+        by_name = {name: self._outputs_to_scores(out[i]) for i, name in enumerate(self.keras_names)}
+        for name, member in self._trees.items():  # outside the tf.function
+            by_name[name] = member.score(windows)
+        return {name: by_name[name] for name in self.model_names}
 
     def check_windows(self, windows_raw: Any) -> np.ndarray:
         """Raw observed windows as float64 [B, L, 12]; BadInputError naming a wrong shape or value."""
@@ -506,6 +529,11 @@ def format1_state_on_raw_context(state: Any, scaler: Scaler) -> Any:
     index = [int(i) for i in state.get("context_index") or ()]
     return {**state, "gate": gate_on_raw_context(state["gate"], [scaler.mean[i] for i in index],
                                                  [scaler.scale[i] for i in index])}
+
+
+def _is_tree_member(model: Any) -> bool:
+    """A `fabray.gbt_member.GBTMember` (checked by its flag: no LightGBM import for Keras runs)."""
+    return bool(getattr(model, "is_tree_member", False))
 
 
 def _layers(model: Any) -> Iterator[Any]:

@@ -207,7 +207,8 @@ def evaluate_run(
             skipped["gbt"] = f"could not be fitted: {err}"
         else:
             thr = lead_policy(rp.target[va].astype(np.float64), bl.gbt_scores(model, lags(rp, va)), *val_lead)
-            cands["gbt"] = Candidate("gbt", "baseline", bl.gbt_scores(model, lags(prepared, ends)),
+            key = "gbt_baseline" if "gbt" in predictor.model_names else "gbt"  # the run's own LightGBM member is "gbt"
+            cands[key] = Candidate(key, "baseline", bl.gbt_scores(model, lags(prepared, ends)),
                                      thr, note=f"LightGBM on {len(bl.LagSpec().names(['x']))} lag features per input")
     cause_w = getattr(prepared, "cause", None)
     cause_w = None if cause_w is None else np.asarray(cause_w, dtype=object)[ends]  # [W]

@@ -40,7 +40,9 @@ import numpy as np
 from fabray.config import FabrayConfig
 from fabray.files import atomic_write_json, utc_now
 from fabray import run as rd
+from fabray.gbt_member import GBT
 from fabray.train.budget import budget_summary, model_deadline
+from fabray.train.gbt_task import train_gbt_member
 from fabray.train.landing import SharedRun, carry_over, land
 from fabray.train.spec import SCORE, WorkerSpec
 from fabray.train.prepare import PreparedRun, prepare_run
@@ -294,7 +296,9 @@ def train_models(
                 manifest["models"][name].update(budget_share_s=round(deadline - time.time(), 1),
                                                 deadline_at=utc_now(deadline))
         try:
-            if name in job.carry_models:
+            if name == GBT:  # LightGBM: one Ray task, refitted even in a retrain (fabray.train.gbt_task)
+                entry = train_gbt_member(shared, started)
+            elif name in job.carry_models:
                 entry = carry_over(name, shared, "not selected for this retrain")
             elif run_deadline is not None and time.time() >= run_deadline:
                 if not (job.carry_over and name in job.warm_start):

@@ -22,9 +22,10 @@ def effective_overrides(config: FabrayConfig, names: Sequence[str]) -> dict[str,
     """Per-model hyper-parameter overrides as the models are built: `train.model_overrides`
     (the one place they are set). The scaler's statistics are not overrides: every model gets
     them as its first layer (`build_model(..., scaler=)`)."""
+    from fabray.gbt_member import GBT
     from fabray.models import MODELS
 
-    stray = sorted(set(config.train.model_overrides) - set(MODELS))
+    stray = sorted(set(config.train.model_overrides) - {*MODELS, GBT})
     if stray:
         raise BadInputError(f"overrides name unknown model(s) {stray}; known: {', '.join(MODELS)}")
     out = {}
@@ -35,20 +36,27 @@ def effective_overrides(config: FabrayConfig, names: Sequence[str]) -> dict[str,
 
 def check_models(
     names: Sequence[str], overrides: dict[str, dict], config: FabrayConfig, n_features: int
-) -> dict[str, int]:
+) -> dict[str, int | None]:
     """Build each model once (tiny cost) to refuse unknown names and bad overrides as bad input.
-    Returns the parameter count per model."""
+    Returns the parameter count per model (None for the LightGBM member "gbt", whose overrides
+    are checked as `GBTConfig` fields and which needs the `gbt` extra)."""
     import keras
 
+    from fabray.gbt_member import GBT, gbt_config, require_lightgbm
     from fabray.models import MODELS, build_model, model_loss
 
-    unknown = [n for n in names if n not in MODELS]
+    unknown = [n for n in names if n not in MODELS and n != GBT]
     if unknown:
-        raise BadInputError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}. Received: {list(names)}")
+        raise BadInputError(f"unknown model(s) {unknown}; known: {', '.join((*MODELS, GBT))}. Received: {list(names)}")
     if len(set(names)) != len(names):
         raise BadInputError(f"a model is listed twice. Received: {list(names)}")
-    params = {}
+    require_lightgbm(names)
+    params: dict[str, Any] = {}
     for name in names:
+        if name == GBT:
+            gbt_config(overrides[name], n_jobs=1, seed=config.train.seed)
+            params[name] = None
+            continue
         model = build_model(name, config.task.lookback, n_features, overrides[name])
         model_loss(name, config.task.task, overrides[name])
         params[name] = int(model.count_params())
