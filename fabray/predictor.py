@@ -152,7 +152,7 @@ class RunPredictor:
         self.context = context
         self.format_version = int(format_version)
         self._models = dict(models)
-        # LightGBM members (`fabray.gbt_member.GBTMember`) score beside the Keras graph, not in it.
+        # LightGBM members (`fabray.models.gbt.GBTMember`) score beside the Keras graph, not in it.
         self._trees = {n: m for n, m in self._models.items() if _is_tree_member(m)}
         self.keras_names: tuple[str, ...] = tuple(n for n in self.model_names if n not in self._trees)
         self._zoo = self._compile_zoo()
@@ -187,7 +187,7 @@ class RunPredictor:
             if not entries[name].get("model"):
                 raise BadInputError(f"{opened.manifest_path}: model {name!r} has no 'model' file listed")
             model_path = verify(entries[name]["model"])
-            if entries[name].get("kind") == "lightgbm":  # fabray.gbt_member: loaded once the scaler is read
+            if entries[name].get("kind") == "lightgbm":  # fabray.models.gbt: loaded once the scaler is read
                 if not entries[name].get("config"):
                     raise BadInputError(f"{opened.manifest_path}: model {name!r} has no 'config' file listed")
                 tree_files[name] = (model_path, verify(entries[name]["config"]))
@@ -223,7 +223,7 @@ class RunPredictor:
             models = {name: prepend_scaling(model, (scaler.mean, scaler.scale)) for name, model in models.items()
                       if name not in tree_files}
         if tree_files:
-            from fabray.gbt_member import GBTMember
+            from fabray.models.gbt import GBTMember
 
             for name, (model_path, config_path) in tree_files.items():
                 models[name] = GBTMember.load(model_path, config_path, scaler, lookback, n_features)
@@ -532,7 +532,7 @@ def format1_state_on_raw_context(state: Any, scaler: Scaler) -> Any:
 
 
 def _is_tree_member(model: Any) -> bool:
-    """A `fabray.gbt_member.GBTMember` (checked by its flag: no LightGBM import for Keras runs)."""
+    """A `fabray.models.gbt.GBTMember` (checked by its flag: no LightGBM import for Keras runs)."""
     return bool(getattr(model, "is_tree_member", False))
 
 

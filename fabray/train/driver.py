@@ -40,7 +40,7 @@ import numpy as np
 from fabray.config import FabrayConfig
 from fabray.files import atomic_write_json, utc_now
 from fabray import run as rd
-from fabray.gbt_member import GBT
+from fabray.models.gbt import GBT
 from fabray.train.budget import budget_summary, model_deadline
 from fabray.train.gbt_task import train_gbt_member
 from fabray.train.landing import SharedRun, carry_over, land

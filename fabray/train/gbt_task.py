@@ -9,7 +9,7 @@ and the checksums of the model and config files (the predictor reads both).
 
 Why a task and not a Ray Train trainer: boosting is one process with its own threads; Train's
 worker group, checkpoints and per-epoch reports would add an actor and a TensorFlow import for
-nothing. The fit itself is `fabray.gbt_member.fit_member` (pure).
+nothing. The fit itself is `fabray.models.gbt.fit_member` (pure).
 
 In a retrain the member is refitted on the retrain's series (new data + replay): seconds, and it
 never needs the parent's trees (no warm start), so it is never carried over.
@@ -27,7 +27,7 @@ import numpy as np
 
 from fabray import run as rd
 from fabray.files import atomic_write_json, sha256_file, utc_now
-from fabray.gbt_member import GBT, KIND, MODEL_FILE, FittedMember, fit_member, gbt_config
+from fabray.models.gbt import GBT, KIND, MODEL_FILE, FittedMember, LagSpec, fit_member, gbt_config
 from fabray.train.landing import SharedRun, preprocessing_dict
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,6 @@ def fit_remote(shared: SharedRun) -> FittedMember:
 
 def land_member(shared: SharedRun, fitted: FittedMember, started: float) -> dict[str, Any]:
     """Write the member's files and return its manifest entry."""
-    from fabray.evaluate.baselines import LagSpec
-
     out = rd.model_dir(shared.run, GBT)
     out.mkdir(parents=True, exist_ok=True)
     cfg = shared.config

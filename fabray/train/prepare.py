@@ -22,7 +22,7 @@ def effective_overrides(config: FabrayConfig, names: Sequence[str]) -> dict[str,
     """Per-model hyper-parameter overrides as the models are built: `train.model_overrides`
     (the one place they are set). The scaler's statistics are not overrides: every model gets
     them as its first layer (`build_model(..., scaler=)`)."""
-    from fabray.gbt_member import GBT
+    from fabray.models.gbt import GBT
     from fabray.models import MODELS
 
     stray = sorted(set(config.train.model_overrides) - {*MODELS, GBT})
@@ -42,7 +42,7 @@ def check_models(
     are checked as `GBTConfig` fields and which needs the `gbt` extra)."""
     import keras
 
-    from fabray.gbt_member import GBT, gbt_config, require_lightgbm
+    from fabray.models.gbt import GBT, gbt_config, require_lightgbm
     from fabray.models import MODELS, build_model, model_loss
 
     unknown = [n for n in names if n not in MODELS and n != GBT]

@@ -32,7 +32,7 @@ def gbt_run(ray_cluster, tiny_data, tmp_path_factory):
 def test_the_gbt_member_lands_in_the_run_and_scores_through_run_predictor(gbt_run, tiny_data):
     from fabray.data.validate import load_validated
     from fabray.data.windows import gather_windows
-    from fabray.gbt_member import window_lag_features
+    from fabray.models.gbt import window_lag_features
     from fabray.predictor import RunPredictor
 
     code, run = gbt_run

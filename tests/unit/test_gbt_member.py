@@ -13,14 +13,14 @@ import pytest
 from fabray import schema
 from fabray.data.scaler import Scaler
 from fabray.errors import BadInputError
-from fabray.evaluate import baselines as bl
+from fabray.models import gbt as gb
 
 pytest.importorskip("lightgbm")
 
 LOOKBACK = 20
 F = len(schema.FEATURES)
-SPEC = bl.LagSpec(lags=(1,), deltas=(5,), means=(5, 10), stds=(10,))  # span 10 <= LOOKBACK
-CFG = bl.GBTConfig(n_estimators=40, min_child_samples=10, n_jobs=1, early_stopping_rounds=10, seed=0)
+SPEC = gb.LagSpec(lags=(1,), deltas=(5,), means=(5, 10), stds=(10,))  # span 10 <= LOOKBACK
+CFG = gb.GBTConfig(n_estimators=40, min_child_samples=10, n_jobs=1, early_stopping_rounds=10, seed=0)
 
 
 def _series(n: int = 3000, seed: int = 0):
@@ -38,7 +38,7 @@ def _series(n: int = 3000, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def fitted():
-    from fabray.gbt_member import fit_member
+    from fabray.models.gbt import fit_member
 
     raw, y, scaler, tr, va, te = _series()
     return raw, y, scaler, tr, va, te, fit_member(raw, y, tr, va, LOOKBACK, scaler, CFG, SPEC)
@@ -46,13 +46,13 @@ def fitted():
 
 def test_member_scores_equal_the_baselines_on_the_same_features(fitted):
     from fabray.data.windows import gather_windows
-    from fabray.gbt_member import GBTMember
+    from fabray.models.gbt import GBTMember
 
     raw, y, scaler, tr, va, te, member_fit = fitted
     # The baseline, fitted the way `fabray evaluate` fits it.
-    lags = lambda at: bl.lag_features(raw, at, LOOKBACK, SPEC, scaler=scaler)  # noqa: E731
-    model = bl.fit_gbt(lags(bl.subsample_ends(tr, CFG.max_train_rows, CFG.seed)), y[tr], lags(va), y[va], CFG)
-    expected = bl.gbt_scores(model, lags(te))
+    lags = lambda at: gb.lag_features(raw, at, LOOKBACK, SPEC, scaler=scaler)  # noqa: E731
+    model = gb.fit_gbt(lags(gb.subsample_ends(tr, CFG.max_train_rows, CFG.seed)), y[tr], lags(va), y[va], CFG)
+    expected = gb.gbt_scores(model, lags(te))
     member = GBTMember.from_text(member_fit.model_text, member_fit.spec, scaler, LOOKBACK, F)
     got = member.score(gather_windows(raw, te, LOOKBACK))  # raw windows, as RunPredictor passes them
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
@@ -63,17 +63,17 @@ def test_member_scores_equal_the_baselines_on_the_same_features(fitted):
 
 def test_window_lag_features_equal_the_series_ones():
     from fabray.data.windows import gather_windows
-    from fabray.gbt_member import window_lag_features
+    from fabray.models.gbt import window_lag_features
 
     raw, _, scaler, _, _, te = _series(600)
     np.testing.assert_allclose(window_lag_features(gather_windows(raw, te, LOOKBACK), SPEC, scaler),
-                               bl.lag_features(raw, te, LOOKBACK, SPEC, scaler=scaler), rtol=1e-6, atol=1e-6)
+                               gb.lag_features(raw, te, LOOKBACK, SPEC, scaler=scaler), rtol=1e-6, atol=1e-6)
 
 
 def _land(fitted, tmp: Path) -> tuple[dict, dict[str, bytes]]:
     """The member landed by `fabray.train.gbt_task.land_member`: (manifest entry, files)."""
     from fabray.config import FabrayConfig
-    from fabray.gbt_member import GBT
+    from fabray.models.gbt import GBT
     from fabray.train.gbt_task import land_member
     from fabray.train.landing import SharedRun
     from fabray.train.resources import WorkerResources
@@ -112,7 +112,7 @@ def run_with_gbt(fitted, tmp_path_factory, make_run) -> Path:
 
 def test_a_run_with_a_gbt_member_scores_it_through_run_predictor(fitted, run_with_gbt):
     from fabray.data.windows import gather_windows
-    from fabray.gbt_member import GBTMember
+    from fabray.models.gbt import GBTMember
     from fabray.predictor import RunPredictor
 
     raw, _, scaler, _, _, te, member_fit = fitted
@@ -166,7 +166,7 @@ def test_gbt_in_train_models_without_lightgbm_is_refused_naming_the_extra(monkey
     from fabray.train.prepare import check_models
 
     config = FabrayConfig.model_validate({"task": {"lookback": LOOKBACK}, "train": {"models": ["gbt"]}})
-    monkeypatch.setattr(bl, "gbt_available", lambda: False)
+    monkeypatch.setattr(gb, "gbt_available", lambda: False)
     with pytest.raises(BadInputError, match=r"fabray\[gbt\]"):
         check_models(["gbt"], {"gbt": {}}, config, F)
 
