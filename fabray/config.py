@@ -591,6 +591,15 @@ class ServeConfig(_Section):
         128, ge=1, description="Requests in flight per predictor replica (must exceed "
         "max_batch_size or batches never fill).",
     )
+    deadline_ms: float = Field(
+        1000.0, gt=0, le=600_000, description="Time budget of a /v1/predict request (a request may "
+        "set its own with ?deadline_ms=): windows the model zoo cannot answer within it are answered "
+        "by the rules model alone, `degraded` (fabray/serve/deadline.py).",
+    )
+    ensemble_refresh_s: float = Field(
+        1.0, gt=0, description="Longest a predictor replica's copy of the ensemble weights lags the "
+        "keeper's (the replica that forwarded an outcome syncs at once).",
+    )
     predictor_replicas: int = Field(1, ge=1, description="Predictor replicas when autoscaling is off.")
     autoscaling: ServeAutoscaling | None = Field(
         None, description="Autoscale the predictor between min and max replicas; None: fixed replicas.",
