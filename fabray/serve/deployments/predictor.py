@@ -196,6 +196,7 @@ class PredictorDeployment(ModelHost, HttpFront):
         self._init_front(store_dir, jobs)
         self.local = LocalEnsembles(self.cfg.pending_predictions)
         self._lanes: dict[str, ZooLane] = {}
+        self._in_flight = 0  # requests being scored or queued on this replica
         self._flush_lock = asyncio.Lock()
         self._pending_event = asyncio.Event()
         self._scored = _metric("Counter", "fabray_windows_scored", "Windows scored.", ("degraded",))
@@ -317,9 +318,24 @@ class PredictorDeployment(ModelHost, HttpFront):
         return await self._scores({**item, "deadline": None})
 
     async def _scores(self, item: dict) -> ScoredBatch:
-        """Split into pieces of at most max_batch_size windows, each joining the shared batches."""
+        """Split into pieces of at most max_batch_size windows, each joining the shared batches.
+        A request alone on the replica (none other being scored or queued) skips the batch
+        queue and its wait (serve.batch_wait_timeout_s): there is nothing to group it with."""
         step = self.cfg.max_batch_size
         n = len(item["zones"])
+        if n <= step and self._in_flight == 0:
+            self._in_flight += 1
+            try:
+                return (await self._score_items([item]))[0]
+            finally:
+                self._in_flight -= 1
+        self._in_flight += 1
+        try:
+            return await self._queued(item, n, step)
+        finally:
+            self._in_flight -= 1
+
+    async def _queued(self, item: dict, n: int, step: int) -> ScoredBatch:
         if n <= step:
             return await self._score(item)
         parts = await asyncio.gather(*(
@@ -338,6 +354,9 @@ class PredictorDeployment(ModelHost, HttpFront):
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, batch_size_fn=_count_windows)
     async def _score(self, items: list) -> list:
+        return await self._score_items(items)
+
+    async def _score_items(self, items: list) -> list:
         """One zoo call for the windows of every waiting request (those the deadline lets
         through; the others by the rules model alone). Nothing here fails the group: a request
         whose windows do not fit, or a failed zoo call, gets a ScoredBatch with `error`."""
