@@ -1,8 +1,8 @@
 """The HTTP API (FastAPI) of the serving application, independent of Ray (DESIGN §6).
 
-`build_http_app(service)` returns the FastAPI app; `service` does the work (in deployments/ingress.py it is the
-Serve ingress deployment, talking to the predictor, the ensemble keeper and the job manager; in
-unit tests a fake). This module and its two neighbours (`http_errors`: the error answers;
+`build_http_app(service)` returns the FastAPI app; `service` does the work (on Ray Serve the
+Predictor deployment, which scores /v1/predict itself and whose `HttpFront`, deployments/ingress.py,
+talks to the ensemble keeper and the job manager for the other routes; in unit tests a fake). This module and its two neighbours (`http_errors`: the error answers;
 `http_guard`: `HttpSettings` and the `Guard` middleware) own everything about HTTP: routes,
 OpenAPI docs at /docs, request checks, auth, and the rule that bad input is always a 4xx JSON
 error naming the problem, never a 500:
