@@ -200,8 +200,6 @@ class PredictorDeployment(ModelHost, HttpFront):
         self._flush_lock = asyncio.Lock()
         self._pending_event = asyncio.Event()
         self._scored = _metric("Counter", "fabray_windows_scored", "Windows scored.", ("degraded",))
-        self._deadline_drops = _metric("Counter", "fabray_deadline_fast_lane",
-                                       "Windows the deadline sent to the rules model alone.")
         self._batch_windows = _metric("Histogram", "fabray_batch_windows", "Windows per model call.",
                                       boundaries=[1, 2, 4, 8, 16, 32, 64, 128, 256])
         self._score.set_max_batch_size(self.cfg.max_batch_size)
@@ -305,11 +303,9 @@ class PredictorDeployment(ModelHost, HttpFront):
             if not self.local.has(batch.version):
                 return [{"error": "the ensemble weights are not loaded yet; retry"}] * len(zones)
         answers = answer(batch, zones, reasons, lambda v, *a: self._combine(v, *a), budget_ms)
-        n_fast = int(np.sum(batch.fast))
         n_degraded = sum(1 for a in answers if a.get("degraded"))
         _record(self._scored, "inc", len(answers) - n_degraded, {"degraded": "false"})
         _record(self._scored, "inc", n_degraded, {"degraded": "true"})
-        _record(self._deadline_drops, "inc", n_fast)
         return answers
 
     async def score_raw(self, item: dict) -> ScoredBatch:
