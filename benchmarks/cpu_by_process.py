@@ -75,10 +75,8 @@ def profile(command: list[str], interval: float = 0.25) -> dict:
             cpu = info["cpu_times"].user + info["cpu_times"].system
             if first:
                 start[key] = cpu
-            elif key not in last:
-                last[key] = (cpu, kind_of(info["cmdline"] or [], info["name"] or "?"))
-            else:
-                last[key] = (max(cpu, last[key][0]), last[key][1])
+            else:  # the latest name: a pooled Ray worker (ray::IDLE) becomes an actor or a task
+                last[key] = (max(cpu, last.get(key, (0.0, ""))[0]), kind_of(info["cmdline"] or [], info["name"] or "?"))
 
     sample(first=True)
     load0, cpu0, t0 = os.getloadavg()[0], machine_cpu_s(), time.monotonic()
