@@ -10,7 +10,8 @@ the run is sampled (psutil, every `--interval` s); a process's CPU is its last s
 user+system time minus what it had when the command started, so a process that lives shorter
 than one interval is missed (its share shows up only in the machine total, `/proc/stat`: the
 `unattributed` line). Ray actors are named by their class (`ray::TrainController.run` →
-`TrainController`), other processes by their executable or script.
+`TrainController`; a pooled worker by what it became last), other processes by their
+executable or script.
 
 The baseline is the machine itself in the same run: `machine_cpu_s` (all CPU time spent on the
 machine while the command ran, from /proc/stat), beside `wall_s` and the load average at the
@@ -75,8 +76,11 @@ def profile(command: list[str], interval: float = 0.25) -> dict:
             cpu = info["cpu_times"].user + info["cpu_times"].system
             if first:
                 start[key] = cpu
-            else:  # the latest name: a pooled Ray worker (ray::IDLE) becomes an actor or a task
-                last[key] = (max(cpu, last.get(key, (0.0, ""))[0]), kind_of(info["cmdline"] or [], info["name"] or "?"))
+            else:  # the latest name (a pooled ray::IDLE worker becomes an actor), not a zombie's
+                before, kind = last.get(key, (0.0, None))
+                if info["cmdline"] or kind is None:
+                    kind = kind_of(info["cmdline"] or [], info["name"] or "?")
+                last[key] = (max(cpu, before), kind)
 
     sample(first=True)
     load0, cpu0, t0 = os.getloadavg()[0], machine_cpu_s(), time.monotonic()
