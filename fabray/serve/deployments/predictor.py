@@ -15,6 +15,10 @@ with its own (authoritative) weights.
 
 Each replica polls the store's LIVE.json and swaps its in-memory bundle between two batches.
 The BatchScorer (`ModelHost` without the HTTP front) is called by the batch jobs' Ray Data tasks.
+
+Why one file of ~430 lines: `ModelHost` (loading, swaps, scoring) and the two deployments built
+on it share the replica's state (bundles, the batch queue, the lane timer); the pure parts live
+beside it (`deadline.py`, `local_ensemble.py`, `answers.py`).
 """
 
 import asyncio
