@@ -9,11 +9,13 @@ Without --run, a tiny run is trained first (two small models, one epoch, ~2-3 mi
 CPU training; `--zoo run` serves the run's own models. Everything runs in one invocation, so each
 figure comes with its in-process baseline measured on the same machine at the same time:
 
-- `inprocess_one`:  one window → check + `ServingBundle.score` + `EnsembleKeeper.combine` (the
-                    exact work of ingress, predictor and keeper, without Serve), sequential;
+- `inprocess_one`:  one window → check + `ServingBundle.score_full` (the zoo and the rules that
+                    fired, one compiled call) + the combine with a local copy of the weights (the
+                    exact work of the predictor replica, without Serve), sequential;
 - `http_one_seq`:   POST /v1/predict of one window, one client, sequential, each request
                     paired with an `inprocess_one` call (the same load for both);
-- `http_one_c16`:   the same from `--clients` concurrent clients (@serve.batch groups them);
+- `http_one_c16`:   the same from `--clients` concurrent clients (@serve.batch groups them;
+                    `deadline_degraded` counts the answers the default deadline left to the rules);
 - `inprocess_32`:   the seed's batch load in-process: `--batches` × `--batch-windows` windows;
 - `http_lists_32`:  the same load as `--batches` POST /v1/predict of `--batch-windows` windows
                     each, from 4 concurrent clients;
@@ -24,8 +26,10 @@ figure comes with its in-process baseline measured on the same machine at the sa
                     scored, outcomes derived, the feed's state written before the answer),
                     `--feed-minutes` of them after 100 that fill the windows (issue 13).
 
-Goals (issue 6): p99 of one window over HTTP <= 40 ms; HTTP p50 <= 1.5 × in-process p50; batch
-path throughput >= 0.9 × in-process. Printed: a table (stderr) and JSON (stdout, and --json).
+Goals (issue 6, issue 13 item 5): p99 of one window over HTTP <= 40 ms; HTTP p50 <= 1.5 ×
+in-process p50; 16 clients without errors; batch path throughput >= 0.9 × in-process. Since issue
+13 item 5 /v1/predict makes one Serve hop (proxy → Predictor replica: checks, scores, combines).
+Printed: a table (stderr) and JSON (stdout, and --json).
 """
 
 from __future__ import annotations
@@ -157,8 +161,10 @@ def windows_of(data: Path, lookback: int) -> tuple[list[str], list[list[list[flo
 def inprocess(store_dir: Path, version: str, zones: list[str], windows: list, args: argparse.Namespace,
               data: Path) -> dict[str, Any]:
     from fabray.config import ServeConfig
+    from fabray.serve.answers import ScoredBatch, answer
     from fabray.serve.bundle import ServingBundle
     from fabray.serve.keeper import EnsembleKeeper
+    from fabray.serve.local_ensemble import LocalEnsembles
     from fabray.serve.store import ModelStore
     from fabray.serve.validation import check_window
 
@@ -166,6 +172,8 @@ def inprocess(store_dir: Path, version: str, zones: list[str], windows: list, ar
     bundle = ServingBundle.load(store, version)
     keeper = EnsembleKeeper(None, 100_000)
     keeper.ensure(version, bundle.fitted_state, bundle.ensemble_params, list(bundle.model_names))
+    local = LocalEnsembles(100_000)  # the predictor replica's copy of the weights
+    local.apply(version, keeper.sync(version, None, -1))
     rules = ServeConfig().degraded
     lookback = bundle.predictor.lookback
 
@@ -178,10 +186,18 @@ def inprocess(store_dir: Path, version: str, zones: list[str], windows: list, ar
         return bundle.predictor.window_inputs(values, zones=window_zones, end_times=[now] * len(values))
 
     def one(i: int) -> None:
+        """The predictor replica's work for one window, without Serve: check, the zoo and its
+        rules in one compiled call, the ensemble combined with the local copy of the weights."""
+        zone = zones[i % len(zones)]
         checked = check_window(windows[i % len(windows)], lookback=lookback, rules=rules)
-        x = inputs(checked.values[None], [zones[i % len(zones)]])  # [1, L, F]
-        scores, rule_scores = bundle.score(x)
-        keeper.combine(version, [zones[i % len(zones)]], scores, rule_scores, [checked.degraded])
+        x = inputs(checked.values[None], [zone])  # [1, L, F]
+        scores, rule_scores, fired = bundle.score_full(x)
+        batch = ScoredBatch(version=version, run_id=bundle.run_id, threshold=bundle.threshold,
+                            model_names=tuple(bundle.model_names), scores=scores, rules=rule_scores,
+                            fired=bundle.rules_fired(fired), fast=np.zeros(1, dtype=bool),
+                            last_rows=np.asarray(x[:, -1, :], dtype=np.float64))
+        answer(batch, [zone], [checked.degraded_reasons], local.combine)
+        local.queue.take()  # the replica sends these to the keeper in the background
 
     for i in range(20):  # warm-up
         one(i)
@@ -244,6 +260,7 @@ def http_concurrent(url: str, zones: list[str], windows: list, n: int, clients: 
 
     times: list[float] = []
     errors: list[str] = []
+    late: list[dict] = []  # answered by the rules model alone: the deadline (serve.deadline_ms) came first
     lock = threading.Lock()
     per_client = -(-n // clients)
 
@@ -263,6 +280,10 @@ def http_concurrent(url: str, zones: list[str], windows: list, n: int, clients: 
                     times.append(elapsed)
                     if r.status_code != 200:
                         errors.append(r.text[:200])
+                    else:
+                        answers = r.json() if isinstance(r.json(), list) else [r.json()]
+                        late.extend(a for a in answers if any(w.startswith("deadline:")
+                                                              for w in a["degraded_reasons"]))
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     start = time.perf_counter()
@@ -272,7 +293,8 @@ def http_concurrent(url: str, zones: list[str], windows: list, n: int, clients: 
         t.join()
     wall = time.perf_counter() - start
     out = percentiles(times)
-    out.update(clients=clients, errors=len(errors), seconds=wall, load_avg_1m=os.getloadavg()[0],
+    out.update(clients=clients, errors=len(errors), deadline_degraded=len(late), seconds=wall,
+               load_avg_1m=os.getloadavg()[0],
                windows=len(times) * windows_per_request, windows_per_s=len(times) * windows_per_request / wall)
     return out
 
@@ -401,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             "p99_one_window_le_40ms": max(results["http_one_seq"]["p99_ms"], results["http_one_c16"]["p99_ms"]) <= 40.0,
             "p50_le_1.5x_inprocess": results["ratios"]["http_seq_p50_over_inprocess_p50"] <= 1.5,
             "batch_ge_0.9x_inprocess": results["ratios"]["batch_job_over_inprocess_throughput"] >= 0.9,
+            "clients_without_errors": results["http_one_c16"]["errors"] == 0,
         }
     finally:
         serve.shutdown()

@@ -506,8 +506,9 @@ class ServeLimits(_Section):
         "request_timeout_s), set where `fabray serve` starts Serve and in cluster/serve.yaml.",
     )
     ingress_max_ongoing_requests: int = Field(
-        2048, ge=1, description="Requests in flight at the HTTP ingress replica; a request "
-        "waiting for its body costs a coroutine, so this is well above the predictor's.",
+        2048, ge=1, description="Requests in flight per HTTP ingress replica (the predictor "
+        "replicas: /v1/predict is one hop); a request waiting for its body costs a coroutine "
+        "and holds a slot, so this is well above the windows a replica scores at once.",
     )
     small_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Body limit of the routes that take a few fields "
@@ -589,7 +590,17 @@ class ServeConfig(_Section):
     )
     max_ongoing_requests: int = Field(
         128, ge=1, description="Requests in flight per predictor replica (must exceed "
-        "max_batch_size or batches never fill).",
+        "max_batch_size or batches never fill). The predictor is also the HTTP ingress, so the "
+        "larger of this and limits.ingress_max_ongoing_requests applies.",
+    )
+    deadline_ms: float = Field(
+        1000.0, gt=0, le=600_000, description="Time budget of a /v1/predict request (a request may "
+        "set its own with ?deadline_ms=): windows the model zoo cannot answer within it are answered "
+        "by the rules model alone, `degraded` (fabray/serve/deadline.py).",
+    )
+    ensemble_refresh_s: float = Field(
+        1.0, gt=0, description="Longest a predictor replica's copy of the ensemble weights lags the "
+        "keeper's (the replica that forwarded an outcome syncs at once).",
     )
     predictor_replicas: int = Field(1, ge=1, description="Predictor replicas when autoscaling is off.")
     autoscaling: ServeAutoscaling | None = Field(

@@ -1,7 +1,7 @@
 """Score windows with a trained run: every model, the stored scaler, the fitted ensemble.
 
 Windows are RAW (the units of the data file): every model z-scores its input in its first layer
-(`fabray.models.scaling.FeatureScaling`). `RunPredictor.score` is the one scoring call.
+(`fabray.models.layers.scaling.FeatureScaling`). `RunPredictor.score` is the one scoring call.
 
 Runs of format 1 (manifest `format_version` 1, or none) stored models that take windows
 z-scored outside them; they still load: each is wrapped at load as
@@ -216,7 +216,7 @@ class RunPredictor:
         lookback, n_features = int(first["lookback"]), len(scaler.features)
         format_version = opened.typed.format_version
         if format_version < MANIFEST_VERSION:  # format 1: the models take z-scored windows
-            from fabray.models.scaling import prepend_scaling
+            from fabray.models.layers.scaling import prepend_scaling
 
             logger.info("run %s has run format %d: its models get the stored scaler as first layer",
                         run.name, format_version)

@@ -1,6 +1,6 @@
 """Per-feature z-score statistics, fitted on the training split and stored with the model (DESIGN §1).
 
-The scaling itself is the first layer of every model (`fabray.models.scaling.FeatureScaling`,
+The scaling itself is the first layer of every model (`fabray.models.layers.scaling.FeatureScaling`,
 built from a fitted `Scaler`): windows are raw at every boundary. `Scaler.transform` remains for
 the models of run format 1, which take z-scored windows (`fabray.predictor`).
 

@@ -18,7 +18,7 @@ lookback + horizon minutes apart (the last train window's target ends before the
 window's input starts): that gap is exactly what keeps any minute out of two splits.
 
 Raw units. The series is not scaled here: the scaler's statistics are fitted here and travel
-inside every model (its first layer, `fabray.models.scaling.FeatureScaling`), so windows are raw
+inside every model (its first layer, `fabray.models.layers.scaling.FeatureScaling`), so windows are raw
 at every boundary.
 
 Fitting. The scaler and each zone's nominal transport time are fitted on the train span's rows

@@ -2,7 +2,7 @@
 
 Every model maps a RAW window `[B, lookback, n_features]` to `[B, 1]` (a logit: task "event",
 the only task); its first layer z-scores the window with the training split's statistics
-(`fabray.models.scaling.FeatureScaling`, from the run's fitted `Scaler`). Each has a frozen
+(`fabray.models.layers.scaling.FeatureScaling`, from the run's fitted `Scaler`). Each has a frozen
 dataclass of hyper-parameters (`ModelSpec.config_cls`) and a pure builder
 `build(cfg, lookback, n_features, scaling) -> keras.Model`; `build_model` applies per-model
 overrides (from the config's `train.model_overrides`) to the defaults.
@@ -30,7 +30,7 @@ from fabray.models.gru import GRUConfig, build_gru
 from fabray.models.lstm import LSTMConfig, build_lstm
 from fabray.models.patchtst import PatchTSTConfig, build_patchtst
 from fabray.models.rule import RuleModelConfig, build_rule
-from fabray.models.scaling import FeatureScaling, scaling_stats
+from fabray.models.layers.scaling import FeatureScaling, scaling_stats
 from fabray.models.spike import SpikeConfig, build_spike
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import keras
 
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.blocks import dense_head
-from fabray.models.scaling import Scaling, scaled_window
+from fabray.models.layers.seed_blocks import dense_head
+from fabray.models.layers.scaling import Scaling, scaled_window
 
 
 @dataclass(frozen=True)

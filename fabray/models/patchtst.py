@@ -23,8 +23,8 @@ import keras
 
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.patchtst_blocks import Patching, PatchTSTEncoder, RevIN, torch_like_dense
-from fabray.models.scaling import Scaling, scaled_window
+from fabray.models.layers.patchtst import Patching, PatchTSTEncoder, RevIN, torch_like_dense
+from fabray.models.layers.scaling import Scaling, scaled_window
 
 __all__ = ["PatchTSTConfig", "build_patchtst"]
 

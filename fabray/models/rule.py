@@ -15,7 +15,7 @@ The correction's last Dense is zero-initialized, so an UNTRAINED model outputs e
 score: it is the rules-only baseline, and training learns only what the rules miss.
 
 Scaling: thresholds are in RAW units, so an engineer can read and set them, and windows reach
-every model raw (`fabray.models.scaling`): the rule score reads the raw window, the correction
+every model raw (`fabray.models.layers.scaling`): the rule score reads the raw window, the correction
 LSTM the z-scores of the model's first layer, `FeatureScaling`. A `RuleScore` saved by run
 format 1 (windows z-scored outside the models) carries the scaler's `feature_mean` /
 `feature_scale` and un-scales its input; it still loads (`fabray.predictor` feeds such a model
@@ -33,7 +33,7 @@ from keras import ops
 
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.scaling import Scaling, scaled_window
+from fabray.models.layers.scaling import Scaling, scaled_window
 from fabray.schema import FEATURES
 
 STATISTICS = ("level", "rise", "excess")

@@ -13,8 +13,8 @@ import keras
 
 from fabray.errors import BadInputError
 from fabray.models._checks import check_dropout, check_input_dims, check_sizes
-from fabray.models.blocks import SelfAttentionBlock, dense_head
-from fabray.models.scaling import Scaling, scaled_window
+from fabray.models.layers.seed_blocks import SelfAttentionBlock, dense_head
+from fabray.models.layers.scaling import Scaling, scaled_window
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "fabray-run"
 #: The format version this fabray writes, and the newest it reads. 1: the models take windows
 #: z-scored by the run's scaler; 2: the models take RAW windows, the scaling is their first layer
-#: (`fabray.models.scaling`). A manifest without `format_version` is version 1. Format-1 runs
+#: (`fabray.models.layers.scaling`). A manifest without `format_version` is version 1. Format-1 runs
 #: still load: `fabray.predictor` puts the scaling in front of their models.
 MANIFEST_VERSION = 2
 #: The version of a manifest that does not say (written before runs were versioned).

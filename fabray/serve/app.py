@@ -1,22 +1,31 @@
 """The fabray Ray Serve application (DESIGN §6): real-time, feedback, batch and retraining.
 
-    HTTP ──▶ Ingress (FastAPI: checks, auth, errors; no TensorFlow)
-               ├──▶ Predictor × N   every model of the live version; @serve.batch groups
-               │        │            concurrent windows into one model call per model
-               │        └──▶ EnsembleKeeper × 1   the dynamic ensemble's online weights,
-               │                                  pending predictions, persisted to the store
-               ├──▶ EnsembleKeeper   /v1/feedback moves the weights; /v1/observe: the live
+    HTTP ──▶ Predictor × N   the HTTP ingress (FastAPI: checks, auth, errors) AND every model of
+               │             the live version: /v1/predict is validated, scored (one compiled
+               │             call; @serve.batch groups concurrent windows), held to its deadline
+               │             and combined with the replica's copy of the ensemble weights, in
+               │             this one replica: ONE Serve hop (issue 13, item 5)
+               ├ ─ ─▶ EnsembleKeeper × 1   off the request path: the pending predictions, sent
+               │             in the background; the weights' copy, synced every
+               │             serve.ensemble_refresh_s and after each forwarded outcome
+               ├──▶ EnsembleKeeper   /v1/feedback moves the weights (the owner of the online
+               │        │            state, persisted to the store); /v1/observe: the live
                │        │            feed's buffers, derived outcomes and alerts (feed.py,
                │        │            alerts.py) live beside the weights they move
-               │        └──▶ Predictor   scores the feed's windows
+               │        └──▶ Predictor   `score_raw`: the feed's windows, combined by the keeper
                └──▶ JobManager × 1   batch jobs (Ray Data) and retraining (a Ray task), the
                         │            periodic scheduler; job status lives in the store
-                        └──▶ BatchScorer × 1   the predictor class again, warm, apart from the
-                                               real-time replicas: Ray Data's tasks gather the
-                                               windows and call it
+                        └──▶ BatchScorer × 1   the same models, warm, apart from the real-time
+                                               replicas: Ray Data's tasks gather the windows
+                                               and call it
 
-Each deployment is one module of `fabray/serve/deployments/` (keeper.py, predictor.py, jobs.py,
-ingress.py); this module only binds them into the application.
+Hops per route: /v1/predict 1 (proxy → Predictor); /v1/feedback, /v1/observe, /v1/alerts,
+/v1/weights, /v1/feed 2 (→ keeper; the feed's scoring a third, keeper → Predictor); the jobs 2
+(→ JobManager); /healthz, /v1/models and the board 1.
+
+Each deployment is one module of `fabray/serve/deployments/` (keeper.py, predictor.py, jobs.py;
+ingress.py is the HTTP front's service the Predictor inherits); this module only binds them
+into the application.
 
 Model versions live in a `ModelStore`. Promotion rewrites the store's LIVE.json atomically
 after the new version has been verified (checksums) and loaded on a predictor replica; each
@@ -39,10 +48,9 @@ from ray.serve import Application
 
 from fabray.config import EnsembleConfig, ServeConfig, load_config
 from fabray.errors import BadInputError
-from fabray.serve.deployments.ingress import Ingress
 from fabray.serve.deployments.jobs import JobManagerDeployment
 from fabray.serve.deployments.keeper import EnsembleKeeperDeployment
-from fabray.serve.deployments.predictor import BATCH_SCORER, PredictorDeployment
+from fabray.serve.deployments.predictor import BatchScorerDeployment, PredictorDeployment
 from fabray.serve.store import ModelStore
 
 logger = logging.getLogger(__name__)
@@ -112,21 +120,21 @@ def build_app(args: ServeArgs) -> Application:
         }}
     else:
         scaling = {"num_replicas": serve_cfg.predictor_replicas}
-    predictor = PredictorDeployment.options(
-        max_ongoing_requests=serve_cfg.max_ongoing_requests,
+    scorer = BatchScorerDeployment.options(  # the models again, warm, kept apart from real-time traffic
+        num_replicas=1, max_ongoing_requests=8,
+        ray_actor_options={"num_cpus": serve_cfg.batch_num_cpus}, health_check_period_s=10.0, **logs,
+    ).bind(root, ens, cfg)
+    jobs = JobManagerDeployment.options(ray_actor_options={"num_cpus": 0.05}, **logs).bind(
+        root, cfg, ens, keeper, scorer)
+    # the HTTP ingress: checks, models, deadline and the ensemble's local copy in one replica. A
+    # request waiting for its body holds a slot (408 after limits.body_read_timeout_s): the
+    # ingress's limit; the deadline, not the slot count, bounds how long a window waits to be scored
+    return PredictorDeployment.options(
+        max_ongoing_requests=max(serve_cfg.max_ongoing_requests, serve_cfg.limits.ingress_max_ongoing_requests),
         ray_actor_options={"num_cpus": serve_cfg.predictor_num_cpus},
         health_check_period_s=5.0,
         **scaling, **logs,
-    ).bind(root, ens, cfg, keeper)
-    scorer = PredictorDeployment.options(  # the same class, warm, kept apart from real-time traffic
-        name=BATCH_SCORER, num_replicas=1, max_ongoing_requests=8,
-        ray_actor_options={"num_cpus": serve_cfg.batch_num_cpus}, health_check_period_s=10.0, **logs,
-    ).bind(root, ens, cfg, keeper)
-    jobs = JobManagerDeployment.options(ray_actor_options={"num_cpus": 0.05}, **logs).bind(
-        root, cfg, ens, keeper, predictor, scorer)
-    return Ingress.options(ray_actor_options={"num_cpus": serve_cfg.ingress_num_cpus},
-                           max_ongoing_requests=serve_cfg.limits.ingress_max_ongoing_requests, **logs).bind(
-        root, cfg, predictor, keeper, jobs)
+    ).bind(root, ens, cfg, keeper, jobs)
 
 
 def default_store(run: str | Path) -> Path:

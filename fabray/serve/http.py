@@ -1,8 +1,8 @@
 """The HTTP API (FastAPI) of the serving application, independent of Ray (DESIGN §6).
 
-`build_http_app(service)` returns the FastAPI app; `service` does the work (in deployments/ingress.py it is the
-Serve ingress deployment, talking to the predictor, the ensemble keeper and the job manager; in
-unit tests a fake). This module and its two neighbours (`http_errors`: the error answers;
+`build_http_app(service)` returns the FastAPI app; `service` does the work (on Ray Serve the
+Predictor deployment, which scores /v1/predict itself and whose `HttpFront`, deployments/ingress.py,
+talks to the ensemble keeper and the job manager for the other routes; in unit tests a fake). This module and its two neighbours (`http_errors`: the error answers;
 `http_guard`: `HttpSettings` and the `Guard` middleware) own everything about HTTP: routes,
 OpenAPI docs at /docs, request checks, auth, and the rule that bad input is always a 4xx JSON
 error naming the problem, never a 500:
@@ -88,7 +88,8 @@ class Service(Protocol):
     settings: HttpSettings
 
     async def meta(self) -> dict[str, Any]: ...
-    async def predict(self, zones: list[str], windows: np.ndarray, reasons: list[tuple[str, ...]]) -> list[dict[str, Any]]: ...
+    async def predict(self, zones: list[str], windows: np.ndarray, reasons: list[tuple[str, ...]],
+                      deadline_ms: float | None = None, started: float | None = None) -> list[dict[str, Any]]: ...
     async def feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
     async def models(self) -> dict[str, Any]: ...
     async def import_run(self, body: ImportIn) -> dict[str, Any]: ...
@@ -266,10 +267,17 @@ def build_http_app(service: Service) -> FastAPI:
     @app.post(
         "/v1/predict", response_model=PredictionOut | list[PredictionOut], responses=_ERRORS,
         summary="Score one window, or a list of windows",
-        description="Per-model scores, the ensemble probability and decision, the weights used, "
-        "the model version and a `degraded` flag. A list in gives a list out, in the same order.",
+        description="Per-model scores, the ensemble probability and decision, the weights used and "
+        "each member's contribution, the rules that fired, the model version and a `degraded` flag "
+        "(with the reason: a gap, a stuck sensor, or the deadline). A list in gives a list out, in "
+        "the same order.",
     )
-    async def predict(body: WindowIn | list[WindowIn] = Body(...)) -> Any:
+    async def predict(body: WindowIn | list[WindowIn] = Body(...),
+                      deadline_ms: float | None = Query(
+                          None, gt=0, le=600_000, description="Time budget of this request, ms (default "
+                          "serve.deadline_ms): windows the models cannot answer within it are answered by "
+                          "the rules model alone, `degraded` with the reason naming the members dropped.")) -> Any:
+        started = time.monotonic()
         single = not isinstance(body, list)
         items = [body] if single else body
         if not items:
@@ -279,7 +287,7 @@ def build_http_app(service: Service) -> FastAPI:
                                 f"(serve.max_windows_per_request); use /v1/batch for more. Received: {len(items)}")
         meta = await service.meta()
         zones, windows, reasons = _check_windows(items, meta, settings, single)
-        results = await service.predict(zones, windows, reasons)
+        results = await service.predict(zones, windows, reasons, deadline_ms=deadline_ms, started=started)
         failed = [i for i, answer in enumerate(results) if answer.get("error")]
         if failed:  # this request's windows only: the others in its batch were answered
             where = "window" if single else f"[{failed[0]}]"

@@ -11,8 +11,14 @@ state (or the configured parameters) and a rollback finds the old one's weights 
 them. `save()` writes each changed version's state and pending predictions to the store
 (`STORE/state/<version>.json`, atomically); a new keeper (a replica restart) loads it back.
 
-Pure Python + numpy: the Serve deployment in deployments/keeper.py wraps it (a single replica, so every
-prediction and every feedback sees the same weights).
+Since issue 13 item 5 the /v1/predict path combines in the scoring replica, with a copy of this
+state (local_ensemble.py): `combine_rows` is the one combining function of both, `sync` hands a
+replica the state when it changed (a generation per version, bumped by every applied outcome; a
+restarted keeper is a new `epoch`), and `record` takes the pending predictions a replica combined.
+The live feed still combines here (`combine`): its outcomes move these weights first.
+
+Pure Python + numpy: the Serve deployment in deployments/keeper.py wraps it (a single replica, so
+every feedback moves the same weights).
 """
 
 from __future__ import annotations
@@ -48,6 +54,27 @@ class _Pending:
     at: float  # unix time of the prediction
 
 
+def combine_rows(ensemble: ServedEnsemble, zones: Sequence[str], scores: np.ndarray, rule_scores: Sequence[float],
+                 degraded: Sequence[bool], last_rows: np.ndarray | None = None) -> list[tuple[float, dict[str, float]]]:
+    """(probability, weights) of each window: zones [B], scores [B, M] in model order, the
+    rules model's scores [B], degraded [B], each window's last minute in the run's raw inputs
+    [B, F] (the learned gate's context; None: the gate's validation-mean context).
+
+    A degraded window is answered by the rules model alone (weight 1 on `rule`: the run's rule
+    model, or the untrained rules baseline when the run has none). The keeper and every scoring
+    replica's local copy (local_ensemble.py) combine through this one function."""
+    names = ensemble.model_names
+    scores = np.asarray(scores, dtype=np.float64)  # [B, M]
+    contexts = ensemble.context_from_rows(last_rows)
+    out = []
+    for i, (zone, row, rule_score, bad) in enumerate(zip(zones, scores, rule_scores, degraded)):
+        if bad:
+            out.append((float(rule_score), {name: 0.0 for name in names} | {RULE_MODEL: 1.0}))
+        else:
+            out.append(ensemble.combine(zone, row, None if contexts is None else contexts[i]))
+    return out
+
+
 class EnsembleKeeper:
     """Online ensembles per model version, the pending-prediction buffer, and their persistence.
 
@@ -64,6 +91,8 @@ class EnsembleKeeper:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._dirty: set[str] = set()
         self.feedback_applied = 0
+        self.epoch = uuid.uuid4().hex  # a restarted keeper is a new epoch for the replicas' copies
+        self._generations: dict[str, int] = {}  # version → weight changes so far (sync)
 
     # ------------------------------------------------------------------ versions
 
@@ -130,34 +159,47 @@ class EnsembleKeeper:
         degraded: Sequence[bool],
         last_rows: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
-        """Ensemble each window: zones [B], scores [B, M] in model order, the rules model's
-        scores [B], degraded [B], and each window's last minute in the run's raw inputs
-        [B, F] (the learned gate's context; None: the gate's validation-mean context).
-
-        A degraded window is answered by the rules model alone (weight 1 on `rule`: the run's
-        rule model, or the untrained rules baseline when the run has none). Returns one dict
-        per window: prediction_id, probability, weights.
-        """
+        """Ensemble each window (`combine_rows`: zones [B], scores [B, M] in model order, the
+        rules model's scores [B], degraded [B], each window's last minute in the run's raw
+        inputs [B, F] or None) and remember it as pending. Returns one dict per window:
+        prediction_id, probability, weights."""
         ensemble = self._ensembles.get(version)
         if ensemble is None:
             raise RuntimeError(f"no ensemble for version {version}: call ensure() first")
-        names = ensemble.model_names
         scores = np.asarray(scores, dtype=np.float64)  # [B, M]
         now = time.time()
-        contexts = ensemble.context_from_rows(last_rows)
         out = []
-        for i, (zone, row, rule_score, bad) in enumerate(zip(zones, scores, rule_scores, degraded)):
-            if bad:
-                weights = {name: 0.0 for name in names} | {RULE_MODEL: 1.0}
-                prob = float(rule_score)
-            else:
-                prob, weights = ensemble.combine(zone, row, None if contexts is None else contexts[i])
+        for zone, row, bad, (prob, weights) in zip(zones, scores, degraded,
+                                                   combine_rows(ensemble, zones, scores, rule_scores, degraded,
+                                                                last_rows)):
             pid = uuid.uuid4().hex
             self._pending[pid] = _Pending(version, str(zone), row.tolist(), bool(bad), now)
             out.append({"prediction_id": pid, "probability": prob, "weights": weights})
         self._trim()
         self._dirty.add(version)  # the pending predictions changed
         return out
+
+    def record(self, records: Sequence[Sequence[Any]]) -> int:
+        """Remember predictions a scoring replica combined itself (local_ensemble.py): records
+        [prediction_id, version, zone, scores [M], degraded, unix time]. Returns how many."""
+        for pid, version, zone, scores, degraded, at in records:
+            self._pending[str(pid)] = _Pending(str(version), str(zone), [float(s) for s in scores],
+                                               bool(degraded), float(at))
+            self._dirty.add(str(version))
+        self._trim()
+        return len(records)
+
+    def sync(self, version: str, epoch: str | None, generation: int) -> dict[str, Any]:
+        """What a scoring replica holding `version`'s state at (epoch, generation) needs:
+        {"status": "missing"} (call `ensure`), {"status": "current"}, or {"status": "state",
+        "epoch", "generation", "state": ServedEnsemble.to_state()}."""
+        ensemble = self._ensembles.get(version)
+        if ensemble is None:
+            return {"status": "missing"}
+        current = self._generations.get(version, 0)
+        if epoch == self.epoch and int(generation) == current:
+            return {"status": "current"}
+        return {"status": "state", "epoch": self.epoch, "generation": current, "state": ensemble.to_state()}
 
     def _trim(self) -> None:
         while len(self._pending) > self.pending_capacity:
@@ -191,6 +233,7 @@ class EnsembleKeeper:
                 raise BadInputError(f"outcome of {pid} must be finite. Received: {outcome}")
             ensemble.update(pending.zone, pending.scores, outcome)
             applied += 1
+            self._generations[pending.version] = self._generations.get(pending.version, 0) + 1
             self._dirty.add(pending.version)
             touched.setdefault(pending.version, set()).add(pending.zone)
         self.feedback_applied += applied

@@ -68,6 +68,22 @@ class WindowIn(_Body):
     )
 
 
+class RuleFired(BaseModel):
+    """A rule that fired on the window."""
+
+    rule: str = Field(description="The rule's name (the run's `rule` model config).")
+    activation: float = Field(description="How much it fires, 0 to 1.")
+
+
+class Contribution(BaseModel):
+    """One member's part of the ensemble's answer."""
+
+    score: float = Field(description="The member's score.")
+    weight: float = Field(description="Its ensemble weight for this window.")
+    contribution: float = Field(description="weight × score.")
+    share: float = Field(description="Its share of the members' summed contributions.")
+
+
 class PredictionOut(BaseModel):
     """The answer for one window."""
 
@@ -87,10 +103,18 @@ class PredictionOut(BaseModel):
     threshold: float = Field(description="Alarm threshold applied (the ensemble's).")
     weights: dict[str, float] = Field(description="Ensemble weight of each model used for this window.")
     degraded: bool = Field(
-        description="True when the window had a gap or a stuck sensor: it was scored by the rules "
-        "model alone."
+        description="True when the window had a gap or a stuck sensor, or its deadline left no time "
+        "for the model zoo: it was answered by the rules model alone."
     )
     degraded_reasons: list[str] = Field(description="Why the window is degraded (empty when it is not).")
+    rules_fired: list[RuleFired] = Field(
+        default_factory=list, description="The rules of the rules model that fire on this window "
+        "(activation >= 0.5), strongest first.",
+    )
+    contributions: dict[str, Contribution] = Field(
+        default_factory=dict, description="Each member's part of `probability` before calibration: "
+        "weight × score, and its share; largest first (members with weight 0 left out).",
+    )
 
 
 class FeedbackItem(_Body):

@@ -3,7 +3,6 @@ models, the tuple the `tiny_run` fixture returns, and `copy_run` for tests that 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +36,7 @@ def copy_run(run: Path, dst: Path, run_id: str | None = None, *, ray_results: bo
     copy's manifest names it (so a model store sees different content)."""
     shutil.copytree(run, dst, ignore=None if ray_results else shutil.ignore_patterns("ray"))
     if run_id is not None:
-        manifest = json.loads((dst / "manifest.json").read_text())
-        manifest["run_id"] = run_id
-        (dst / "manifest.json").write_text(json.dumps(manifest))
+        from fabray.run.manifest import read_manifest, write_manifest
+
+        write_manifest(dst, {**read_manifest(dst), "run_id": run_id})
     return dst

@@ -114,6 +114,13 @@ def test_the_feed_scores_every_zone_like_predict_and_outcomes_move_the_weights(s
     assert status["counts"]["outcomes_applied"] > 0  # no /v1/feedback call was made
     weights = requests.get(url + "/v1/weights", params={"limit": 1000}, timeout=30).json()
     assert weights["history"] and weights["current"] != initial
+    # /v1/predict combines in the scoring replica with its copy of the weights, synced after the
+    # observe calls it forwarded: the weights the feed's outcomes moved (issue 13 item 5)
+    for zone in zones:
+        answer = requests.post(url + "/v1/predict", json=predict_body(
+            frame, zone, lookback=LOOKBACK, horizon=HORIZON, end_time=end), timeout=30).json()
+        assert answer["weights"] == pytest.approx(weights["current"][zone]), zone
+        assert fed[zone]["contributions"] and isinstance(fed[zone]["rules_fired"], list)
     alerts = requests.get(url + "/v1/alerts", timeout=30).json()
     assert set(alerts["summary"]) >= {"open", "closed", "median_lead_min"}
     for alert in alerts["alerts"]:

@@ -148,6 +148,37 @@ def test_predict_one_window_and_a_list(service, windows):
     assert [a["zone"] for a in r.json()] == list(windows)
     # the same window scores the same whether alone or in a batch
     assert r.json()[0]["scores"] == pytest.approx(answer["scores"])
+    # each member's contribution, and the rules that fired (a list, possibly empty), in every answer
+    parts = answer["contributions"]
+    assert set(parts) == {m for m, w in answer["weights"].items() if w > 0}
+    for m, part in parts.items():
+        assert part["contribution"] == pytest.approx(answer["weights"][m] * answer["scores"][m])
+    assert isinstance(answer["rules_fired"], list)
+    assert all(f["activation"] >= 0.5 for a in r.json() for f in a["rules_fired"])
+
+
+def test_a_deadline_the_zoo_cannot_meet_is_answered_by_the_rules_model_alone(service, windows):
+    """A 1 µs budget: checking the request's 100 × 12 window alone takes longer, so when the
+    window reaches the zoo's lane its budget is spent: the zoo is not called for it (the queue-wait
+    case of fabray/serve/deadline.py; a zoo call overrunning the deadline is unit-tested with a
+    really blocked call); the rules model answers, degraded, naming the members dropped. Without
+    a deadline parameter the default budget (serve.deadline_ms, 1 s) lets every member answer."""
+    url = service["url"]
+    body = {"zone": "Z01", "window": windows["Z01"], "timestamp": "2025-01-08T23:59"}
+    r = requests.post(url + "/v1/predict?deadline_ms=0.001", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    fast = r.json()
+    assert fast["degraded"] is True
+    assert fast["degraded_reasons"] == [
+        "deadline: members lstm dropped (rule answered alone within the 0.001 ms budget)"]
+    assert fast["scores"]["lstm"] is None and fast["weights"] == {"lstm": 0.0, "rule": 1.0}
+    full = predict(url, body).json()
+    assert full["degraded"] is False and full["scores"]["lstm"] is not None
+    # the rules model's score is the same whether it answered alone or with the zoo
+    assert fast["probability"] == pytest.approx(full["scores"]["rule"], rel=1e-5)
+    assert list(fast["contributions"]) == ["rule"]
+    r = requests.post(url + "/v1/predict?deadline_ms=0", json=body, timeout=30)
+    assert r.status_code == 422, r.text
 
 
 def test_predict_with_context_equals_offline_scoring(service, trained_run, data_file):

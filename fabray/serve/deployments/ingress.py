@@ -1,17 +1,16 @@
-"""The Ingress deployment: the FastAPI front (request checks in http.py, auth in http_guard.py,
-errors in http_errors.py; no TensorFlow) calling the Predictor, EnsembleKeeper and JobManager
-deployments."""
+"""The HTTP front's service (`HttpFront`): request checks in http.py, auth in http_guard.py,
+errors in http_errors.py; every route but the scoring itself, which calls the EnsembleKeeper and
+JobManager deployments. Not a deployment of its own since issue 13 item 5: the Predictor
+deployment (predictor.py) inherits it and is the application's HTTP ingress, so /v1/predict is
+validated, scored and combined in the replica the HTTP proxy hands it to (one Serve hop)."""
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from ray import serve
 
-from fabray.config import ServeConfig
 from fabray.errors import BadInputError
 from fabray.serve.auth import load_token
 from fabray.serve.deployments.jobs import data_dirs
@@ -22,24 +21,20 @@ from fabray.serve.http_guard import HttpSettings
 from fabray.serve.jobs import public_error, redact_paths, root_cause
 from fabray.serve.paths import resolve_under
 from fabray.serve.schemas import BatchIn, ImportIn, PromoteIn, RetrainIn, RollbackIn
-from fabray.serve.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
-INGRESS = "Ingress"
 
+class HttpFront:
+    """The FastAPI front's service (http.py's `Service`) for every route but the scoring itself:
+    the Predictor deployment (predictor.py) inherits it, so a request reaches the replica that
+    scores it in one Serve hop. Expects `self.cfg`, `self.store`, `self.keeper`, `self.jobs` and
+    the replica's own `meta`, `info`, `prepare`, `refresh`, `flush_pending`, `sync_ensembles`."""
 
-@serve.deployment(name=INGRESS, max_ongoing_requests=2048)
-@serve.ingress()
-class Ingress:
-    """The FastAPI front: request checks and auth (http.py, http_guard.py), then the deployments behind it."""
-
-    def __init__(self, store_dir: str, serve_cfg: dict, predictor: Any, keeper: Any, jobs: Any) -> None:
-        self.cfg = ServeConfig.model_validate(serve_cfg)
+    def _init_front(self, store_dir: str, jobs: Any) -> None:
         self.limits = self.cfg.limits
         self.data_dirs = data_dirs(self.limits, self.cfg, store_dir)
-        self.store = ModelStore(store_dir)
-        self.predictor, self.keeper, self.jobs = predictor, keeper, jobs
+        self.jobs = jobs
         token = load_token(self.cfg.api_token_env, self.cfg.api_token_file)
         self.settings = HttpSettings(
             max_body_bytes=self.cfg.max_body_bytes,
@@ -51,12 +46,10 @@ class Ingress:
             small_body_bytes=self.limits.small_body_bytes,
             max_observe_rows=self.cfg.feed.max_rows,
         )
-        self._meta: Optional[dict] = None
-        self._meta_at = 0.0
         self._requests = _metric("Counter", "fabray_http_requests", "HTTP requests.", ("route", "status"))
         self._latency = _metric("Histogram", "fabray_http_latency_ms", "HTTP latency, ms.", ("route",),
                                 boundaries=[1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280])
-        logger.info("fabray ingress: mutating endpoints %s", "enabled" if token else "disabled (no token)")
+        logger.info("fabray front: mutating endpoints %s", "enabled" if token else "disabled (no token)")
 
     def __serve_build_asgi_app__(self) -> Any:
         return build_http_app(self)
@@ -76,26 +69,17 @@ class Ingress:
             logger.warning("backend call failed: %s: %s", type(err).__name__, err)
             raise Unavailable(f"backend unavailable, retry ({type(cause).__name__})") from None
 
-    async def meta(self) -> dict:
-        now = time.monotonic()
-        if self._meta is None or now - self._meta_at > self.cfg.model_poll_interval_s:
-            self._meta = await self._call(self.predictor.info.remote())
-            self._meta_at = now
-        return self._meta
-
-    async def predict(self, zones: list, windows: np.ndarray, reasons: list) -> list:
-        answers = await self._call(self.predictor.predict.remote(
-            {"zones": zones, "windows": windows, "reasons": reasons}))
-        if answers and self._meta is not None and answers[-1].get("model_version") != self._meta["version"]:
-            self._meta = None  # a swap happened: refresh the zones and shape on the next call
-        return answers
-
     async def feedback(self, items: list) -> dict:
-        return await self._call(self.keeper.feedback.remote(items))
+        await self.flush_pending()  # the predictions this replica answered reach the keeper first
+        out = await self._call(self.keeper.feedback.remote(items))
+        await self.sync_ensembles()  # this replica's next answers use the moved weights
+        return out
 
     async def observe_feed(self, rows: list) -> dict:
         meta = await self.meta()
-        return await self._call(self.keeper.observe.remote(rows, meta))
+        out = await self._call(self.keeper.observe.remote(rows, meta))
+        await self.sync_ensembles()
+        return out
 
     async def alerts(self, zone: Optional[str], status: Optional[str], limit: int) -> dict:
         return await self._call(self.keeper.alerts.remote(zone, status, limit))
@@ -111,7 +95,7 @@ class Ingress:
 
     async def models(self) -> dict:
         pointer = self.store.pointer()
-        serving = await self._call(self.predictor.info.remote())
+        serving = await self.info()
         versions = []
         for version in self.store.versions():
             try:
@@ -160,7 +144,7 @@ class Ingress:
         await asyncio.to_thread(self.store.verify, version)  # damaged → 409 before any load
         live_meta = await self.meta()
         try:
-            new_meta = await self._call(self.predictor.prepare.remote(version))
+            new_meta = await self.prepare(version)
         except BadInputError as err:
             await asyncio.to_thread(self.store.mark, version, refused=str(err))
             raise ApiError(409, f"refused: version {version} cannot be served: {err}") from err
@@ -169,14 +153,12 @@ class Ingress:
             raise ApiError(409, f"refused: version {version} changes the request contract ({'; '.join(changes)}); "
                                 "promote with force=true once clients send the new shape")
         pointer = await asyncio.to_thread(self.store.promote, version, body.reason)
-        await self._call(self.predictor.refresh.remote())
-        self._meta = None
+        await self.refresh()  # this replica at once; the others at their next poll of LIVE.json
         return {"live": pointer["live"], "history": pointer.get("history", [])}
 
     async def rollback(self, body: RollbackIn) -> dict:
         pointer = await asyncio.to_thread(self.store.rollback, body.reason)
-        await self._call(self.predictor.refresh.remote())
-        self._meta = None
+        await self.refresh()
         return {"live": pointer["live"], "history": pointer.get("history", [])}
 
     async def submit_batch(self, body: BatchIn, windows: Optional[np.ndarray], reasons: Optional[list]) -> dict:
@@ -194,11 +176,7 @@ class Ingress:
         return await self._call(self.jobs.status.remote(job_id))
 
     async def health(self) -> tuple:
-        try:
-            info = await asyncio.wait_for(self.predictor.info.remote(), timeout=5.0)
-        except Exception as err:  # noqa: BLE001 - unhealthy, not an error
-            return False, {"status": "unavailable", "error": f"predictor not answering ({type(root_cause(err)).__name__})",
-                           "live": self.store.live()}
+        info = await self.info()
         live = self.store.live()
         return True, {
             "status": "ok" if info["version"] == live else "degraded",

@@ -12,6 +12,7 @@ from ray import serve
 
 from fabray.config import ServeConfig, ServeLimits
 from fabray.files import utc_now
+from fabray.serve.deployments import PREDICTOR
 from fabray.serve.http_errors import ApiError
 from fabray.serve.jobs import count_active, new_job, public_error, recover_interrupted, root_cause
 from fabray.serve.paths import resolve_under
@@ -26,8 +27,7 @@ JOBS = "JobManager"
 class JobManagerDeployment:
     """Starts batch and retraining jobs as Ray tasks, tracks them, runs the batch scheduler."""
 
-    async def __init__(self, store_dir: str, serve_cfg: dict, ensemble_cfg: dict, keeper: Any, predictor: Any,
-                       scorer: Any) -> None:
+    async def __init__(self, store_dir: str, serve_cfg: dict, ensemble_cfg: dict, keeper: Any, scorer: Any) -> None:
         self.cfg = ServeConfig.model_validate(serve_cfg)
         self.limits = self.cfg.limits
         self.data_dirs = data_dirs(self.limits, self.cfg, store_dir)
@@ -35,11 +35,16 @@ class JobManagerDeployment:
         self.store = ModelStore(store_dir)
         recover_interrupted(self.store)  # jobs of an earlier instance died with it
         self.keeper = keeper
-        self.predictor = predictor
+        self._predictor: Any = None  # the Predictor (the HTTP front) binds this deployment: found by name
         self.scorer = scorer  # the warm BatchScorer deployment the batch jobs' Ray Data tasks call
         self.refs: dict[str, Any] = {}
         self._last_scheduled: Optional[str] = None
         self._scheduler = asyncio.create_task(self._schedule_loop()) if self.cfg.batch_source else None
+
+    def _predictor_handle(self) -> Any:
+        if self._predictor is None:
+            self._predictor = serve.get_deployment_handle(PREDICTOR)
+        return self._predictor
 
     def _new_job(self, kind: str, **fields: Any) -> dict:
         return new_job(self.store, kind, **fields)
@@ -59,7 +64,7 @@ class JobManagerDeployment:
             path = resolve_under(spec["path"], self.data_dirs, kind="file", what="batch path")
             spec = {**spec, "path": str(path)}
         self._check_capacity("batch", self.limits.max_active_batch_jobs)  # early: no work when full
-        info = await self.predictor.info.remote()  # the version the real-time path serves now
+        info = await self._predictor_handle().info.remote()  # the version the real-time path serves now
         version = info["version"]
         weights = await self.keeper.weights.remote(version, [*info["zones"], "*"])
         source = spec["path"] if spec.get("path") is not None else f"{len(spec['zones'])} windows from the request"

@@ -1,11 +1,14 @@
 """The EnsembleKeeper deployment: one replica, the single holder of the online state.
 
     Predictor ──▶ EnsembleKeeper   the dynamic ensemble's online weights (keeper.py) and
-                                   pending predictions, persisted to the store
-    Ingress   ──▶ EnsembleKeeper   /v1/feedback moves the weights; /v1/observe: the live
-                       │           feed's buffers, derived outcomes and alerts (feed.py,
-                       │           alerts.py) live beside the weights they move
-                       └──▶ Predictor   scores the feed's windows (found by name)
+                                   pending predictions, persisted to the store: `sync` hands
+                                   a replica the weights when they changed, `record` takes the
+                                   pending predictions it combined itself (local_ensemble.py),
+                                   in the background; /v1/feedback moves the weights;
+                       │           /v1/observe: the live feed's buffers, derived outcomes and
+                       │           alerts (feed.py, alerts.py) live beside the weights they move
+                       └──▶ Predictor   `score_raw` scores the feed's windows (found by name); the
+                                        keeper combines them with its own weights
 """
 
 import asyncio
@@ -17,8 +20,9 @@ from ray import serve
 
 from fabray.config import ServeConfig
 from fabray.serve.alerts import AlertBook, sender_from_config
+from fabray.serve.answers import answer
 from fabray.serve.deployments.metrics import _metric, _record
-from fabray.serve.deployments.predictor import PREDICTOR
+from fabray.serve.deployments import PREDICTOR
 from fabray.serve.feed import FeedDesk
 from fabray.serve.feed_rows import FeedSpec
 from fabray.serve.keeper import EnsembleKeeper
@@ -86,6 +90,12 @@ class EnsembleKeeperDeployment:
     async def ensure(self, version: str, fitted_state: Optional[dict], params: dict, model_names: list) -> None:
         self.keeper.ensure(version, fitted_state, params, model_names)
 
+    async def record(self, records: list) -> int:
+        return self.keeper.record(records)
+
+    async def sync(self, version: str, epoch: Optional[str], generation: int) -> dict:
+        return self.keeper.sync(version, epoch, generation)
+
     async def combine(self, version: str, zones: list, scores: np.ndarray, rule_scores: np.ndarray,
                       degraded: list, last_rows: Optional[np.ndarray] = None) -> Optional[list]:
         if not self.keeper.has(version):
@@ -118,10 +128,14 @@ class EnsembleKeeperDeployment:
             await self._predictor_handle().ensure_ensemble.remote()
 
     async def _score(self, zones: list, windows: np.ndarray, reasons: list) -> list:
-        return await self._predictor_handle().predict.remote({"zones": zones, "windows": windows, "reasons": reasons})
-
-    async def _explain(self, windows: np.ndarray) -> list:
-        return await self._predictor_handle().rules_fired.remote(windows)
+        """The feed's windows: scored by a Predictor replica (every model, no deadline), combined
+        here with the keeper's own weights (the ones the feed's outcomes move), pending here."""
+        batch = await self._predictor_handle().score_raw.remote({"zones": zones, "windows": windows})
+        if batch.error is not None:
+            return [{"error": batch.error}] * len(zones)
+        if not self.keeper.has(batch.version):
+            await self._predictor_handle().ensure_ensemble.remote()
+        return answer(batch, zones, reasons, self.keeper.combine)
 
     async def observe(self, rows: list, meta: dict) -> dict:
         """One /v1/observe call (feed.py's `FeedDesk.observe`); its state is on disk before
@@ -129,7 +143,7 @@ class EnsembleKeeperDeployment:
         spec = FeedSpec.from_meta(meta, self.degraded)
         await self._ensure_live(spec.version)
         async with self._feed_lock:
-            out = await self.desk.observe(rows, spec, self._score, self._explain)
+            out = await self.desk.observe(rows, spec, self._score)  # answers name the rules that fired
             opened = set(out["alerts"]["opened"])
             for alert in self.desk.alerts.list(limit=len(opened)) if opened else ():
                 if alert["alert_id"] in opened:

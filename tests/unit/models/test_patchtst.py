@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from fabray.errors import BadInputError
-from fabray.models.patchtst_blocks import Patching, RevIN
+from fabray.models.layers.patchtst import Patching, RevIN
 from fabray.models.patchtst import PatchTSTConfig, build_patchtst
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

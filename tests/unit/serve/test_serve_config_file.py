@@ -31,14 +31,13 @@ def test_serve_deploy_schema_accepts_the_file(raw):
     (app,) = schema.applications
     assert app.import_path == "fabray.serve.app:build_app"
     names = {d.name for d in app.deployments}
-    from fabray.serve.deployments.ingress import INGRESS
     from fabray.serve.deployments.jobs import JOBS
     from fabray.serve.deployments.keeper import KEEPER
     from fabray.serve.deployments.predictor import BATCH_SCORER, PREDICTOR
 
     # the file configures every deployment of the application (test_cluster_configs checks the
-    # set against the built application)
-    assert names == {PREDICTOR, INGRESS, KEEPER, JOBS, BATCH_SCORER}
+    # set against the built application); the Predictor is the HTTP ingress (one hop, issue 13)
+    assert names == {PREDICTOR, KEEPER, JOBS, BATCH_SCORER}
     singletons = {d.name: d.num_replicas for d in app.deployments if d.name in (KEEPER, JOBS)}
     assert singletons == {KEEPER: 1, JOBS: 1}
 

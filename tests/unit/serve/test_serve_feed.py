@@ -369,18 +369,19 @@ def test_the_served_rule_model_says_which_rules_fire():
     from fabray.data.scaler import Scaler
     from fabray.models import build_model
     from fabray.predictor import RunPredictor
-    from fabray.serve.deployments.predictor import _rules_fired
+    from fabray.serve.bundle import ServingBundle
 
     lookback = 20
     f = len(schema.FEATURES)
     scaler = Scaler(schema.FEATURES, (3.0,) * f, (2.0,) * f)  # the rules must read the raw window anyway
     model = build_model("rule", lookback, f, {"lstm_units": 4, "head_units": [4]}, scaler)
 
-    class Bundle:
-        model_names = ("rule",)
-        predictor = RunPredictor(version="v", run_dir=Path("."), manifest={}, models={"rule": model},
-                                 scaler=scaler, nominal_s={}, zones=(), task=TaskConfig(lookback=lookback),
-                                 lookback=lookback, n_features=f, warm_up=False)
+    predictor = RunPredictor(version="v", run_dir=Path("."), manifest={}, models={"rule": model},
+                             scaler=scaler, nominal_s={}, zones=(), task=TaskConfig(lookback=lookback),
+                             lookback=lookback, n_features=f, warm_up=False)
+    bundle = ServingBundle(version="v1", predictor=predictor, ensemble_params={}, fitted_state=None,
+                           threshold=0.5, rules_fn=None, run_id="r")
+    bundle._compile_request_path()  # the request path's calls: the zoo's and the rules model's alone
 
     calm = np.ones((lookback, len(schema.FEATURES)), np.float32)
     calm[:, schema.FEATURES.index("vehicle_util")] = 0.5
@@ -389,7 +390,9 @@ def test_the_served_rule_model_says_which_rules_fire():
     busy = calm.copy()
     busy[:, schema.FEATURES.index("vehicle_util")] = 0.99
     busy[-10:, schema.FEATURES.index("queue_len")] = 30.0
-    fired = _rules_fired(Bundle, np.stack([calm, busy]))
+    windows = np.stack([calm, busy])
+    fired = bundle.rules_fired(bundle.score_fast(windows)[1])
+    assert bundle.rules_fired(bundle.score_full(windows)[2]) == fired  # every answer names them
     assert fired[0] == []
     assert {f["rule"] for f in fired[1]} == {"high_utilization", "queue_growth"}
     assert all(f["activation"] >= 0.5 for f in fired[1])

@@ -39,28 +39,27 @@ class _Remote:
 
 
 class FakePredictor:
-    """What the keeper asks of the Predictor deployment: scores (through the keeper's combine),
-    handing the ensemble over, the rules that fired."""
+    """What the keeper asks of the Predictor deployment: raw scores of the feed's windows (the
+    keeper combines them), handing the ensemble over."""
 
     def __init__(self, keeper_deployment):
-        dep = keeper_deployment
         self.ensured = 0
 
-        def predict(item):
+        def score_raw(item):
+            from fabray.serve.answers import ScoredBatch
+
             queue = item["windows"][:, -1, schema.FEATURES.index("queue_len")]
             scores = np.stack([np.where(queue > 10, 0.9, 0.1), np.full(len(queue), 0.5)], axis=1)
-            combined = dep.keeper.combine("v1", item["zones"], scores, scores[:, 1], [False] * len(queue))
-            return [{"prediction_id": c["prediction_id"], "zone": z, "probability": c["probability"],
-                     "decision": c["probability"] >= 0.5, "weights": c["weights"], "degraded": False,
-                     "scores": dict(zip(MODELS, s.tolist()))} for z, s, c in zip(item["zones"], scores, combined)]
+            return ScoredBatch(version="v1", run_id="r1", threshold=0.5, model_names=tuple(MODELS), scores=scores,
+                               rules=scores[:, 1], fired=[[{"rule": "queue_growth", "activation": 0.9}]] * len(queue),
+                               fast=np.zeros(len(queue), dtype=bool), last_rows=item["windows"][:, -1, :])
 
         def ensure():
             self.ensured += 1
-            dep.keeper.ensure("v1", None, PARAMS, MODELS)
+            keeper_deployment.keeper.ensure("v1", None, PARAMS, MODELS)
 
-        self.predict = _Remote(predict)
+        self.score_raw = _Remote(score_raw)
         self.ensure_ensemble = _Remote(ensure)
-        self.rules_fired = _Remote(lambda windows: [[{"rule": "queue_growth", "activation": 0.9}] for _ in windows])
 
 
 async def _keeper(store):

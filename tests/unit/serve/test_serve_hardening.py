@@ -5,7 +5,6 @@ No Ray is started here (building a Serve application needs none)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -169,32 +168,20 @@ def test_batch_windows_with_non_finite_scores_are_degraded_or_unscored():
     assert np.isnan(prob[2])
 
 
-class _Keeper:
-    class _Combine:
-        async def remote(self, version, zones, scores, rules, degraded, last_rows=None):
-            assert np.isfinite(scores).all() and np.isfinite(rules).all()
-            return [{"prediction_id": f"p{i}", "probability": float(rules[i] if d else scores[i].mean()),
-                     "weights": {}} for i, d in enumerate(degraded)]
-
-    combine = _Combine()
-
-
-class _Bundle:
-    version, run_id, threshold, model_names = "v1", "r1", 0.5, ("lstm", "rule")
-
-    def score(self, windows):
-        scores = np.array([[0.2, 0.4], [np.nan, 0.4], [np.nan, np.nan]])[: len(windows)]
-        return scores, np.array([0.1, 0.3, np.nan])[: len(windows)]
+def _combine(version, zones, scores, rules, degraded, last_rows=None):
+    assert np.isfinite(scores).all() and np.isfinite(rules).all()
+    return [{"prediction_id": f"p{i}", "probability": float(rules[i] if d else scores[i].mean()),
+             "weights": {}} for i, d in enumerate(degraded)]
 
 
 def test_a_window_no_model_scores_is_answered_alone():
-    from fabray.serve.deployments.predictor import PredictorDeployment
+    from fabray.serve.answers import ScoredBatch, answer
 
-    predictor = object.__new__(PredictorDeployment.func_or_class)
-    predictor.keeper, predictor.stats = _Keeper(), {"batches": 0, "windows": 0, "largest_batch": 0}
-    predictor._scored = predictor._batch_windows = None
-    items = [{"zones": [z], "windows": np.zeros((1, 4, 12), np.float32), "reasons": [()]} for z in ("A", "B", "C")]
-    answers = asyncio.run(predictor._answer(_Bundle(), items))
+    batch = ScoredBatch(version="v1", run_id="r1", threshold=0.5, model_names=("lstm", "rule"),
+                        scores=np.array([[0.2, 0.4], [np.nan, 0.4], [np.nan, np.nan]]),
+                        rules=np.array([0.1, 0.3, np.nan]), fired=[[], [], []], fast=np.zeros(3, bool),
+                        last_rows=np.zeros((3, 12)))
+    answers = answer(batch, ["A", "B", "C"], [(), (), ()], _combine)
     assert answers[0]["degraded"] is False and answers[0]["probability"] == pytest.approx(0.3)
     assert answers[1]["degraded"] is True and answers[1]["scores"] == {"lstm": None, "rule": 0.4}
     assert "no finite score from lstm" in answers[1]["degraded_reasons"][0]

@@ -40,7 +40,7 @@ class FakeService:
     async def meta(self):
         return {"version": "v1", "zones": ["Z01", "Z02"], "lookback": L, "task": "event"}
 
-    async def predict(self, zones, windows, reasons):
+    async def predict(self, zones, windows, reasons, deadline_ms=None, started=None):
         self.calls.append(("predict", zones, windows, reasons))
         if zones and zones[0] == "Z02" and windows[0, 0, 0] == 7.0:  # models that answer NaN for it
             return [{"error": "the models gave no finite score for this window; retry"}]
