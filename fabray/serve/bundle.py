@@ -92,7 +92,7 @@ class ServingBundle:
         from fabray.predictor import _layers
 
         p = self.predictor
-        names = p.model_names
+        names = p.keras_names  # the LightGBM members (`fabray.models.gbt`) score beside the graph
         models = [p.model(name) for name in names]
         rules_model = p.model(RULE_MODEL) if RULE_MODEL in names else _rules_baseline_model(p)
         layer = next((l for l in _layers(rules_model) if isinstance(l, RuleScore)), None)
@@ -141,8 +141,15 @@ class ServingBundle:
     def score_full(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw windows [B, L, F] → (scores [B, M] in model order, rules scores [B], rule
         activations [B, R]), in one compiled call."""
-        out, rules, fired = self.full_fn(np.ascontiguousarray(windows, dtype=np.float32))
-        return sigmoid(out.T.astype(np.float64)), sigmoid(rules.astype(np.float64)), fired.astype(np.float64)
+        x = np.ascontiguousarray(windows, dtype=np.float32)
+        out, rules, fired = self.full_fn(x)
+        scores = sigmoid(out.T.astype(np.float64))  # [B, K]: the Keras members, in keras_names order
+        p = self.predictor
+        if len(p.keras_names) < len(self.model_names):  # a LightGBM member: scored beside the graph
+            by_name = dict(zip(p.keras_names, scores.T))
+            by_name.update({n: p.model(n).score(x) for n in self.model_names if n not in by_name})
+            scores = np.stack([by_name[n] for n in self.model_names], axis=1)  # [B, M]
+        return scores, sigmoid(rules.astype(np.float64)), fired.astype(np.float64)
 
     def score_fast(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw windows [B, L, F] → (rules scores [B], rule activations [B, R]): the rules model alone."""

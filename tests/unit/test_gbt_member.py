@@ -179,3 +179,22 @@ def test_gbt_overrides_are_gbt_config_fields():
     assert check_models(["gbt"], {"gbt": {"n_estimators": 10}}, config, F) == {"gbt": None}
     with pytest.raises(BadInputError, match="unknown field"):
         check_models(["gbt"], {"gbt": {"lstm_units": [4]}}, config, F)
+
+
+def test_serving_scores_the_gbt_member_beside_the_compiled_zoo(fitted, run_with_gbt, tmp_path):
+    """The serving bundle's one compiled call holds the Keras members; the LightGBM member is
+    scored beside it and its column lands in the run's model order, equal to RunPredictor's."""
+    from fabray.data.windows import gather_windows
+    from fabray.serve.bundle import ServingBundle
+    from fabray.serve.store import ModelStore
+
+    raw, *_, te, _ = fitted
+    store = ModelStore(tmp_path / "store")
+    bundle = ServingBundle.load(store, store.import_run(run_with_gbt))
+    assert bundle.model_names == ("lstm", "gbt")
+    windows = gather_windows(raw, te[:200], LOOKBACK).astype(np.float32)
+    scores, rules, fired = bundle.score_full(windows)
+    expected = bundle.predictor.score(windows)
+    assert scores.shape == (200, 2) and rules.shape == (200,) and fired.shape[0] == 200
+    np.testing.assert_allclose(scores[:, 1], expected["gbt"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(scores[:, 0], expected["lstm"], rtol=1e-5, atol=1e-6)
