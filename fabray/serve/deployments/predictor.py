@@ -106,12 +106,17 @@ class ModelHost:
         while True:
             await asyncio.sleep(self.cfg.model_poll_interval_s)
             try:
-                await self.refresh()
+                await self._follow_live()
             except Exception:  # noqa: BLE001 - keep serving what we have
                 logger.exception("checking the store for a new live version failed")
 
     async def refresh(self) -> dict:
-        """Swap to the store's live version if it is not the one served (and not refused)."""
+        """Swap to the store's live version if it is not the one served (and not refused); the
+        replica's info."""
+        await self._follow_live()
+        return await self.info()
+
+    async def _follow_live(self) -> None:
         live = self.store.live()
         if live and live != self.bundle.version and live not in self.refused:
             async with self._lock:
@@ -123,7 +128,6 @@ class ModelHost:
                         self.refused[live] = str(err)
                     else:
                         self._swap(bundle)
-        return await self.info()
 
     async def prepare(self, version: str) -> dict:
         """Load `version` (checksums, models, warm-up) without serving it; its meta. A damaged or
