@@ -79,6 +79,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from fabray import schema
     from fabray.config import load_config
     from fabray.models import MODELS, get_spec, model_table
+    from fabray.models.gbt import GBT
 
     if args.repeats < 0 or args.batch_size < 1:
         raise BadInputError(
@@ -88,7 +89,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     overrides = config.train.model_overrides
     for name in overrides:
-        get_spec(name)  # an unknown model name in the config → exit 2
+        if name != GBT:  # the LightGBM member's overrides are GBTConfig fields (checked by train)
+            get_spec(name)  # an unknown model name in the config → exit 2
     names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else list(MODELS)
     for name in names:
         get_spec(name)
@@ -113,6 +115,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print("  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]))
     print(f"(lookback {lookback} x {n_features} features; latency: median forward pass of the "
           f"compiled predict function, warm-up excluded, on this machine)")
+    if not args.names:
+        print("gbt: the LightGBM member on lag features (opt-in: add gbt to train.models; needs "
+              "fabray[gbt]); its trees are grown by training, so it has no size to list here")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

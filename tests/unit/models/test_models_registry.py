@@ -129,3 +129,11 @@ def test_cli_models_bad_input_exits_2(tmp_path, capsys) -> None:
     config.write_text("models:\n  overrides:\n    lstm: {lstm_units: [4]}\n")  # the removed second place
     assert main(["models", "--config", str(config), "--repeats", "0"]) == 2
     assert "train.model_overrides" in capsys.readouterr().err
+
+
+def test_cli_models_accepts_a_config_with_the_gbt_members_overrides_and_mentions_it(tmp_path, capsys) -> None:
+    config = tmp_path / "gbt.yaml"
+    config.write_text("train:\n  model_overrides:\n    gbt: {n_estimators: 50}\n    lstm: {lstm_units: [4], head_units: [4]}\n")
+    assert main(["models", "--config", str(config), "--repeats", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "gbt: the LightGBM member" in out and out.splitlines()[0].split()[0] == "model"
