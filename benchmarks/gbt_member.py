@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,10 @@ from pathlib import Path
 import yaml
 
 from fabray.demo import DEMO_CONFIG
+from fabray.run.manifest import read_manifest, write_manifest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lead_before_after import _fabray, table as leaderboard_table  # noqa: E402 - the sibling benchmark's
 
 MODELS = ["lstm", "gru", "cnn_lstm", "spike", "rule", "patchtst", "gbt"]
 
@@ -39,18 +42,13 @@ def config(epochs: int) -> dict:
     return {"train": {**DEMO_CONFIG["train"], "epochs": epochs, "models": MODELS}}
 
 
-def _fabray(*args: str) -> None:
-    cmd = [str(Path(sys.executable).with_name("fabray")), *args]
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-
-
 def _exclude_gbt(run: Path) -> None:
-    path = run / "manifest.json"
-    manifest = json.loads(path.read_text())
+    """The copy's gbt entry marked "excluded" (RunPredictor loads only "ok" models), its fitted
+    ensemble dropped, through the run package's reader and writer."""
+    manifest = read_manifest(run)
     manifest["models"]["gbt"]["status"] = "excluded"
     manifest.pop("ensemble", None)
-    path.write_text(json.dumps(manifest, indent=1))
+    write_manifest(run, manifest)
 
 
 def run(seed: int, zones: int, days: int, out: Path, trials: int, epochs: int) -> dict:
@@ -89,19 +87,9 @@ def run(seed: int, zones: int, days: int, out: Path, trials: int, epochs: int) -
 
 
 def table(result: dict) -> str:
-    lines = [f"{'variant':12s} {'name':16s} {'score':>6s} {'start':>7s} {'<onset':>7s} "
-             f"{'med':>5s} {'FA/zd':>6s} {'F1':>6s} {'PR-AUC':>6s}"]
-    for variant, v in result["variants"].items():
-        for row in v["leaderboard"]:
-            def f(key, fmt="{:.1f}"):
-                return "—" if row.get(key) is None else fmt.format(row[key])
-            lines.append(
-                f"{variant:12s} {row['name']:16s} {f('lead_score'):>6s} "
-                f"{row['warned_at_start']:>3d}/{row['episodes']:<3d} {row['warned_before_onset']:>7d} "
-                f"{f('median_lead_min'):>5s} {f('false_alarm_runs_per_zone_day', '{:.2f}'):>6s} "
-                f"{f('f1', '{:.3f}'):>6s} {f('pr_auc', '{:.3f}'):>6s}")
-        lines.append(f"{variant:12s} served: {v['served']}")
-    return "\n".join(lines)
+    """lead_before_after's leaderboard table, and each variant's served ensemble."""
+    served = [f"{variant}: served {v['served']}" for variant, v in result["variants"].items()]
+    return "\n".join([leaderboard_table(result), *served])
 
 
 def main(argv: list[str] | None = None) -> int:

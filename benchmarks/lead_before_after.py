@@ -91,14 +91,15 @@ def run(seed: int, zones: int, days: int, out: Path, trials: int, variants: list
 
 
 def table(result: dict) -> str:
-    lines = [f"{'variant':8s} {'name':16s} {'score':>6s} {'start':>7s} {'<onset':>7s} {'>=5min':>7s} "
+    w = max([8, *(len(v) for v in result["variants"])])  # the variant column's width
+    lines = [f"{'variant':{w}s} {'name':16s} {'score':>6s} {'start':>7s} {'<onset':>7s} {'>=5min':>7s} "
              f"{'med':>5s} {'FA/zd':>6s} {'F1':>6s} {'PR-AUC':>6s}"]
     for variant, v in result["variants"].items():
         for row in v["leaderboard"]:
             def f(key, fmt="{:.1f}"):
                 return "—" if row.get(key) is None else fmt.format(row[key])
             lines.append(
-                f"{variant:8s} {row['name']:16s} {f('lead_score'):>6s} "
+                f"{variant:{w}s} {row['name']:16s} {f('lead_score'):>6s} "
                 f"{row['warned_at_start']:>3d}/{row['episodes']:<3d} {row['warned_before_onset']:>7d} "
                 f"{row['warned_5min_before_onset']:>7d} {f('median_lead_min'):>5s} "
                 f"{f('false_alarm_runs_per_zone_day', '{:.2f}'):>6s} {f('f1', '{:.3f}'):>6s} {f('pr_auc', '{:.3f}'):>6s}")
