@@ -68,3 +68,49 @@ def make_run(
     else:
         atomic_write_json(run / MANIFEST, manifest)
     return run
+
+
+#: Tiny widths of the two models `keras_run` saves by default.
+TINY_OVERRIDES = {"lstm": {"lstm_units": [4], "head_units": [4]}, "rule": {"lstm_units": 4, "head_units": [4]}}
+
+
+def keras_run(
+    path: str | Path,
+    scaler: Any,
+    *,
+    names: tuple[str, ...] = ("lstm", "rule"),
+    lookback: int = 20,
+    horizon: int = 5,
+    nominal_s: Mapping[str, float] | None = None,
+    models: Mapping[str, Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """A run of real, untrained tiny Keras models (`names`, `TINY_OVERRIDES` widths, seeded by
+    position) with `scaler` as their first layer and one preprocessing.json, written by
+    `make_run`. `models`: further manifest entries (e.g. a failed model); `extra`: manifest keys."""
+    import json
+    import tempfile
+
+    import keras
+
+    from fabray import schema
+    from fabray.models import build_model
+
+    nominal = dict(nominal_s or {"Z01": 150.0, "Z02": 160.0})
+    task = {"lookback": lookback, "horizon": horizon, "sla_delay_s": 60.0, "task": "event",
+            "nominal_transport_time_s": None}
+    prep = {"features": list(schema.FEATURES), "scaler": scaler.to_dict(), "nominal_s": nominal,
+            "zones": sorted(nominal), "lookback": lookback, "horizon": horizon, "task": task}
+    entries: dict[str, Any] = {}
+    files: dict[str, bytes | str] = {}
+    with tempfile.TemporaryDirectory() as saved:  # keras writes here; make_run copies the bytes
+        for i, name in enumerate(names):
+            keras.utils.set_random_seed(i)
+            model = build_model(name, lookback, len(schema.FEATURES), TINY_OVERRIDES[name], scaler)
+            model.save(Path(saved) / f"{name}.keras")
+            files[f"models/{name}/model.keras"] = (Path(saved) / f"{name}.keras").read_bytes()
+            files[f"models/{name}/preprocessing.json"] = json.dumps(prep)
+            entries[name] = {"status": "ok", "model": f"models/{name}/model.keras",
+                             "preprocessing": f"models/{name}/preprocessing.json"}
+    keras.backend.clear_session()
+    return make_run(path, {**entries, **(models or {})}, files=files, extra={"task": task, **(extra or {})})

@@ -15,38 +15,17 @@ from fabray.errors import BadInputError
 
 LOOKBACK = 20
 F = len(schema.FEATURES)
-OVERRIDES = {"lstm": {"lstm_units": [4], "head_units": [4]}, "rule": {"lstm_units": 4, "head_units": [4]}}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, make_run) -> Path:
+def run_dir(tmp_path_factory) -> Path:
     """A run with two saved models (lstm, rule), one failed model and a manifest."""
-    import keras
+    from tests.unit.run_factory import keras_run
 
-    from fabray.models import build_model
-
-    run = tmp_path_factory.mktemp("run") / "r7"
-    saved = tmp_path_factory.mktemp("saved")  # keras writes here; make_run copies the bytes into the run
     rng = np.random.default_rng(0)
     scaler = Scaler(schema.FEATURES, tuple(rng.uniform(1, 5, F)), tuple(rng.uniform(0.5, 2, F)))
-    prep = {
-        "features": list(schema.FEATURES), "scaler": scaler.to_dict(), "nominal_s": {"Z01": 150.0, "Z02": 160.0},
-        "zones": ["Z01", "Z02"], "lookback": LOOKBACK, "horizon": 5,
-        "task": {"lookback": LOOKBACK, "horizon": 5, "sla_delay_s": 60.0, "task": "event",
-                 "nominal_transport_time_s": None},
-    }
-    models, files = {}, {}
-    for name in ("lstm", "rule"):
-        model = build_model(name, LOOKBACK, F, OVERRIDES[name], scaler)
-        model.save(saved / f"{name}.keras")
-        files[f"models/{name}/model.keras"] = (saved / f"{name}.keras").read_bytes()
-        files[f"models/{name}/preprocessing.json"] = json.dumps(prep)
-        models[name] = {"status": "ok", "model": f"models/{name}/model.keras",
-                        "preprocessing": f"models/{name}/preprocessing.json"}
-    models["gru"] = {"status": "failed", "error": "boom"}
-    run = make_run(run, models, files=files, extra={"status": "partial", "task": prep["task"]})
-    keras.backend.clear_session()
-    return run
+    return keras_run(tmp_path_factory.mktemp("run") / "r7", scaler, lookback=LOOKBACK,
+                     models={"gru": {"status": "failed", "error": "boom"}}, extra={"status": "partial"})
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:

@@ -11,7 +11,6 @@ replica's agree. (The same behaviour over real HTTP on a real cluster: tests/int
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,34 +21,15 @@ from fabray.data.scaler import Scaler
 
 LOOKBACK = 20
 F = len(schema.FEATURES)
-OVERRIDES = {"lstm": {"lstm_units": [4], "head_units": [4]}, "rule": {"lstm_units": 4, "head_units": [4]}}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, make_run) -> Path:
+def run_dir(tmp_path_factory) -> Path:
     """A complete run of two saved, untrained tiny models (lstm, rule) over zones Z01, Z02."""
-    import keras
+    from tests.unit.run_factory import keras_run
 
-    from fabray.models import build_model
-
-    saved = tmp_path_factory.mktemp("saved")
     scaler = Scaler(schema.FEATURES, (3.0,) * F, (2.0,) * F)
-    prep = {
-        "features": list(schema.FEATURES), "scaler": scaler.to_dict(), "nominal_s": {"Z01": 150.0, "Z02": 160.0},
-        "zones": ["Z01", "Z02"], "lookback": LOOKBACK, "horizon": 5,
-        "task": {"lookback": LOOKBACK, "horizon": 5, "sla_delay_s": 60.0, "task": "event",
-                 "nominal_transport_time_s": None},
-    }
-    models, files = {}, {}
-    for i, name in enumerate(("lstm", "rule")):
-        keras.utils.set_random_seed(i)
-        build_model(name, LOOKBACK, F, OVERRIDES[name], scaler).save(saved / f"{name}.keras")
-        files[f"models/{name}/model.keras"] = (saved / f"{name}.keras").read_bytes()
-        files[f"models/{name}/preprocessing.json"] = json.dumps(prep)
-        models[name] = {"status": "ok", "model": f"models/{name}/model.keras",
-                        "preprocessing": f"models/{name}/preprocessing.json"}
-    keras.backend.clear_session()
-    return make_run(tmp_path_factory.mktemp("run") / "r1", models, files=files, extra={"task": prep["task"]})
+    return keras_run(tmp_path_factory.mktemp("run") / "r1", scaler, lookback=LOOKBACK)
 
 
 @pytest.fixture(scope="module")
