@@ -1,6 +1,10 @@
-"""`fabray train` with the LightGBM member on the session's local Ray: it is fitted as a Ray task
-beside the trainers, lands with its checksums, RunPredictor scores it, and `fabray retrain`
-refits it (issue 12 item 2)."""
+"""`fabray train` with the LightGBM member on the session's local Ray: it is fitted as a Ray task,
+lands with its checksums, RunPredictor scores it, and `fabray retrain` refits it (issue 12 item 2).
+
+The run holds the gbt member alone: its path (a Ray task, not a Ray Train trainer) is what this
+module checks, and a Keras trainer beside it would cost a training for nothing (every Keras path
+runs in the other modules; a Keras model and the gbt member scored side by side, through
+RunPredictor and the serving bundle: tests/unit/test_gbt_member.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ pytest.importorskip("lightgbm")
 @pytest.fixture(scope="module")
 def gbt_run(ray_cluster, tiny_data, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("gbt_cfg") / "gbt.yaml"
-    train = {**TINY_CONFIG["train"], "models": ["rule", "gbt"],
+    train = {**TINY_CONFIG["train"], "models": ["gbt"],
              "model_overrides": {**TINY_CONFIG["train"]["model_overrides"], "gbt": {"n_estimators": 30}}}
     cfg.write_text(yaml.safe_dump({"train": train}))
     run = tmp_path_factory.mktemp("gbt_runs") / "g1"
@@ -46,7 +50,7 @@ def test_the_gbt_member_lands_in_the_run_and_scores_through_run_predictor(gbt_ru
     assert 0 <= entry["val_metrics"]["pr_auc"] <= 1
 
     p = RunPredictor.load(run)
-    assert p.model_names == ("rule", "gbt") and p.keras_names == ("rule",)
+    assert p.model_names == ("gbt",) and p.keras_names == ()
     prepared = p.prepare(load_validated(tiny_data))
     ends = prepared.splits["all"][:500]
     scores = p.score_prepared(prepared, ends)

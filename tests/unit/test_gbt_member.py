@@ -198,3 +198,21 @@ def test_serving_scores_the_gbt_member_beside_the_compiled_zoo(fitted, run_with_
     assert scores.shape == (200, 2) and rules.shape == (200,) and fired.shape[0] == 200
     np.testing.assert_allclose(scores[:, 1], expected["gbt"], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(scores[:, 0], expected["lstm"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_of_the_gbt_member_alone_is_served(fitted, tmp_path, make_run):
+    """No Keras member: the bundle's compiled call holds none, the gbt member answers alone."""
+    from fabray.data.windows import gather_windows
+    from fabray.serve.bundle import ServingBundle
+    from fabray.serve.store import ModelStore
+
+    raw, *_, te, _ = fitted
+    entry, files = _land(fitted, tmp_path / "landed")
+    task = json.loads(files["models/gbt/preprocessing.json"])["task"]
+    run = make_run(tmp_path / "run" / "g", {"gbt": entry}, files=files, extra={"task": task})
+    store = ModelStore(tmp_path / "store")
+    bundle = ServingBundle.load(store, store.import_run(run))
+    windows = gather_windows(raw, te[:50], LOOKBACK).astype(np.float32)
+    scores, rules, _ = bundle.score_full(windows)
+    assert bundle.model_names == ("gbt",) and scores.shape == (50, 1) and rules.shape == (50,)
+    np.testing.assert_allclose(scores[:, 0], bundle.predictor.score(windows)["gbt"], rtol=1e-6, atol=1e-7)
