@@ -42,7 +42,10 @@ def service(ray_cluster, trained_run, tmp_path_factory):
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app = build_app({"store": str(work / "store"), "run": str(trained_run), "serve": {
         "model_poll_interval_s": 0.5, "state_persist_interval_s": 0.5, "api_token_file": str(work / "token"),
-        "predictor_num_cpus": 0.2, "batch_num_cpus": 0.1}})
+        "predictor_num_cpus": 0.2, "batch_num_cpus": 0.1,
+        # the suite's 2 cores are busy with Ray Train runs: a /v1/predict zoo call may exceed the
+        # default 1 s budget, and these checks compare every member's score
+        "deadline_ms": 120_000}})
     serve.run(app, name="fabray", route_prefix="/")
     try:
         yield {"url": f"http://127.0.0.1:{port}", "store": work / "store"}

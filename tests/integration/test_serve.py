@@ -70,6 +70,10 @@ def service(ray_cluster, trained_run, data_file, tmp_path_factory):
             # re-fitted (retrain.refit_ensemble, off by default), 2 Tune trials instead of 16
             "retrain_overrides": {"train": {"max_concurrent": 1}, "retrain": {"ensemble_trials": 2}},
             "limits": {"body_read_timeout_s": 3.0},
+            # the suite shares 2 cores with Ray Train runs: a zoo call can take over the default
+            # 1 s budget there, and the deadline would leave the window to the rules alone (that
+            # is its own test below, with a per-request budget)
+            "deadline_ms": 120_000,
         },
     })
     serve.run(app, name="fabray", route_prefix="/")
@@ -162,7 +166,7 @@ def test_a_deadline_the_zoo_cannot_meet_is_answered_by_the_rules_model_alone(ser
     window reaches the zoo's lane its budget is spent: the zoo is not called for it (the queue-wait
     case of fabray/serve/deadline.py; a zoo call overrunning the deadline is unit-tested with a
     really blocked call); the rules model answers, degraded, naming the members dropped. Without
-    a deadline parameter the default budget (serve.deadline_ms, 1 s) lets every member answer."""
+    a deadline parameter the module's budget (serve.deadline_ms, 120 s here) lets every member answer."""
     url = service["url"]
     body = {"zone": "Z01", "window": windows["Z01"], "timestamp": "2025-01-08T23:59"}
     r = requests.post(url + "/v1/predict?deadline_ms=0.001", json=body, timeout=30)
